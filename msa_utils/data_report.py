@@ -1,0 +1,117 @@
+"""The data report: every dropped or repaired item, counted and named.
+
+Each stage of the study records what it did to an item that was not clean (``repaired``),
+what it left out (``excluded``) and what it noticed but kept as is (``noted``), with the guid,
+the stage and the reason. Nothing is dropped silently: if an item is not in the output of a
+stage, the report says why.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+
+import pandas as pd
+
+from . import io
+
+Action = Literal["repaired", "excluded", "noted"]
+ACTIONS: tuple[str, ...] = ("repaired", "excluded", "noted")
+COLUMNS = ["stage", "guid", "action", "reason", "detail"]
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    """One item a stage did something about.
+
+    Attributes:
+        stage: the study stage, e.g. ``"load"``, ``"clean"``, ``"translate"``, ``"images"``.
+        guid: the post id (``None`` for a file-level entry such as a bad label-file line).
+        action: ``"repaired"``, ``"excluded"`` or ``"noted"``.
+        reason: a short machine-friendly reason, e.g. ``"decoded_gb18030"``.
+        detail: free text for a person (the bad value, the repair made, ...).
+    """
+
+    stage: str
+    guid: int | None
+    action: Action
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class DataReport:
+    """An append-only list of :class:`ReportEntry`, with summaries and CSV persistence."""
+
+    entries: list[ReportEntry] = field(default_factory=list)
+
+    def add(self, stage: str, guid: int | None, action: Action, reason: str, detail: str = "") -> None:
+        """Record one entry.
+
+        Raises:
+            ValueError: if ``action`` is not one of ``repaired``, ``excluded``, ``noted``.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
+        self.entries.append(ReportEntry(stage, None if guid is None else int(guid), action, reason, str(detail)))
+
+    def extend(self, other: "DataReport | Iterable[ReportEntry]") -> None:
+        """Append the entries of another report (or any iterable of entries)."""
+        self.entries.extend(other.entries if isinstance(other, DataReport) else other)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def to_frame(self) -> pd.DataFrame:
+        """All entries as a DataFrame with columns ``stage, guid, action, reason, detail``."""
+        frame = pd.DataFrame([asdict(e) for e in self.entries], columns=COLUMNS)
+        frame["guid"] = frame["guid"].astype("Int64")
+        return frame
+
+    def summary(self) -> pd.DataFrame:
+        """Counts per ``(stage, action, reason)``, with up to five example guids each."""
+        frame = self.to_frame()
+        if frame.empty:
+            return pd.DataFrame(columns=["stage", "action", "reason", "count", "example_guids"])
+        grouped = frame.groupby(["stage", "action", "reason"], sort=True, dropna=False)
+        out = grouped.agg(
+            count=("reason", "size"),
+            example_guids=("guid", lambda g: ", ".join(str(x) for x in g.dropna().head(5))),
+        )
+        return out.reset_index()
+
+    def guids(self, stage: str | None = None, action: Action | None = None, reason: str | None = None) -> list[int]:
+        """Sorted unique guids of the entries that match every given filter."""
+        found = {
+            e.guid
+            for e in self.entries
+            if e.guid is not None
+            and (stage is None or e.stage == stage)
+            and (action is None or e.action == action)
+            and (reason is None or e.reason == reason)
+        }
+        return sorted(found)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Atomically write all entries as CSV (UTF-8) to ``path``."""
+        return io.write_csv(path, self.to_frame())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "DataReport":
+        """Read a report written by :meth:`save`. A missing file gives an empty report."""
+        path = Path(path)
+        if not path.exists():
+            return cls()
+        frame = pd.read_csv(path, dtype={"guid": "Int64"}, keep_default_na=False, na_values={"guid": [""]})
+        report = cls()
+        for row in frame.itertuples(index=False):
+            guid = None if pd.isna(row.guid) else int(row.guid)
+            report.add(row.stage, guid, row.action, row.reason, row.detail)
+        return report
+
+    def replace_stage(self, stage: str, other: "DataReport") -> None:
+        """Drop every entry of ``stage`` and append ``other``'s (for idempotent reruns of a stage)."""
+        self.entries = [e for e in self.entries if e.stage != stage]
+        self.extend(other)

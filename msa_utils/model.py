@@ -1,0 +1,408 @@
+"""The trained part of the model: projections + multimodal encoder + 3-layer MLP head.
+
+Follows the paper ("Multimodal Sentiment Analysis Using the FLAVA Model"): FLAVA's text and image
+encoders are frozen; its multimodal encoder is trained; a 3-layer MLP with dropout 0.3 on the
+multimodal CLS token gives 3 logits (positive 0, negative 1, neutral 2; :data:`msa_utils.LABELS`).
+
+The forward pass reproduces the multimodal half of ``transformers.FlavaModel.forward``
+(transformers 5.24, ``modeling_flava.py``)::
+
+    image_proj = image_projection(image_states)          # (B, Li, H)  = image_to_mm_projection
+    text_proj  = text_projection(text_states)            # (B, Lt, H)  = text_to_mm_projection
+    x    = cat([image_proj, text_proj], dim=1)           # image tokens first, then text
+    mask = cat([ones(B, Li + 1), text_mask], dim=1)      # +1: the CLS token the encoder prepends
+    h    = FlavaMultimodalModel(x, attention_mask=mask).last_hidden_state   # (B, 1 + Li + Lt, H)
+    logits = head(h[:, 0])                               # (B, 3)
+
+One code path serves both backbones: :meth:`MultimodalClassifier.from_flava` copies FLAVA's
+pretrained projections and multimodal encoder (768 wide, 6 layers, 12 heads);
+:meth:`MultimodalClassifier.compact` builds the same modules from scratch at a small width.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from transformers import FlavaMultimodalConfig, FlavaMultimodalModel
+from transformers.utils import ModelOutput
+
+from msa_utils.features import pool_image_tokens
+from msa_utils.io import atomic_path, write_json
+
+CONFIG_NAME = "config.json"
+MULTIMODAL_EXTRA_FIELDS = ("hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
+                           "initializer_range", "layer_norm_eps", "qkv_bias")
+"""``FlavaMultimodalConfig`` fields that :meth:`MultimodalClassifier.from_flava` carries over."""
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything needed to rebuild a :class:`MultimodalClassifier`.
+
+    Attributes:
+        text_dim: width ``Dt`` of the frozen text states (FLAVA 768, MiniLM 384).
+        image_dim: width ``Di`` of the frozen image states (FLAVA 768, EfficientNet-Lite0 1280).
+        hidden_size: width ``H`` of the multimodal encoder.
+        num_layers: transformer layers of the multimodal encoder.
+        num_heads: attention heads of the multimodal encoder.
+        intermediate_size: feed-forward width of the multimodal encoder (usually ``4 * H``).
+        head_hidden: widths of the MLP head's two hidden layers.
+        dropout: dropout after each hidden layer of the head (paper: 0.3).
+        num_labels: number of classes (3).
+        image_grid: if set, image tokens that form a square grid larger than
+            ``image_grid x image_grid`` are average-pooled to it in :meth:`MultimodalClassifier.forward`
+            (:func:`msa_utils.features.pool_image_tokens`); ``None`` (FLAVA) uses them as given.
+        multimodal_config: extra ``FlavaMultimodalConfig`` fields (activation, layer-norm eps,
+            encoder dropouts, ``qkv_bias`` ...); the fields above take precedence.
+        backbone: name of the backbone the classifier was trained on (information only).
+    """
+
+    text_dim: int
+    image_dim: int
+    hidden_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int | None = None
+    head_hidden: tuple[int, int] = (256, 128)
+    dropout: float = 0.3
+    num_labels: int = 3
+    image_grid: int | None = None
+    multimodal_config: dict[str, Any] = field(default_factory=dict)
+    backbone: str = ""
+
+    def __post_init__(self) -> None:
+        self.head_hidden = tuple(int(w) for w in self.head_hidden)
+        if len(self.head_hidden) != 2:
+            raise ValueError(f"head_hidden must have 2 widths, got {self.head_hidden}")
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.hidden_size
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+
+    def flava_multimodal_config(self) -> FlavaMultimodalConfig:
+        """The ``FlavaMultimodalConfig`` of the multimodal encoder (``use_cls_token=True``)."""
+        kwargs = dict(self.multimodal_config)
+        kwargs.update(
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            use_cls_token=True,
+        )
+        return FlavaMultimodalConfig(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["head_hidden"] = list(self.head_hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            TypeError: on unknown keys.
+        """
+        return cls(**data)
+
+
+@dataclass
+class ClassifierOutput(ModelOutput):
+    """Output of :class:`MultimodalClassifier`.
+
+    Attributes:
+        logits: ``(batch, num_labels)`` unnormalised class scores.
+        cls_embedding: ``(batch, hidden_size)`` the multimodal CLS token (``last_hidden_state[:, 0]``).
+    """
+
+    logits: torch.Tensor | None = None
+    cls_embedding: torch.Tensor | None = None
+
+
+def build_head(hidden_size: int, head_hidden: Sequence[int], dropout: float, num_labels: int = 3) -> nn.Sequential:
+    """The paper's 3-layer MLP: Linear-ReLU-Dropout-Linear-ReLU-Dropout-Linear.
+
+    Maps ``(batch, hidden_size)`` to ``(batch, num_labels)``.
+    """
+    h1, h2 = head_hidden
+    return nn.Sequential(
+        nn.Linear(hidden_size, h1), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(h2, num_labels),
+    )
+
+
+class MultimodalClassifier(nn.Module):
+    """Projections + FLAVA multimodal encoder + MLP head, on frozen token states.
+
+    Modules: ``text_projection`` (Dt -> H), ``image_projection`` (Di -> H), ``multimodal``
+    (``FlavaMultimodalModel`` with a CLS token and no pooler), ``head`` (:func:`build_head`).
+    See the module docstring for the computation.
+    """
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        """Build every module from ``config`` (random initialisation)."""
+        super().__init__()
+        self.config = config
+        self.text_projection = nn.Linear(config.text_dim, config.hidden_size)
+        self.image_projection = nn.Linear(config.image_dim, config.hidden_size)
+        self.multimodal = FlavaMultimodalModel(config.flava_multimodal_config(), add_pooling_layer=False)
+        self.head = build_head(config.hidden_size, config.head_hidden, config.dropout, config.num_labels)
+
+    # -- constructors -------------------------------------------------------------------------
+    @classmethod
+    def from_flava(cls, flava_model, head_hidden: Sequence[int] = (512, 256), dropout: float = 0.3,
+                   num_labels: int = 3) -> "MultimodalClassifier":
+        """The paper's model: FLAVA's pretrained ``text_to_mm_projection``, ``image_to_mm_projection``
+        and ``multimodal_model`` + a new head.
+
+        The pretrained modules are DEEP-COPIED (weights equal, storage not shared), so training the
+        classifier never changes ``flava_model`` and its frozen encoders; the copy of the
+        multimodal encoder drops its pooler, which the CLS-token head does not use.
+
+        Args:
+            flava_model: a ``transformers.FlavaModel`` (e.g. ``FlavaBackbone.flava``).
+            head_hidden: widths of the head's two hidden layers (not stated in the paper).
+            dropout: head dropout (paper: 0.3).
+        """
+        mm_config = flava_model.config.multimodal_config
+        config = ClassifierConfig(
+            text_dim=flava_model.config.text_config.hidden_size,
+            image_dim=flava_model.config.image_config.hidden_size,
+            hidden_size=mm_config.hidden_size,
+            num_layers=mm_config.num_hidden_layers,
+            num_heads=mm_config.num_attention_heads,
+            intermediate_size=mm_config.intermediate_size,
+            head_hidden=tuple(head_hidden),
+            dropout=dropout,
+            num_labels=num_labels,
+            image_grid=None,
+            multimodal_config={k: getattr(mm_config, k) for k in MULTIMODAL_EXTRA_FIELDS},
+            backbone="flava",
+        )
+        model = cls(config)
+        model.text_projection = copy.deepcopy(flava_model.text_to_mm_projection)
+        model.image_projection = copy.deepcopy(flava_model.image_to_mm_projection)
+        multimodal = copy.deepcopy(flava_model.multimodal_model)
+        multimodal.pooler = None
+        model.multimodal = multimodal
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return model.to(flava_model.device)
+
+    @classmethod
+    def compact(cls, text_dim: int, image_dim: int, profile) -> "MultimodalClassifier":
+        """A multimodal encoder trained from scratch, sized by a :class:`msa_utils.profiles.Profile`
+        (``fusion_hidden``, ``fusion_layers``, ``fusion_heads``, ``head_hidden``, ``dropout``,
+        ``image_grid``), intermediate size ``4 * fusion_hidden``.
+        """
+        config = ClassifierConfig(
+            text_dim=text_dim,
+            image_dim=image_dim,
+            hidden_size=profile.fusion_hidden,
+            num_layers=profile.fusion_layers,
+            num_heads=profile.fusion_heads,
+            intermediate_size=4 * profile.fusion_hidden,
+            head_hidden=tuple(profile.head_hidden),
+            dropout=profile.dropout,
+            image_grid=profile.image_grid,
+            backbone=profile.backbone,
+        )
+        return cls(config)
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor) -> ClassifierOutput:
+        """Classify a batch from frozen token states.
+
+        Args:
+            text_states: ``(batch, Lt, text_dim)`` (any float dtype; cast to the weights' dtype).
+            text_mask: ``(batch, Lt)``, 1 for real tokens, 0 for padding / absent text.
+            image_states: ``(batch, Li, image_dim)``; pooled to ``config.image_grid`` if set.
+
+        Returns:
+            :class:`ClassifierOutput` with ``logits (batch, num_labels)`` and
+            ``cls_embedding (batch, hidden_size)``.
+
+        Raises:
+            ValueError: if the batch sizes or feature widths disagree.
+        """
+        if not (text_states.shape[0] == text_mask.shape[0] == image_states.shape[0]):
+            raise ValueError(f"batch sizes differ: {text_states.shape[0]}, {text_mask.shape[0]}, {image_states.shape[0]}")
+        if text_states.shape[-1] != self.config.text_dim or image_states.shape[-1] != self.config.image_dim:
+            raise ValueError(
+                f"expected widths text {self.config.text_dim} / image {self.config.image_dim}, got "
+                f"{text_states.shape[-1]} / {image_states.shape[-1]}"
+            )
+        weight = self.text_projection.weight
+        image_states = pool_image_tokens(image_states, self.config.image_grid)
+        text_states = text_states.to(weight.device, weight.dtype)
+        image_states = image_states.to(weight.device, weight.dtype)
+        text_mask = text_mask.to(weight.device)
+
+        image_proj = self.image_projection(image_states)
+        text_proj = self.text_projection(text_states)
+        batch_size, num_image, _ = image_proj.shape
+        # As in FlavaModel.forward: image tokens (+1 for the CLS token) are always attended to.
+        image_mask = torch.ones(batch_size, num_image + 1, device=weight.device)
+        attention_mask = torch.cat([image_mask, text_mask], dim=1)
+        hidden = torch.cat([image_proj, text_proj], dim=1)
+        states = self.multimodal(hidden, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        cls_embedding = states[:, 0]
+        return ClassifierOutput(logits=self.head(cls_embedding), cls_embedding=cls_embedding)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (atomic writes) to ``save_directory``.
+
+        Returns:
+            The folder.
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
+        with atomic_path(folder / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        write_json(folder / CONFIG_NAME, self.config.to_dict())
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "MultimodalClassifier":
+        """Rebuild a classifier written by :meth:`save_pretrained` (safetensors only, no pickle).
+
+        Raises:
+            FileNotFoundError: if ``config.json`` or ``model.safetensors`` is missing.
+            RuntimeError: if the weights do not match the config (missing/unexpected keys).
+        """
+        from safetensors.torch import load_file
+
+        folder = Path(directory)
+        config = ClassifierConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
+        model = cls(config)
+        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=True)
+        return model.to(device)
+
+
+def mask_modality(text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor,
+                  drop: str | None, null_text: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  null_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Replace one modality by the backbone's "absent" features (the paper's ablations).
+
+    Args:
+        text_states: ``(batch, Lt, Dt)``; text_mask: ``(batch, Lt)``; image_states: ``(batch, Li, Di)``.
+        drop: ``None`` (keep both), ``"text"`` or ``"image"``.
+        null_text: ``(states (1, Lt, Dt), mask (1, Lt))`` from
+            :meth:`msa_utils.encoders.FrozenBackbone.null_text`; needed for ``drop="text"``.
+            The returned mask is all zeros whatever ``null_text``'s mask holds.
+        null_image: ``(1, Li, Di)`` from :meth:`~msa_utils.encoders.FrozenBackbone.null_image`
+            (pooled like ``image_states`` if those were pooled); needed for ``drop="image"``.
+
+    Returns:
+        ``(text_states, text_mask, image_states)``; the dropped modality's tensors are the null
+        features expanded to the batch (views, no copies; dtype/device of the inputs), the other
+        tensors are returned as given.
+
+    Raises:
+        ValueError: for an unknown ``drop``, a missing null feature, or a shape mismatch.
+    """
+    if drop is None:
+        return text_states, text_mask, image_states
+    batch = text_states.shape[0]
+    if drop == "text":
+        if null_text is None:
+            raise ValueError("drop='text' needs null_text")
+        states, _ = null_text
+        if states.shape[1:] != text_states.shape[1:]:
+            raise ValueError(f"null text {tuple(states.shape)} does not match text states {tuple(text_states.shape)}")
+        states = states.to(text_states.device, text_states.dtype).expand(batch, -1, -1)
+        return states, torch.zeros_like(text_mask), image_states
+    if drop == "image":
+        if null_image is None:
+            raise ValueError("drop='image' needs null_image")
+        if null_image.shape[1:] != image_states.shape[1:]:
+            raise ValueError(
+                f"null image {tuple(null_image.shape)} does not match image states {tuple(image_states.shape)}; "
+                "pool it the same way (pool_image_tokens)"
+            )
+        return text_states, text_mask, null_image.to(image_states.device, image_states.dtype).expand(batch, -1, -1)
+    raise ValueError(f"drop must be None, 'text' or 'image', got {drop!r}")
+
+
+def trim_text_padding(text_states: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the trailing text positions that are padding in every post of the batch.
+
+    Padding is masked out of the multimodal encoder's attention, so the CLS token, and hence the
+    logits, do not depend on it (equal up to float rounding); dropping it saves time (median
+    MVSA text: 30 of 64 tokens). Keeps at least one position.
+
+    Args:
+        text_states: ``(batch, Lt, Dt)``; text_mask: ``(batch, Lt)`` with right padding.
+
+    Returns:
+        ``(text_states[:, :n], text_mask[:, :n])`` (views), ``n`` = the longest real text.
+    """
+    positions = torch.nonzero(text_mask.any(dim=0))
+    length = int(positions.max()) + 1 if positions.numel() else 1
+    return text_states[:, :length], text_mask[:, :length]
+
+
+class EndToEndModel(nn.Module):
+    """Frozen backbone + trained :class:`MultimodalClassifier`: raw posts to logits.
+
+    Used to classify new posts and to check that the cached-feature path equals the full forward.
+    Only the classifier is a registered submodule, so ``parameters()`` / ``state_dict()`` hold the
+    trained part only; the backbone's encoders stay frozen and in eval mode.
+    """
+
+    def __init__(self, backbone, classifier: MultimodalClassifier) -> None:
+        """Pair a :class:`msa_utils.encoders.FrozenBackbone` with a classifier.
+
+        Raises:
+            ValueError: if the feature widths disagree.
+        """
+        super().__init__()
+        if (backbone.text_dim, backbone.image_dim) != (classifier.config.text_dim, classifier.config.image_dim):
+            raise ValueError(
+                f"backbone widths {(backbone.text_dim, backbone.image_dim)} != classifier "
+                f"{(classifier.config.text_dim, classifier.config.image_dim)}"
+            )
+        self.backbone = backbone  # plain object, not an nn.Module: not registered
+        self.classifier = classifier
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, num_labels)`` from ``input_ids (batch, L)``, ``attention_mask (batch, L)``
+        and ``pixel_values (batch, 3, S, S)`` (as from ``backbone.tokenize`` / ``preprocess_images``).
+        Gradients flow into the classifier only."""
+        text_states = self.backbone.encode_text(input_ids, attention_mask)
+        image_states = self.backbone.encode_image(pixel_values)
+        return self.classifier(text_states, attention_mask, image_states).logits
+
+    @torch.no_grad()
+    def predict(self, texts: Sequence[str], images: Sequence[Any]) -> torch.Tensor:
+        """Logits ``(batch, num_labels)`` for raw texts and images (PIL images or paths), in eval
+        mode (the classifier's train/eval mode is restored afterwards).
+
+        Raises:
+            ValueError: if ``texts`` and ``images`` differ in length.
+        """
+        if len(texts) != len(images):
+            raise ValueError(f"{len(texts)} texts but {len(images)} images")
+        was_training = self.classifier.training
+        self.classifier.eval()
+        try:
+            batch = self.backbone.tokenize(texts)
+            pixel_values = self.backbone.preprocess_images(images)
+            return self.forward(batch["input_ids"], batch["attention_mask"], pixel_values)
+        finally:
+            self.classifier.train(was_training)

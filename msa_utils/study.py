@@ -1,0 +1,139 @@
+"""Run the whole study: notebooks 01-06 in order with papermill, on one profile.
+
+Usage::
+
+    msa-study                      # the default ``cpu`` profile
+    msa-study --profile smoke      # seconds, for a check
+    msa-study --profile paper      # the paper's FLAVA model, on a GPU with hub access
+    msa-study --from 04            # rerun from notebook 04 on
+    msa-study --set max_epochs=5   # override a profile field (value parsed as JSON)
+
+Each executed notebook is saved under ``<results_dir>/notebooks/``. The run stops at the first
+failing notebook with a message naming the notebook, the cell and the error, and exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import io
+from .profiles import PROFILES, REPO_ROOT, get_profile
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def study_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered notebooks ``NN_*.ipynb`` of ``folder``, in order.
+
+    Raises:
+        FileNotFoundError: if there are none.
+    """
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"no numbered notebooks in {folder}")
+    return found
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["max_epochs=5", "translate=false"]`` into ``{"max_epochs": 5, "translate": False}``.
+
+    Values are parsed as JSON where possible, else kept as strings.
+
+    Raises:
+        ValueError: for an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run_study(
+    profile: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+    start: str | None = None,
+    only: Sequence[str] | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
+) -> dict[str, float]:
+    """Execute the numbered notebooks in order with papermill and return their wall times [s].
+
+    Args:
+        profile: profile name (see :mod:`msa_utils.profiles`).
+        overrides: profile fields to override, passed to every notebook.
+        start: run from the notebook whose number prefix is ``start`` (e.g. ``"04"``) on.
+        only: run just the notebooks with these number prefixes.
+        notebook_dir: folder of the source notebooks.
+
+    Raises:
+        papermill.PapermillExecutionError: re-raised after the failing notebook was saved.
+        KeyError / TypeError: for an unknown profile or override (checked before running).
+    """
+    import papermill as pm  # imported here so that ``--help`` stays fast
+
+    overrides = dict(overrides or {})
+    cfg = get_profile(profile, **overrides)  # fail fast on bad names
+    out_dir = cfg.paths.notebooks
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = study_notebooks(notebook_dir)
+    if start is not None:
+        notebooks = [nb for nb in notebooks if nb.name[:2] >= start]
+    if only:
+        notebooks = [nb for nb in notebooks if nb.name[:2] in set(only)]
+    times: dict[str, float] = {}
+    for nb in notebooks:
+        output = out_dir / nb.name
+        print(f"[msa-study] {nb.name} (profile {profile}) ...", flush=True)
+        t0 = time.perf_counter()
+        pm.execute_notebook(
+            str(nb), str(output),
+            parameters={"profile": profile, "overrides": overrides},
+            cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
+        )
+        times[nb.name] = round(time.perf_counter() - t0, 1)
+        print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s -> {output}", flush=True)
+    io.write_json(cfg.paths.metrics / "run_times.json", {"profile": profile, "overrides": overrides, "seconds": times})
+    return times
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point ``msa-study``; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="msa-study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    parser.add_argument("--from", dest="start", metavar="NN", help="start at notebook NN (e.g. 04)")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile field (repeatable)")
+    args = parser.parse_args(argv)
+    import papermill as pm
+
+    try:
+        times = run_study(args.profile, parse_overrides(args.overrides), args.start, args.only)
+    except pm.PapermillExecutionError as err:
+        print(
+            f"\n[msa-study] FAILED in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+            f"[msa-study] The executed notebook, with the traceback, is under "
+            f"{get_profile(args.profile, **parse_overrides(args.overrides)).paths.notebooks}.\n"
+            f"[msa-study] Fix the cause and rerun; --from NN restarts at that notebook.",
+            file=sys.stderr,
+        )
+        return 1
+    except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
+        print(f"[msa-study] error: {err}", file=sys.stderr)
+        return 2
+    print(f"[msa-study] all {len(times)} notebooks done in {sum(times.values()):.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

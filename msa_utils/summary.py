@@ -1,0 +1,155 @@
+"""Results tables and ``REPORT.md``, built only from the files the notebooks wrote.
+
+Notebook 04 writes ``metrics/full.json``, ``metrics/baselines.json``; notebook 05 writes
+``metrics/no_image.json`` and ``metrics/no_text.json``; each variant also has
+``metrics/<name>_history.csv`` and ``predictions/val_<name>.csv``. This module reads them back,
+puts the paper's numbers beside ours and writes the report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import LABELS, io
+from .profiles import Profile
+
+PAPER = {
+    "full": {"accuracy": 0.73, "weighted_f1": 0.73},
+    "no_image": {"accuracy": 0.63, "weighted_f1": 0.62},
+    "no_text": {"accuracy": 0.70, "weighted_f1": 0.70},
+}
+"""The paper's reported accuracy and weighted F1 (validation split of ``train.txt``)."""
+
+VARIANT_TITLES = {
+    "full": "image + text",
+    "no_image": "without image",
+    "no_text": "without text",
+    "linear_probe": "linear probe (pooled features)",
+    "majority": "majority class",
+}
+
+
+def load_variant_metrics(metrics_dir: Path, name: str) -> dict:
+    """Read ``<metrics_dir>/<name>.json``.
+
+    Raises:
+        FileNotFoundError: with the notebook to run, if the variant was not trained yet.
+    """
+    path = Path(metrics_dir) / f"{name}.json"
+    if not path.exists():
+        notebook = "04_finetune" if name == "full" else "05_ablation"
+        raise FileNotFoundError(f"{path} not found: run notebooks/{notebook}.ipynb first")
+    return io.read_json(path)
+
+
+def results_table(metrics_dir: Path) -> pd.DataFrame:
+    """One row per model (full, ablations, baselines): our validation metrics and the paper's.
+
+    Columns: ``model, accuracy, weighted_f1, macro_f1, f1_positive, f1_negative, f1_neutral,
+    best_epoch, paper_accuracy, paper_weighted_f1`` (paper columns empty where the paper
+    reports nothing).
+    """
+    metrics_dir = Path(metrics_dir)
+    rows = []
+    for name in ("full", "no_image", "no_text"):
+        m = load_variant_metrics(metrics_dir, name)
+        rows.append({"variant": name, **m["val"], "best_epoch": m["best_epoch"]})
+    baselines = io.read_json(metrics_dir / "baselines.json")
+    for name in ("linear_probe", "majority"):
+        rows.append({"variant": name, **baselines[name]})
+    table = pd.DataFrame(rows).set_index("variant")
+    table["paper_accuracy"] = [PAPER.get(v, {}).get("accuracy") for v in table.index]
+    table["paper_weighted_f1"] = [PAPER.get(v, {}).get("weighted_f1") for v in table.index]
+    columns = ["accuracy", "weighted_f1", "macro_f1"] + [f"f1_{c}" for c in LABELS] + ["best_epoch", "paper_accuracy", "paper_weighted_f1"]
+    table = table.reindex(columns=columns)
+    table.insert(0, "model", [VARIANT_TITLES[v] for v in table.index])
+    return table
+
+
+def ablation_table(metrics_dir: Path) -> pd.DataFrame:
+    """The paper's ablation table (full, without image, without text), ours beside the paper's."""
+    table = results_table(metrics_dir).loc[["full", "no_image", "no_text"]]
+    return table[["model", "accuracy", "weighted_f1", "paper_accuracy", "paper_weighted_f1"]]
+
+
+def _markdown(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    def fmt(v):
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            return "–"
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.DataFrame, test_counts: pd.Series) -> Path:
+    """Write ``<results_dir>/REPORT.md``: data, results ours beside the paper's, figures.
+
+    Args:
+        cfg: the profile of the run.
+        data_summary: :meth:`msa_utils.data_report.DataReport.summary` of the run.
+        split_counts: posts per class and split (train / val / test).
+        test_counts: predicted tag -> number of test posts.
+
+    Returns:
+        The path written.
+    """
+    paths = cfg.paths
+    table = results_table(paths.metrics)
+    full = load_variant_metrics(paths.metrics, "full")
+    history = pd.read_csv(paths.metrics / "full_history.csv")
+    main = table.reset_index(drop=True)[["model", "accuracy", "weighted_f1", "macro_f1", "paper_accuracy", "paper_weighted_f1"]]
+    per_class = table.reset_index(drop=True)[["model"] + [f"f1_{c}" for c in LABELS]]
+    backbone = "FLAVA (facebook/flava-full)" if cfg.backbone == "flava" else "compact (MiniLM-L6 text + EfficientNet-Lite0 image encoders, small FLAVA-style multimodal encoder)"
+    lines = [
+        f"# Results: multimodal sentiment analysis on MVSA-Single, profile `{cfg.name}`",
+        "",
+        f"Produced by `msa-study --profile {cfg.name}` (notebooks 01-06). Backbone: {backbone}.",
+        "All scores are on our validation split (20% of `train.txt`, stratified, seed "
+        f"{cfg.seed}); the paper's are on its own 8:2 split. With {int(split_counts.loc['total', 'val'])} validation posts, one "
+        "standard error of an accuracy near 0.7 is about ±0.016.",
+        "",
+        "## Main results (validation)",
+        "",
+        _markdown(main),
+        "",
+        "## F1 per class (validation)",
+        "",
+        _markdown(per_class),
+        "",
+        "## Training of the full model",
+        "",
+        f"Best epoch {full['best_epoch']} of {len(history)} run (early stopping on validation weighted F1, "
+        f"patience {cfg.patience}); Adam lr {cfg.lr:g}, batch {cfg.batch_size}, "
+        f"{'inverse-class-frequency re-sampling' if cfg.resample else 'no re-sampling'}.",
+        "",
+        _markdown(history.round(4)),
+        "",
+        "## Data",
+        "",
+        _markdown(split_counts.reset_index().rename(columns={"index": "class"}), floatfmt=".0f"),
+        "",
+        "Every item that was repaired, excluded or noted (full list: `data_report.csv`):",
+        "",
+        _markdown(data_summary),
+        "",
+        "## Test predictions",
+        "",
+        f"`predictions/test_predictions.txt`, format `guid,tag` as in `test_without_label.txt`: "
+        + ", ".join(f"{tag} {n}" for tag, n in test_counts.items()) + ".",
+        "",
+        "## Figures",
+        "",
+        "![validation loss](figures/06_val_loss.png) ![validation accuracy](figures/06_val_accuracy.png) "
+        "![validation weighted F1](figures/06_val_f1.png)",
+        "",
+        "![ablation](figures/06_ablation.png) ![confusion matrix](figures/06_confusion_full.png)",
+        "",
+    ]
+    return io.write_text(paths.results / "REPORT.md", "\n".join(lines))

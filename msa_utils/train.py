@@ -1,0 +1,206 @@
+"""Training on cached frozen-encoder features: Adam, cross-entropy, early stopping on validation.
+
+The paper's recipe: Adam, learning rate 1e-4, batch 32, up to 10 epochs, early stopping, the
+training split re-sampled by inverse class frequency. The paper does not state what early
+stopping monitors or its patience: we monitor validation weighted F1 (its headline metric) and
+stop after ``patience`` epochs without improvement; the best epoch's weights are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .features import FeatureSet
+from .metrics import classification_metrics
+from .model import mask_modality
+from .splits import make_sampler
+
+Drop = Literal["image", "text"] | None
+
+
+@dataclass(frozen=True)
+class NullInputs:
+    """Frozen-encoder outputs of the masked inputs used by the ablations (the paper's masking).
+
+    Attributes:
+        text_states: (1, L, Dt) text encoder on all-zero ids and attention mask.
+        text_mask: (1, L) all zeros.
+        image_states: (1, Li, Di) image encoder on all-zero pixel values.
+    """
+
+    text_states: torch.Tensor
+    text_mask: torch.Tensor
+    image_states: torch.Tensor
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        history: one row per epoch: ``epoch, train_loss, val_loss, val_accuracy,
+            val_weighted_f1, val_macro_f1, val_f1_positive, val_f1_negative, val_f1_neutral,
+            seconds``.
+        best_epoch: 1-based epoch whose weights the model holds after :func:`fit`.
+        stopped_early: True if training ended before ``max_epochs``.
+    """
+
+    history: pd.DataFrame
+    best_epoch: int
+    stopped_early: bool
+
+    @property
+    def best(self) -> pd.Series:
+        """The history row of the best epoch."""
+        return self.history.set_index("epoch").loc[self.best_epoch]
+
+
+def _batch(features: FeatureSet, index: torch.Tensor, drop: Drop, nulls: NullInputs | None, device: torch.device):
+    text = features.text_states[index].to(device=device, dtype=torch.float32)
+    mask = features.text_mask[index].to(device=device)
+    image = features.image_states[index].to(device=device, dtype=torch.float32)
+    if drop is not None:
+        if nulls is None:
+            raise ValueError(f"drop={drop!r} needs the null inputs of the backbone")
+        text, mask, image = mask_modality(
+            text, mask, image, drop,
+            null_text=(nulls.text_states.to(device), nulls.text_mask.to(device)),
+            null_image=nulls.image_states.to(device),
+        )
+    return text, mask, image
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    features: FeatureSet,
+    batch_size: int = 256,
+    drop: Drop = None,
+    nulls: NullInputs | None = None,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Logits of every post of ``features`` in order, in eval mode.
+
+    Returns:
+        (N, num_labels) float32 logits on the CPU.
+    """
+    device = torch.device(device)
+    model.eval()
+    out = []
+    for start in range(0, len(features), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(features)))
+        out.append(model(*_batch(features, index, drop, nulls, device)).logits.float().cpu())
+    return torch.cat(out) if out else torch.empty(0, 3)
+
+
+def fit(
+    model: nn.Module,
+    train: FeatureSet,
+    train_labels: np.ndarray,
+    val: FeatureSet,
+    val_labels: np.ndarray,
+    *,
+    lr: float = 1e-4,
+    batch_size: int = 32,
+    max_epochs: int = 10,
+    patience: int = 3,
+    resample: bool = True,
+    seed: int = 0,
+    drop: Drop = None,
+    nulls: NullInputs | None = None,
+    device: str | torch.device = "cpu",
+    on_best: Callable[[nn.Module, int], None] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on cached features and keep the weights of the best validation epoch.
+
+    Each epoch draws ``len(train)`` posts (with replacement, by inverse class frequency, when
+    ``resample``; otherwise a seeded shuffle), takes Adam steps on the mean cross-entropy of
+    each batch, then evaluates on the whole validation split. The model is left holding the
+    weights of the epoch with the highest validation weighted F1 (ties keep the earlier epoch).
+
+    Args:
+        model: a module whose ``forward(text_states (B,L,Dt), text_mask (B,L), image_states
+            (B,Li,Di))`` returns an output with ``.logits`` (B, 3); only parameters with
+            ``requires_grad`` are optimised.
+        train, val: cached features; ``train_labels`` (N_train,), ``val_labels`` (N_val,) class ids.
+        lr: Adam learning rate. batch_size: posts per step. max_epochs: epoch bound.
+        patience: stop after this many epochs without a better validation weighted F1.
+        resample: inverse-class-frequency re-sampling (the paper's), else plain shuffling.
+        seed: seeds the sampler's generator (initialisation and dropout follow the global seed,
+            see :func:`msa_utils.seed.set_seed`).
+        drop: ``"image"`` or ``"text"`` to train without that modality (ablation), else None.
+        nulls: the masked-modality inputs, required when ``drop`` is set.
+        device: where to train.
+        on_best: called as ``on_best(model, epoch)`` whenever validation improves (e.g. to save
+            a checkpoint).
+        progress: show tqdm progress bars.
+
+    Returns:
+        :class:`FitResult`.
+
+    Raises:
+        ValueError: on empty splits or label/feature length mismatches.
+    """
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("training and validation splits must be non-empty")
+    if len(train) != len(train_labels) or len(val) != len(val_labels):
+        raise ValueError("features and labels differ in length")
+    device = torch.device(device)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    train_y = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
+    if resample:
+        sampler = make_sampler(train_y.numpy(), seed)
+    else:
+        sampler = torch.utils.data.RandomSampler(range(len(train)), generator=torch.Generator().manual_seed(seed))
+
+    rows, best_f1, best_epoch, best_state, since_best = [], -1.0, 0, None, 0
+    for epoch in range(1, max_epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        order = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+        losses = []
+        steps = range(0, len(order), batch_size)
+        for s in tqdm(steps, desc=f"epoch {epoch}", disable=not progress, leave=False, mininterval=2.0):
+            index = order[s : s + batch_size]
+            logits = model(*_batch(train, index, drop, nulls, device)).logits
+            loss = F.cross_entropy(logits, train_y[index].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        val_logits = predict_logits(model, val, drop=drop, nulls=nulls, device=device)
+        val_loss = F.cross_entropy(val_logits, torch.as_tensor(np.asarray(val_labels), dtype=torch.long)).item()
+        scores = classification_metrics(val_labels, val_logits.argmax(1).numpy())
+        rows.append({
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in scores.items()},
+            "seconds": time.perf_counter() - start,
+        })
+        if scores["weighted_f1"] > best_f1:
+            best_f1, best_epoch, since_best = scores["weighted_f1"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            if on_best is not None:
+                on_best(model, epoch)
+        else:
+            since_best += 1
+            if since_best >= patience:
+                break
+    model.load_state_dict(best_state)
+    history = pd.DataFrame(rows)
+    return FitResult(history=history, best_epoch=best_epoch, stopped_early=len(rows) < max_epochs)

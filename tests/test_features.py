@@ -1,0 +1,159 @@
+"""Feature extraction, the safetensors cache and its key, image-token pooling."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import pytest
+import torch
+
+import msa_utils.features as features_module
+from msa_utils.encoders import FlavaBackbone
+from msa_utils.features import (FeatureSet, cache_path, extract_features, feature_cache_key,
+                                load_or_extract_features, pool_image_tokens)
+
+
+@pytest.fixture()
+def copied_posts(real_posts, tmp_path):
+    """Posts 1-4 with their images copied to a temporary folder (so a test may edit them)."""
+    guids, texts, paths = real_posts
+    folder = tmp_path / "images"
+    folder.mkdir()
+    copies = []
+    for path in paths[:4]:
+        shutil.copy(path, folder / path.name)
+        copies.append(folder / path.name)
+    return guids[:4], texts[:4], copies
+
+
+@pytest.fixture()
+def count_extractions(monkeypatch):
+    """Counts calls of features.extract_features made by load_or_extract_features."""
+    calls = []
+    original = features_module.extract_features
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(features_module, "extract_features", counting)
+    return calls
+
+
+def test_extract_features_matches_one_batch(flava_backbone, real_posts):
+    guids, texts, paths = real_posts
+    feats = extract_features(flava_backbone, texts, paths, guids, batch_size=4, progress=False)
+    assert len(feats) == 6 and feats.guids.tolist() == guids
+    assert feats.text_states.shape == (6, 16, 32) and feats.image_states.shape == (6, 17, 32)
+    t, m, i = flava_backbone.encode(texts, paths)
+    torch.testing.assert_close(feats.text_states, t, atol=1e-6, rtol=0)
+    torch.testing.assert_close(feats.image_states, i, atol=1e-6, rtol=0)
+    assert torch.equal(feats.text_mask, m)
+    half = extract_features(flava_backbone, texts, paths, guids, batch_size=4, progress=False, dtype="float16")
+    assert half.text_states.dtype == torch.float16
+
+
+def test_subset_order_and_unknown_guid(flava_backbone, real_posts):
+    guids, texts, paths = real_posts
+    feats = extract_features(flava_backbone, texts, paths, guids, progress=False)
+    sub = feats.subset([5, 2])
+    assert sub.guids.tolist() == [5, 2]
+    assert torch.equal(sub.image_states[0], feats.image_states[4])
+    assert torch.equal(sub.text_mask[1], feats.text_mask[1])
+    with pytest.raises(KeyError):
+        feats.subset([999999])
+    with pytest.raises(ValueError):
+        FeatureSet(feats.guids[:2], feats.text_states, feats.text_mask, feats.image_states)
+
+
+def test_cache_is_written_once_and_reused(flava_backbone, copied_posts, tmp_path, count_extractions):
+    guids, texts, paths = copied_posts
+    first = load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path / "cache", dtype="float32",
+                                     progress=False)
+    second = load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path / "cache", dtype="float32",
+                                      progress=False)
+    assert len(count_extractions) == 1
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    for name, tensor in first.tensors().items():
+        assert torch.equal(tensor, getattr(second, name))
+
+
+def test_cache_key_changes_with_data_dtype_and_preprocessing(flava_backbone, copied_posts):
+    guids, texts, paths = copied_posts
+    base = feature_cache_key(flava_backbone, guids, texts, paths, "float32")
+    assert feature_cache_key(flava_backbone, guids, texts, paths, "float32") == base
+    changed_text = list(texts)
+    changed_text[1] = texts[1] + "!"
+    assert feature_cache_key(flava_backbone, guids, changed_text, paths, "float32") != base
+    assert feature_cache_key(flava_backbone, guids, texts, paths, "float16") != base
+    assert feature_cache_key(flava_backbone, [10, 20, 30, 40], texts, paths, "float32") != base
+    other = FlavaBackbone(flava_backbone.flava, flava_backbone.tokenizer, flava_backbone.image_processor,
+                          max_text_tokens=12, device="cpu", name_or_path=flava_backbone.name_or_path)
+    assert feature_cache_key(other, guids, texts, paths, "float32") != base
+    with open(paths[2], "ab") as handle:  # same pixels for a JPEG decoder, different bytes
+        handle.write(b"\x00")
+    assert feature_cache_key(flava_backbone, guids, texts, paths, "float32") != base
+
+
+@pytest.mark.parametrize("damage", ["flip_data_byte", "truncate", "garbage", "other_key"])
+def test_unusable_cache_is_rebuilt(flava_backbone, copied_posts, tmp_path, count_extractions, caplog, damage):
+    guids, texts, paths = copied_posts
+    cache = tmp_path / "cache"
+    good = load_or_extract_features(flava_backbone, guids, texts, paths, cache, dtype="float32", progress=False)
+    key = feature_cache_key(flava_backbone, guids, texts, paths, "float32")
+    path = cache_path(cache, flava_backbone.name, key)
+    data = bytearray(path.read_bytes())
+    if damage == "flip_data_byte":
+        data[-5] ^= 0xFF  # inside the last tensor's data, the header stays valid
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "garbage":
+        data = bytearray(b"not a safetensors file")
+    else:  # a valid file written for other features
+        other = load_or_extract_features(flava_backbone, guids[:2], texts[:2], paths[:2], tmp_path / "other",
+                                         dtype="float32", progress=False)
+        data = bytearray(next((tmp_path / "other").glob("*.safetensors")).read_bytes())
+        assert len(other) == 2
+    path.write_bytes(bytes(data))
+    calls_before = len(count_extractions)
+    with caplog.at_level(logging.WARNING, logger="msa_utils.features"):
+        rebuilt = load_or_extract_features(flava_backbone, guids, texts, paths, cache, dtype="float32",
+                                           progress=False)
+    assert len(count_extractions) == calls_before + 1
+    assert any("unusable" in record.getMessage() for record in caplog.records)
+    for name, tensor in good.tensors().items():
+        assert torch.equal(tensor, getattr(rebuilt, name))
+    # the rebuilt file is good again and is reused
+    load_or_extract_features(flava_backbone, guids, texts, paths, cache, dtype="float32", progress=False)
+    assert len(count_extractions) == calls_before + 1
+
+
+def test_float16_cache_round_trip(flava_backbone, copied_posts, tmp_path):
+    guids, texts, paths = copied_posts
+    feats = load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path, dtype="float16", progress=False)
+    again = load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path, dtype="float16", progress=False)
+    assert feats.text_states.dtype == torch.float16 and again.image_states.dtype == torch.float16
+    assert torch.equal(feats.image_states, again.image_states)
+    with pytest.raises(ValueError):
+        load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path, dtype="int8", progress=False)
+
+
+def test_pool_image_tokens():
+    states = torch.arange(2 * 49 * 3, dtype=torch.float32).reshape(2, 49, 3)
+    assert pool_image_tokens(states, 7) is states
+    assert pool_image_tokens(states, None) is states
+    torch.testing.assert_close(pool_image_tokens(states, 1)[:, 0], states.mean(1))
+    pooled = pool_image_tokens(states, 3)
+    assert pooled.shape == (2, 9, 3)
+    # token (0, 0) of a 3x3 pooling of 7x7 averages rows 0-2 and columns 0-2 (adaptive pooling)
+    grid = states.reshape(2, 7, 7, 3)
+    torch.testing.assert_close(pooled[:, 0], grid[:, 0:3, 0:3].mean((1, 2)))
+    assert pool_image_tokens(states.half(), 2).dtype == torch.float16
+    feats = FeatureSet(torch.arange(2), torch.zeros(2, 5, 4), torch.ones(2, 5, dtype=torch.long), states)
+    pooled_set = pool_image_tokens(feats, 3)
+    assert torch.equal(pooled_set.image_states, pooled) and pooled_set.text_states is feats.text_states
+    with pytest.raises(ValueError):
+        pool_image_tokens(torch.zeros(1, 197, 4), 2)
+    with pytest.raises(ValueError):
+        pool_image_tokens(states, 8)

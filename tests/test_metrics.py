@@ -1,0 +1,48 @@
+"""Metrics and baselines against hand-computed values and scikit-learn."""
+
+import numpy as np
+import pytest
+import torch
+
+from msa_utils.metrics import classification_metrics, confusion, linear_probe, majority_baseline, pooled_features
+
+
+def test_metrics_by_hand():
+    y_true = np.array([0, 0, 0, 1, 1, 2])
+    y_pred = np.array([0, 0, 1, 1, 1, 0])
+    m = classification_metrics(y_true, y_pred)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # positive: P=2/3 R=2/3 -> F1 2/3; negative: P=2/3 R=1 -> 0.8; neutral: 0
+    assert m["f1_positive"] == pytest.approx(2 / 3)
+    assert m["f1_negative"] == pytest.approx(0.8)
+    assert m["f1_neutral"] == 0.0
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 3)
+    assert m["weighted_f1"] == pytest.approx((3 * 2 / 3 + 2 * 0.8) / 6)
+    assert confusion(y_true, y_pred).tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+
+
+def test_metrics_reject_mismatch():
+    with pytest.raises(ValueError):
+        classification_metrics(np.array([0, 1]), np.array([0]))
+
+
+def test_majority_baseline_predicts_most_frequent_training_class():
+    m = majority_baseline(np.array([1, 1, 0]), np.array([1, 0, 1, 1]))
+    assert m["accuracy"] == pytest.approx(0.75)
+
+
+def test_pooled_features_ignore_padding():
+    text = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    image = torch.tensor([[[2.0], [4.0]]])
+    assert pooled_features(text, mask, image).tolist() == [[2.0, 2.0, 3.0]]
+
+
+def test_linear_probe_learns_a_separable_signal():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = rng.normal(size=(300, 5)) + np.eye(3, 5)[y] * 3
+    scores, pred = linear_probe(x[:200], y[:200], x[200:], y[200:])
+    assert scores["accuracy"] > 0.9 and pred.shape == (100,)
+    noise, _ = linear_probe(rng.normal(size=(200, 5)), y[:200], rng.normal(size=(100, 5)), y[200:])
+    assert noise["accuracy"] < 0.6

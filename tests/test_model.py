@@ -1,0 +1,207 @@
+"""The classifier: equivalence with FlavaModel.forward, cached vs end-to-end, gradients,
+save/load, modality masking."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from msa_utils.features import load_or_extract_features, pool_image_tokens
+from msa_utils.model import (ClassifierConfig, EndToEndModel, MultimodalClassifier, build_head,
+                             mask_modality, trim_text_padding)
+from msa_utils.profiles import get_profile
+
+
+@pytest.fixture(scope="module")
+def flava_classifier(flava_backbone):
+    torch.manual_seed(0)
+    return MultimodalClassifier.from_flava(flava_backbone.flava, head_hidden=(16, 8), dropout=0.3).eval()
+
+
+@pytest.fixture(scope="module")
+def compact_profile():
+    return get_profile("smoke", fusion_hidden=32, fusion_layers=1, fusion_heads=2, head_hidden=(16, 8),
+                       image_grid=3, max_text_tokens=32, image_size=224)
+
+
+@pytest.fixture(scope="module")
+def compact_classifier(compact_backbone, compact_profile):
+    torch.manual_seed(0)
+    return MultimodalClassifier.compact(compact_backbone.text_dim, compact_backbone.image_dim, compact_profile).eval()
+
+
+def test_logits_equal_flava_model_forward(flava_backbone, flava_classifier, real_posts):
+    """(a) head(FlavaModel(...).multimodal_embeddings[:, 0]) == our classifier's logits."""
+    _, texts, paths = real_posts
+    batch = flava_backbone.tokenize(texts)
+    pixels = flava_backbone.preprocess_images(paths)
+    with torch.no_grad():
+        reference = flava_backbone.flava(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                         pixel_values=pixels)
+        expected = flava_classifier.head(reference.multimodal_embeddings[:, 0])
+        ours = EndToEndModel(flava_backbone, flava_classifier)(batch["input_ids"], batch["attention_mask"], pixels)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    assert (expected - expected.mean(0)).abs().max() > 1e-2  # posts differ: the check is not vacuous
+    # the test would catch feeding the post-layernorm text states (last_hidden_state) instead
+    with torch.no_grad():
+        text_ln = flava_backbone.flava.text_model(**batch).last_hidden_state
+        wrong = flava_classifier(text_ln, batch["attention_mask"], flava_backbone.encode_image(pixels)).logits
+    assert (wrong - expected).abs().max() > 1e-2
+
+
+def test_from_flava_copies_pretrained_weights(flava_backbone, flava_classifier):
+    flava = flava_backbone.flava
+    assert torch.equal(flava_classifier.text_projection.weight, flava.text_to_mm_projection.weight)
+    assert flava_classifier.text_projection.weight.data_ptr() != flava.text_to_mm_projection.weight.data_ptr()
+    assert torch.equal(flava_classifier.multimodal.cls_token, flava.multimodal_model.cls_token)
+    assert flava_classifier.multimodal.pooler is None
+    assert flava_classifier.config.hidden_size == 32 and flava_classifier.config.image_grid is None
+
+
+@pytest.mark.parametrize("which", ["flava", "compact"])
+def test_cached_features_equal_end_to_end(which, request, real_posts, tmp_path):
+    """(b) load_or_extract_features + classifier == EndToEndModel.predict (float32 cache)."""
+    backbone = request.getfixturevalue(f"{which}_backbone")
+    classifier = request.getfixturevalue(f"{which}_classifier")
+    guids, texts, paths = real_posts
+    feats = load_or_extract_features(backbone, guids, texts, paths, tmp_path, dtype="float32", batch_size=4,
+                                     progress=False)
+    with torch.no_grad():
+        cached = classifier(feats.text_states, feats.text_mask, feats.image_states).logits
+    end_to_end = EndToEndModel(backbone, classifier).predict(texts, paths)
+    torch.testing.assert_close(cached, end_to_end, atol=1e-5, rtol=0)
+    assert (end_to_end - end_to_end.mean(0)).abs().max() > 1e-3
+
+
+def test_compact_classifier_pools_image_tokens(compact_classifier, compact_backbone, real_posts):
+    _, texts, paths = real_posts
+    t, m, i = compact_backbone.encode(texts[:2], paths[:2])
+    with torch.no_grad():
+        full = compact_classifier(t, m, i).logits
+        pre_pooled = compact_classifier(t, m, pool_image_tokens(i, 3)).logits
+    torch.testing.assert_close(full, pre_pooled, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("which", ["flava", "compact"])
+def test_gradients_reach_trained_parts_only(which, request, real_posts):
+    """(d) one backward: frozen encoders get no gradients; projections, encoder, head do."""
+    backbone = request.getfixturevalue(f"{which}_backbone")
+    classifier = request.getfixturevalue(f"{which}_classifier")
+    _, texts, paths = real_posts
+    model = EndToEndModel(backbone, classifier)
+    classifier.train()
+    classifier.zero_grad(set_to_none=True)
+    try:
+        batch = backbone.tokenize(texts[:3])
+        logits = model(batch["input_ids"], batch["attention_mask"], backbone.preprocess_images(paths[:3]))
+        torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
+        for module in (backbone.text_encoder, backbone.image_encoder):
+            assert all(p.grad is None and not p.requires_grad for p in module.parameters())
+        for name in ("text_projection", "image_projection", "multimodal", "head"):
+            params = list(getattr(classifier, name).named_parameters())
+            missing = [n for n, p in params if p.grad is None]
+            assert not missing, f"{name}: no gradient for {missing}"
+            assert any(p.grad.abs().sum() > 0 for _, p in params), name
+        assert {id(p) for p in model.parameters()} == {id(p) for p in classifier.parameters()}
+    finally:
+        classifier.zero_grad(set_to_none=True)
+        classifier.eval()
+
+
+@pytest.mark.parametrize("which", ["flava", "compact"])
+def test_save_and_load_round_trip(which, request, real_posts, tmp_path):
+    """(e) save_pretrained / from_pretrained give identical logits."""
+    backbone = request.getfixturevalue(f"{which}_backbone")
+    classifier = request.getfixturevalue(f"{which}_classifier")
+    _, texts, paths = real_posts
+    t, m, i = backbone.encode(texts, paths)
+    classifier.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = MultimodalClassifier.from_pretrained(tmp_path / "ckpt").eval()
+    assert loaded.config == classifier.config
+    with torch.no_grad():
+        assert torch.equal(loaded(t, m, i).logits, classifier(t, m, i).logits)
+
+
+def test_from_pretrained_rejects_mismatched_weights(compact_classifier, tmp_path):
+    compact_classifier.save_pretrained(tmp_path)
+    config = ClassifierConfig.from_dict({**compact_classifier.config.to_dict(), "hidden_size": 64})
+    (tmp_path / "config.json").write_text(__import__("json").dumps(config.to_dict()))
+    with pytest.raises(RuntimeError):
+        MultimodalClassifier.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("which", ["flava", "compact"])
+def test_mask_modality(which, request, real_posts):
+    """(f) a dropped modality no longer influences the logits."""
+    backbone = request.getfixturevalue(f"{which}_backbone")
+    classifier = request.getfixturevalue(f"{which}_classifier")
+    _, texts, paths = real_posts
+    t, m, i = backbone.encode(texts[:3], paths[:3])
+    t2, m2, _ = backbone.encode(texts[3:6], paths[:3])  # other texts, same images
+    _, _, i2 = backbone.encode(texts[:3], paths[3:6])  # same texts, other images
+    null_text, null_image = backbone.null_text(), backbone.null_image()
+    with torch.no_grad():
+        keep_a = classifier(t, m, i).logits
+        keep_b = classifier(t2, m2, i).logits
+        assert (keep_a - keep_b).abs().max() > 1e-3  # the text does matter when kept
+        no_text_a = classifier(*mask_modality(t, m, i, "text", null_text, null_image)).logits
+        no_text_b = classifier(*mask_modality(t2, m2, i, "text", null_text, null_image)).logits
+        assert torch.equal(no_text_a, no_text_b)
+        no_image_a = classifier(*mask_modality(t, m, i, "image", null_text, null_image)).logits
+        no_image_b = classifier(*mask_modality(t, m, i2, "image", null_text, null_image)).logits
+        assert torch.equal(no_image_a, no_image_b)
+    states, mask, images = mask_modality(t, m, i, "text", null_text, null_image)
+    assert states.shape == t.shape and not mask.any() and images is i
+    assert torch.equal(states[2], null_text[0][0])
+    assert mask_modality(t, m, i, None) == (t, m, i)
+    with pytest.raises(ValueError):
+        mask_modality(t, m, i, "audio", null_text, null_image)
+    with pytest.raises(ValueError):
+        mask_modality(t, m, i, "image", null_text, None)
+
+
+def test_mask_modality_rejects_unpooled_null_image(compact_backbone, real_posts):
+    _, texts, paths = real_posts
+    t, m, i = compact_backbone.encode(texts[:2], paths[:2])
+    null_image = compact_backbone.null_image()
+    with pytest.raises(ValueError, match="pool"):
+        mask_modality(t, m, pool_image_tokens(i, 2), "image", None, null_image)
+    out = mask_modality(t, m, pool_image_tokens(i, 2), "image", None, pool_image_tokens(null_image, 2))
+    assert out[2].shape == (2, 4, 1280)
+
+
+def test_head_and_config():
+    head = build_head(32, (16, 8), 0.3)
+    kinds = [type(layer).__name__ for layer in head]
+    assert kinds == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    assert head[2].p == 0.3 and head[-1].out_features == 3
+    config = ClassifierConfig(text_dim=384, image_dim=1280, hidden_size=64, num_heads=4)
+    assert config.intermediate_size == 256
+    assert ClassifierConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError):
+        ClassifierConfig(text_dim=1, image_dim=1, hidden_size=30, num_heads=4)
+    model = MultimodalClassifier(config)
+    with pytest.raises(ValueError):
+        model(torch.zeros(2, 5, 384), torch.ones(2, 5), torch.zeros(3, 4, 1280))
+    with pytest.raises(ValueError):
+        model(torch.zeros(2, 5, 100), torch.ones(2, 5), torch.zeros(2, 4, 1280))
+    out = model.eval()(torch.randn(2, 5, 384).half(), torch.ones(2, 5, dtype=torch.long), torch.randn(2, 4, 1280))
+    assert out.logits.shape == (2, 3) and out.cls_embedding.shape == (2, 64) and out.logits.dtype == torch.float32
+
+
+@pytest.mark.parametrize("which", ["flava", "compact"])
+def test_trim_text_padding_keeps_logits(which, request, real_posts):
+    backbone = request.getfixturevalue(f"{which}_backbone")
+    classifier = request.getfixturevalue(f"{which}_classifier")
+    _, texts, paths = real_posts
+    t, m, i = backbone.encode([texts[0][:20], texts[3][:12], "ok"], paths[:3])
+    t_short, m_short = trim_text_padding(t, m)
+    assert t_short.shape[1] == int(m.sum(1).max()) < t.shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(classifier(t_short, m_short, i).logits, classifier(t, m, i).logits,
+                                   atol=1e-5, rtol=0)
+    _, empty = trim_text_padding(t, torch.zeros_like(m))
+    assert empty.shape == (3, 1)
