@@ -203,8 +203,8 @@ class MultimodalClassifier(nn.Module):
     @classmethod
     def compact(cls, text_dim: int, image_dim: int, profile) -> "MultimodalClassifier":
         """A multimodal encoder trained from scratch, sized by a :class:`msa_utils.profiles.Profile`
-        (``fusion_hidden``, ``fusion_layers``, ``fusion_heads``, ``head_hidden``, ``dropout``,
-        ``image_grid``), intermediate size ``4 * fusion_hidden``.
+        (``fusion_hidden``, ``fusion_layers``, ``fusion_heads``, ``fusion_dropout``, ``head_hidden``,
+        ``dropout``, ``image_grid``), intermediate size ``4 * fusion_hidden``.
         """
         config = ClassifierConfig(
             text_dim=text_dim,
@@ -216,6 +216,10 @@ class MultimodalClassifier(nn.Module):
             head_hidden=tuple(profile.head_hidden),
             dropout=profile.dropout,
             image_grid=profile.image_grid,
+            multimodal_config={
+                "hidden_dropout_prob": profile.fusion_dropout,
+                "attention_probs_dropout_prob": profile.fusion_dropout,
+            },
             backbone=profile.backbone,
         )
         return cls(config)

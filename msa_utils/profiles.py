@@ -46,6 +46,8 @@ class Profile:
             ``image_grid x image_grid`` image tokens.
         fusion_hidden, fusion_layers, fusion_heads: size of the multimodal encoder trained from
             scratch by the compact backbone (the flava backbone uses FLAVA's own: 768, 6, 12).
+        fusion_dropout: hidden and attention dropout of that from-scratch multimodal encoder
+            (the flava backbone keeps FLAVA's pretrained configuration, dropout 0.0).
         head_hidden: widths of the two hidden layers of the 3-layer MLP head.
         dropout: dropout of the MLP head (paper: 0.3).
         lr: Adam learning rate (paper: 1e-4).
@@ -78,6 +80,7 @@ class Profile:
     fusion_hidden: int = 256
     fusion_layers: int = 2
     fusion_heads: int = 4
+    fusion_dropout: float = 0.0
     head_hidden: tuple[int, int] = (256, 128)
     dropout: float = 0.3
     lr: float = 1e-4

@@ -27,6 +27,25 @@ from .profiles import PROFILES, REPO_ROOT, get_profile
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
+class StudyFailed(RuntimeError):
+    """A notebook of the study failed; the message names the notebook, the cell and the error.
+
+    Attributes:
+        notebook: file name of the failing notebook.
+        output: the executed copy, saved with the traceback.
+    """
+
+    def __init__(self, notebook: str, output: Path, cause: Exception) -> None:
+        cell = getattr(cause, "exec_count", None)
+        what = f"{getattr(cause, 'ename', type(cause).__name__)}: {getattr(cause, 'evalue', cause)}"
+        super().__init__(
+            f"{notebook} failed" + (f" in cell [{cell}]" if cell is not None else "") + f": {what}\n"
+            f"The executed notebook, with the traceback, is {output}.\n"
+            f"Fix the cause and rerun; --from {notebook[:2]} restarts at this notebook."
+        )
+        self.notebook, self.output = notebook, output
+
+
 def study_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     """The numbered notebooks ``NN_*.ipynb`` of ``folder``, in order.
 
@@ -76,7 +95,8 @@ def run_study(
         notebook_dir: folder of the source notebooks.
 
     Raises:
-        papermill.PapermillExecutionError: re-raised after the failing notebook was saved.
+        StudyFailed: at the first failing notebook (its executed copy is saved first); the
+            notebooks after it are not run.
         KeyError / TypeError: for an unknown profile or override (checked before running).
     """
     import papermill as pm  # imported here so that ``--help`` stays fast
@@ -95,11 +115,14 @@ def run_study(
         output = out_dir / nb.name
         print(f"[msa-study] {nb.name} (profile {profile}) ...", flush=True)
         t0 = time.perf_counter()
-        pm.execute_notebook(
-            str(nb), str(output),
-            parameters={"profile": profile, "overrides": overrides},
-            cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
-        )
+        try:
+            pm.execute_notebook(
+                str(nb), str(output),
+                parameters={"profile": profile, "overrides": overrides},
+                cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
+            )
+        except Exception as err:  # papermill's execution error, a dead kernel, ...
+            raise StudyFailed(nb.name, output, err) from err
         times[nb.name] = round(time.perf_counter() - t0, 1)
         print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s -> {output}", flush=True)
     io.write_json(cfg.paths.metrics / "run_times.json", {"profile": profile, "overrides": overrides, "seconds": times})
@@ -115,18 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a profile field (repeatable)")
     args = parser.parse_args(argv)
-    import papermill as pm
-
     try:
         times = run_study(args.profile, parse_overrides(args.overrides), args.start, args.only)
-    except pm.PapermillExecutionError as err:
-        print(
-            f"\n[msa-study] FAILED in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-            f"[msa-study] The executed notebook, with the traceback, is under "
-            f"{get_profile(args.profile, **parse_overrides(args.overrides)).paths.notebooks}.\n"
-            f"[msa-study] Fix the cause and rerun; --from NN restarts at that notebook.",
-            file=sys.stderr,
-        )
+    except StudyFailed as err:
+        print(f"\n[msa-study] FAILED: {err}", file=sys.stderr)
         return 1
     except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
         print(f"[msa-study] error: {err}", file=sys.stderr)

@@ -120,10 +120,17 @@ def clean_posts(frame: pd.DataFrame, report: DataReport) -> pd.DataFrame:
 
     Texts that clean down to nothing (only URLs, mentions, garbled ``?`` ...) are kept as ``""``
     and reported (stage ``"clean"``, ``noted``, reason ``"empty_after_cleaning"``), except rows
-    without a text file, which the load stage has already reported.
+    without a text file, which the load stage has already reported. Texts whose lost characters
+    were removed by :func:`remove_garbled` are reported as ``repaired``, reason
+    ``"garbled_characters_removed"``.
     """
     out = frame.copy()
     out["text_clean"] = [clean_text(t) for t in out["text_raw"]]
+    for guid, raw in zip(out["guid"], out["text_raw"]):
+        body = remove_retweet_markers(remove_mentions(remove_urls(unescape_html(raw))))
+        if remove_garbled(body) != body:
+            report.add(STAGE, guid, "repaired", "garbled_characters_removed",
+                       f"lost characters ('?', U+FFFD, control characters) removed from {raw[:80]!r}")
     empty = (out["text_clean"] == "") & out["has_text"]
     for guid, raw in zip(out.loc[empty, "guid"], out.loc[empty, "text_raw"]):
         report.add(STAGE, guid, "noted", "empty_after_cleaning", f"raw text {raw[:80]!r} is empty after cleaning; kept as ''")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .features import FeatureSet
 from .metrics import classification_metrics
-from .model import mask_modality
+from .model import mask_modality, trim_text_padding
 from .splits import make_sampler
 
 Drop = Literal["image", "text"] | None
@@ -78,6 +78,9 @@ def _batch(features: FeatureSet, index: torch.Tensor, drop: Drop, nulls: NullInp
             null_text=(nulls.text_states.to(device), nulls.text_mask.to(device)),
             null_image=nulls.image_states.to(device),
         )
+    # Padding is masked out of the fusion encoder's attention: dropping the all-padding tail of
+    # the batch leaves the logits unchanged and roughly halves the time (median text 30 tokens).
+    text, mask = trim_text_padding(text, mask)
     return text, mask, image
 
 

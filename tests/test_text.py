@@ -82,3 +82,16 @@ def test_clean_posts_reports_empty_texts():
     assert report.guids(stage="clean", action="noted", reason="empty_after_cleaning") == [1]
     assert "text_clean" not in frame.columns  # input not modified
     assert len(out) == 3
+
+
+def test_clean_posts_reports_removed_lost_characters():
+    frame = pd.DataFrame({
+        "guid": [1, 2, 3],
+        "text_raw": ["don?t stop", "what? http://x.co/a?b=1", "caf\ufffd open"],
+        "has_text": [True, True, True],
+    })
+    report = DataReport()
+    out = T.clean_posts(frame, report)
+    assert out["text_clean"].tolist() == ["dont stop", "what?", "caf open"]
+    # a real question mark and a '?' inside a URL are not lost characters
+    assert report.guids(stage="clean", action="repaired", reason="garbled_characters_removed") == [1, 3]

@@ -1,0 +1,80 @@
+"""Choose the compact backbone's fusion design on the validation split (never the test split).
+
+Trains the full model (image + text) with the paper's recipe for several sizes of the
+multimodal encoder and image-token layouts, over a few seeds, and prints validation accuracy,
+weighted and macro F1, best epoch and seconds per epoch. Reads the ``cpu`` profile's posts,
+split and feature cache (run ``msa-study --profile cpu --only 01 02 03`` first).
+
+    python benchmarks/design_sweep.py [--seeds 0 1 2] [--out benchmarks/results/design_sweep.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+
+import pandas as pd
+
+from msa_utils import experiment, io
+from msa_utils.features import pool_image_tokens
+from msa_utils.profiles import get_profile
+from msa_utils.train import NullInputs
+
+DESIGNS = [
+    # hidden, layers, heads, image grid (grid**2 image tokens; 7 = EfficientNet's full 7x7 map)
+    dict(fusion_hidden=128, fusion_layers=1, fusion_heads=4, image_grid=1),
+    dict(fusion_hidden=128, fusion_layers=2, fusion_heads=4, image_grid=2),
+    dict(fusion_hidden=128, fusion_layers=2, fusion_heads=4, image_grid=7),
+    dict(fusion_hidden=256, fusion_layers=2, fusion_heads=4, image_grid=2),
+    dict(fusion_hidden=256, fusion_layers=2, fusion_heads=4, image_grid=7),
+    dict(fusion_hidden=128, fusion_layers=2, fusion_heads=4, image_grid=2, fusion_dropout=0.1),
+    dict(fusion_hidden=256, fusion_layers=2, fusion_heads=4, image_grid=2, fusion_dropout=0.1),
+    dict(fusion_hidden=256, fusion_layers=1, fusion_heads=4, image_grid=2, fusion_dropout=0.1),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--designs", nargs="+", type=int, default=list(range(len(DESIGNS))),
+                        help="indices into DESIGNS (default: all)")
+    parser.add_argument("--out", default="benchmarks/results/design_sweep.csv")
+    args = parser.parse_args()
+
+    base = get_profile("cpu", image_grid=7)
+    t0 = time.perf_counter()
+    data = experiment.prepare(base)
+    print(f"features ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for design in [DESIGNS[i] for i in args.designs]:
+            design = {"fusion_dropout": 0.0, **design}
+            for seed in args.seeds:
+                head_hidden = (design["fusion_hidden"], design["fusion_hidden"] // 2)
+                cfg = get_profile("cpu", results_dir=scratch, seed=seed, head_hidden=head_hidden, **design)
+                features = {k: pool_image_tokens(v, cfg.image_grid) for k, v in data.features.items()}
+                nulls = NullInputs(data.nulls.text_states, data.nulls.text_mask,
+                                   pool_image_tokens(data.nulls.image_states, cfg.image_grid))
+                run = dataclasses.replace(data, cfg=cfg, features=features, nulls=nulls)
+                result = experiment.run_variant(run, "full", progress=False)
+                m = result.metrics
+                rows.append({**design, "seed": seed, **m["val"], "best_epoch": m["best_epoch"],
+                             "epochs_run": m["epochs_run"], "sec_per_epoch": m["mean_epoch_seconds"],
+                             "params": m["trainable_parameters"]})
+                print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False, header=len(rows) == 1), flush=True)
+    table = pd.DataFrame(rows)
+    keys = ["fusion_hidden", "fusion_layers", "fusion_heads", "image_grid", "fusion_dropout"]
+    summary = table.groupby(keys).agg(
+        accuracy=("accuracy", "mean"), accuracy_sd=("accuracy", "std"),
+        weighted_f1=("weighted_f1", "mean"), weighted_f1_sd=("weighted_f1", "std"),
+        macro_f1=("macro_f1", "mean"), sec_per_epoch=("sec_per_epoch", "mean"), params=("params", "first"),
+    ).reset_index()
+    io.write_csv(args.out, table.round(4))
+    print("\nmean over seeds", args.seeds)
+    print(summary.round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The papermill runner: order, parameters, and a clear stop at the first failing notebook."""
+
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from msa_utils.study import StudyFailed, parse_overrides, run_study, study_notebooks
+
+
+def write_notebook(path, *sources):
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = new_code_cell("profile = 'cpu'\noverrides = {}")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(new_code_cell(s) for s in sources)]
+    nbformat.write(nb, path)
+
+
+def test_parse_overrides_reads_json_values():
+    assert parse_overrides(["max_epochs=5", "translate=false", "device=cuda", "head_hidden=[8, 4]"]) == {
+        "max_epochs": 5, "translate": False, "device": "cuda", "head_hidden": [8, 4]}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["max_epochs"])
+
+
+def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSA_RESULTS_DIR", str(tmp_path / "results"))
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    log = tmp_path / "log.jsonl"
+    record = f"import json\nopen({str(log)!r}, 'a').write(json.dumps([profile, overrides]) + '\\n')"
+    write_notebook(folder / "01_first.ipynb", record)
+    write_notebook(folder / "02_broken.ipynb", record, "raise ValueError('bad input in cell two')")
+    write_notebook(folder / "03_never.ipynb", record)
+    assert [p.name for p in study_notebooks(folder)] == ["01_first.ipynb", "02_broken.ipynb", "03_never.ipynb"]
+
+    with pytest.raises(StudyFailed) as failure:
+        run_study("smoke", {"max_epochs": 1}, notebook_dir=folder)
+    message = str(failure.value)
+    assert "02_broken.ipynb" in message and "bad input in cell two" in message and "--from 02" in message
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [["smoke", {"max_epochs": 1}]] * 2
+    assert (tmp_path / "results" / "notebooks" / "02_broken.ipynb").exists()  # saved with the traceback
+    assert not (tmp_path / "results" / "notebooks" / "03_never.ipynb").exists()
+
+
+def test_unknown_profile_fails_before_running(tmp_path):
+    with pytest.raises(KeyError, match="unknown profile"):
+        run_study("fast", notebook_dir=tmp_path)

@@ -1,0 +1,92 @@
+"""Training loop: best-epoch weights, early stopping, determinism, ablation masking.
+
+Runs on real frozen features: 36 labelled MVSA posts (12 per class) encoded by the compact
+backbone, with a small multimodal encoder on top.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from msa_utils import LABEL2ID
+from msa_utils.features import extract_features, pool_image_tokens
+from msa_utils.model import MultimodalClassifier
+from msa_utils.profiles import DEFAULT_DATA_DIR, get_profile
+from msa_utils.seed import set_seed
+from msa_utils.train import NullInputs, fit, predict_logits
+
+from conftest import read_post_text
+
+
+@pytest.fixture(scope="module")
+def real_split(compact_backbone):
+    labels = pd.read_csv(DEFAULT_DATA_DIR / "train.txt")
+    picked = labels.groupby("tag", sort=True).head(12).sort_values("guid")
+    guids = picked["guid"].to_numpy()
+    texts = [read_post_text(DEFAULT_DATA_DIR / "data" / f"{g}.txt").lower() for g in guids]
+    images = [DEFAULT_DATA_DIR / "data" / f"{g}.jpg" for g in guids]
+    features = pool_image_tokens(extract_features(compact_backbone, texts, images, guids, progress=False), 2)
+    y = picked["tag"].map(LABEL2ID).to_numpy()
+    train, val = guids[::3].tolist() + guids[1::3].tolist(), guids[2::3].tolist()
+    by_guid = dict(zip(guids, y))
+    null_text, null_mask = compact_backbone.null_text()
+    nulls = NullInputs(null_text, null_mask, pool_image_tokens(compact_backbone.null_image(), 2))
+    return (features.subset(train), np.array([by_guid[g] for g in train]),
+            features.subset(val), np.array([by_guid[g] for g in val]), nulls)
+
+
+def new_model(seed=0):
+    cfg = get_profile("smoke", fusion_hidden=32, fusion_layers=1, fusion_heads=2, image_grid=2, head_hidden=(16, 8))
+    set_seed(seed)
+    return MultimodalClassifier.compact(384, 1280, cfg)
+
+
+def test_fit_keeps_the_best_epoch_and_reports_it(real_split):
+    train, y_train, val, y_val, _ = real_split
+    saved = {}
+    model = new_model()
+    result = fit(model, train, y_train, val, y_val, lr=3e-3, batch_size=8, max_epochs=4, patience=4,
+                 progress=False, on_best=lambda m, e: saved.update({e: predict_logits(m, val)}))
+    history = result.history
+    assert list(history["epoch"]) == [1, 2, 3, 4] and not result.stopped_early
+    assert {"train_loss", "val_loss", "val_accuracy", "val_weighted_f1", "val_macro_f1", "val_f1_neutral"} <= set(history)
+    best = int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"])  # first maximum
+    assert result.best_epoch == best == max(saved)
+    assert torch.equal(predict_logits(model, val), saved[best])  # model holds the best weights
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]  # it learns
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(real_split):
+    train, y_train, val, y_val, _ = real_split
+    result = fit(new_model(), train, y_train, val, y_val, lr=0.0, max_epochs=10, patience=2, progress=False)
+    # lr 0: the validation F1 never changes, so epochs 2 and 3 bring no improvement
+    assert result.best_epoch == 1 and len(result.history) == 3 and result.stopped_early
+
+
+def test_same_seed_same_history(real_split):
+    train, y_train, val, y_val, _ = real_split
+    runs = [fit(new_model(), train, y_train, val, y_val, lr=1e-3, batch_size=8, max_epochs=2, seed=5, progress=False)
+            for _ in range(2)]
+    columns = [c for c in runs[0].history if c != "seconds"]
+    pd.testing.assert_frame_equal(runs[0].history[columns], runs[1].history[columns])
+    other = fit(new_model(), train, y_train, val, y_val, lr=1e-3, batch_size=8, max_epochs=2, seed=6, progress=False)
+    assert not np.allclose(other.history["train_loss"], runs[0].history["train_loss"])
+
+
+def test_without_text_the_model_ignores_the_text(real_split):
+    train, y_train, val, y_val, nulls = real_split
+    model = new_model()
+    fit(model, train, y_train, val, y_val, lr=1e-3, batch_size=8, max_epochs=1, drop="text", nulls=nulls, progress=False)
+    shuffled = type(val)(val.guids, val.text_states.flip(0), val.text_mask.flip(0), val.image_states)
+    assert torch.equal(predict_logits(model, val, drop="text", nulls=nulls),
+                       predict_logits(model, shuffled, drop="text", nulls=nulls))
+    assert not torch.equal(predict_logits(model, val), predict_logits(model, shuffled))
+    with pytest.raises(ValueError, match="null inputs"):
+        predict_logits(model, val, drop="image")
+
+
+def test_fit_rejects_mismatched_labels(real_split):
+    train, y_train, val, y_val, _ = real_split
+    with pytest.raises(ValueError, match="length"):
+        fit(new_model(), train, y_train[:-1], val, y_val, progress=False)
