@@ -38,7 +38,7 @@ def main() -> int:
         shutil.rmtree(cfg.cache_dir)
     msa_study = Path(sys.executable).with_name("msa-study")
     start = time.perf_counter()
-    done = subprocess.run([str(msa_study), "--profile", args.profile], env={**os.environ, "MPLBACKEND": "Agg"})
+    done = subprocess.run([str(msa_study), "--profile", args.profile])
     wall = time.perf_counter() - start
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     if done.returncode:

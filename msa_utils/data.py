@@ -11,6 +11,7 @@ every oddity kept as is (e.g. a guid in ``data/`` that no label file uses) is re
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import unicodedata
@@ -89,6 +90,8 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
 
     The release's text files are ASCII or GBK/GB18030 (see SOURCE.md). Order tried:
 
+    0. a byte-order mark: UTF-8 (``"utf-8"``, reason ``"utf8_bom_removed"``) or UTF-16
+       (``"utf-16"``, reason ``"decoded_utf16"``).
     1. ASCII → encoding ``"ascii"``.
     2. strict UTF-8 → ``"utf-8"``, unless the result :func:`looks_like_mojibake` and the
        GB18030 decode gives only CJK characters outside ASCII; then it is GBK bytes that happen
@@ -102,6 +105,16 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
         ``(text, encoding, repair_reason)``; ``repair_reason`` is ``None`` when nothing was
         repaired. ``text`` is not yet stripped of line endings.
     """
+    if raw.startswith(codecs.BOM_UTF8):
+        try:
+            return raw[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8", "utf8_bom_removed"
+        except UnicodeDecodeError:
+            pass
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16"), "utf-16", "decoded_utf16"
+        except UnicodeDecodeError:
+            pass
     try:
         return raw.decode("ascii"), "ascii", None
     except UnicodeDecodeError:
@@ -137,7 +150,8 @@ def join_lines(text: str) -> str:
 def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> pd.DataFrame:
     """Read one ``guid,tag`` label file into a frame with columns ``guid, split, tag``.
 
-    Tags are stripped and lower-cased. Lines whose guid is not an integer, and (train split)
+    Tags are stripped and lower-cased (each changed tag is reported, reason
+    ``"label_normalised"``). Lines whose guid is not an integer, and (train split)
     tags outside :data:`msa_utils.LABELS`, are excluded and reported. In the test split a tag
     other than ``"null"`` is kept and reported as ``noted``. Duplicated guids: one row is kept
     if every copy has the same tag (reported ``repaired``); all copies are excluded if the
@@ -155,7 +169,11 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> 
     if not {"guid", "tag"} <= set(frame.columns):
         raise ValueError(f"{path}: expected a header with columns guid,tag, got {list(frame.columns)}")
     frame = frame[["guid", "tag"]].copy()
-    frame["tag"] = frame["tag"].str.strip().str.lower()
+    raw_tag = frame["tag"]
+    frame["tag"] = raw_tag.str.strip().str.lower()
+    normalised = (raw_tag != frame["tag"]) & frame["guid"].str.strip().str.fullmatch(r"\d+")
+    for guid, before, after in zip(frame.loc[normalised, "guid"], raw_tag[normalised], frame.loc[normalised, "tag"]):
+        report.add(STAGE, int(guid), "repaired", "label_normalised", f"{path.name}: tag {before!r} read as {after!r}")
     guid_text = frame["guid"].str.strip()
     bad_guid = ~guid_text.str.fullmatch(r"\d+")
     for line_no, value in zip(frame.index[bad_guid] + 2, guid_text[bad_guid]):
@@ -221,12 +239,27 @@ def _scan_data_dir(data_dir: Path) -> tuple[set[int], set[int]]:
     return texts, images
 
 
-def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str]:
-    """Decode one text file, report a repair, return ``(text_raw, encoding)``."""
+UNDECODABLE = "decoded_gb18030_with_replacement"
+"""The repair reason of bytes that are valid in none of the encodings tried."""
+
+
+def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str, bool]:
+    """Decode one text file and report a repair.
+
+    Returns:
+        ``(text_raw, encoding, usable)``. A file valid in none of the encodings tried is kept
+        (decoded with U+FFFD for the bad bytes, for display) but not usable: it is reported as
+        ``excluded``, reason ``"undecodable_text"``, rather than trained on as garbage.
+    """
     text, encoding, repair = decode_text_bytes(path.read_bytes())
+    if repair == UNDECODABLE:
+        report.add(STAGE, guid, "excluded", "undecodable_text",
+                   f"data/{guid}.txt is valid in none of UTF-8, UTF-16 (BOM), GB18030; "
+                   "row kept with has_text=False, the trainer skips it")
+        return join_lines(text), encoding, False
     if repair is not None:
         report.add(STAGE, guid, "repaired", repair, f"data/{guid}.txt decoded as {encoding}")
-    return join_lines(text), encoding
+    return join_lines(text), encoding, True
 
 
 def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
@@ -266,17 +299,18 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
     texts, encodings, has_text = [], [], []
     for guid in frame["guid"]:
         if guid in text_guids:
-            text, encoding = _read_text(data_dir / "data" / f"{guid}.txt", guid, report)
+            text, encoding, usable = _read_text(data_dir / "data" / f"{guid}.txt", guid, report)
         else:
-            text, encoding = "", ""
+            text, encoding, usable = "", "", False
             report.add(STAGE, guid, "excluded", "missing_text_file",
                        f"data/{guid}.txt not found; row kept with has_text=False, the trainer skips it")
-        if guid in text_guids and not text:
+        if guid in text_guids and usable and not text:
+            usable = False
             report.add(STAGE, guid, "excluded", "empty_text_file",
                        f"data/{guid}.txt is empty; row kept with has_text=False, the trainer skips it")
         texts.append(text)
         encodings.append(encoding)
-        has_text.append(bool(text))
+        has_text.append(usable)
     frame["text_raw"] = texts
     frame["encoding"] = encodings
     frame["image_file"] = [f"data/{g}.jpg" for g in frame["guid"]]

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from . import LABELS, io
+from .data_report import DataReport
 from .profiles import Profile, StudyPaths
 
 POST_DTYPES = {"guid": "int64", "label": "Int64", "split": "string", "tag": "string"}
@@ -253,9 +254,11 @@ def predict_test(data: StudyData, model: torch.nn.Module) -> pd.DataFrame:
     tags = dict(zip(data.features["test"].guids.tolist(), (LABELS[i] for i in logits.argmax(1).tolist())))
     table = pd.DataFrame({"guid": test["guid"].to_numpy(), "tag": [tags.get(int(g), "null") for g in test["guid"]]})
     io.write_csv(paths.predictions / "test_predictions.txt", table)
-    missing = test[~test["guid"].isin(tags)]
-    reasons = np.where(~missing["has_text"], "no_text", np.where(~missing["has_image"], "no_image", "image_unreadable"))
-    io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame({"guid": missing["guid"], "reason": reasons}))
+    missing = test.loc[~test["guid"].isin(tags), "guid"]
+    report = DataReport.load(paths.data_report).to_frame()
+    excluded = report[report["action"] == "excluded"].groupby("guid")["reason"].agg("; ".join)
+    reasons = [excluded.get(int(g), "not usable (see data_report.csv)") for g in missing]
+    io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame({"guid": missing, "reason": reasons}))
     return table
 
 

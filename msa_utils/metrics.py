@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegressionCV
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, make_scorer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -99,7 +99,8 @@ def linear_probe(
     probe = make_pipeline(
         StandardScaler(),
         LogisticRegressionCV(
-            Cs=list(cs), cv=5, scoring="f1_weighted", class_weight="balanced", max_iter=2000,
+            Cs=list(cs), cv=5, scoring=make_scorer(f1_score, average="weighted", zero_division=0),
+            class_weight="balanced", max_iter=2000,
             l1_ratios=(0.0,), random_state=seed, use_legacy_attributes=False,
         ),
     )

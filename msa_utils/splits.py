@@ -89,7 +89,7 @@ def inverse_frequency_weights(labels: np.ndarray | torch.Tensor, num_classes: in
     Raises:
         ValueError: if a label is outside ``[0, num_classes)``.
     """
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    labels = torch.tensor(np.asarray(labels, dtype=np.int64))
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.unique().tolist()}")
     counts = torch.bincount(labels, minlength=num_classes).double()

@@ -41,7 +41,8 @@ class StudyFailed(RuntimeError):
         super().__init__(
             f"{notebook} failed" + (f" in cell [{cell}]" if cell is not None else "") + f": {what}\n"
             f"The executed notebook, with the traceback, is {output}.\n"
-            f"Fix the cause and rerun; --from {notebook[:2]} restarts at this notebook."
+            f"Fix the cause and rerun; --from {notebook[:2]} restarts at this notebook "
+            "(each notebook reads what the ones before it wrote)."
         )
         self.notebook, self.output = notebook, output
 
@@ -101,8 +102,8 @@ def run_study(
     """
     import papermill as pm  # imported here so that ``--help`` stays fast
 
-    overrides = dict(overrides or {})
-    cfg = get_profile(profile, **overrides)  # fail fast on bad names
+    overrides = resolve_paths(dict(overrides or {}))
+    cfg = get_profile(profile, **overrides)  # fail fast on bad names and values
     out_dir = cfg.paths.notebooks
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = study_notebooks(notebook_dir)
@@ -110,6 +111,8 @@ def run_study(
         notebooks = [nb for nb in notebooks if nb.name[:2] >= start]
     if only:
         notebooks = [nb for nb in notebooks if nb.name[:2] in set(only)]
+    if not notebooks:
+        raise ValueError(f"no notebook of {notebook_dir} matches --from {start} / --only {only}")
     times: dict[str, float] = {}
     for nb in notebooks:
         output = out_dir / nb.name
@@ -125,8 +128,36 @@ def run_study(
             raise StudyFailed(nb.name, output, err) from err
         times[nb.name] = round(time.perf_counter() - t0, 1)
         print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s -> {output}", flush=True)
-    io.write_json(cfg.paths.metrics / "run_times.json", {"profile": profile, "overrides": overrides, "seconds": times})
+    _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
+
+
+PATH_FIELDS = ("data_dir", "results_dir", "cache_dir")
+
+
+def resolve_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Make relative folder overrides absolute, relative to the current directory.
+
+    The notebooks run with ``notebooks/`` as their working directory, so a relative path must be
+    resolved where the user typed it. A ``flava_name_or_path`` that exists as a local folder is
+    resolved too; otherwise it is a hub id and kept.
+    """
+    out = dict(overrides)
+    for key in PATH_FIELDS:
+        if isinstance(out.get(key), str):
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    flava = out.get("flava_name_or_path")
+    if isinstance(flava, str) and Path(flava).expanduser().exists():
+        out["flava_name_or_path"] = str(Path(flava).expanduser().resolve())
+    return out
+
+
+def _record_times(path: Path, profile: str, overrides: dict[str, Any], times: dict[str, float]) -> None:
+    """Merge this run's notebook times into ``run_times.json`` (a partial run keeps the others)."""
+    old = io.read_json(path) if path.exists() else {}
+    seconds = old.get("seconds", {}) if old.get("profile") == profile and old.get("overrides") == overrides else {}
+    seconds.update(times)
+    io.write_json(path, {"profile": profile, "overrides": overrides, "seconds": dict(sorted(seconds.items()))})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

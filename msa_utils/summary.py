@@ -8,6 +8,7 @@ puts the paper's numbers beside ours and writes the report.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -74,6 +75,11 @@ def ablation_table(metrics_dir: Path) -> pd.DataFrame:
     return table[["model", "accuracy", "weighted_f1", "paper_accuracy", "paper_weighted_f1"]]
 
 
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error ``sqrt(p (1 - p) / n)`` of an accuracy ``p`` measured on ``n`` posts."""
+    return math.sqrt(accuracy * (1.0 - accuracy) / n) if n > 0 else float("nan")
+
+
 def _markdown(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
     def fmt(v):
         if v is None or (isinstance(v, float) and pd.isna(v)):
@@ -104,6 +110,8 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.Data
     table = results_table(paths.metrics)
     full = load_variant_metrics(paths.metrics, "full")
     history = pd.read_csv(paths.metrics / "full_history.csv")
+    n_val = int(split_counts.loc["total", "val"])
+    accuracy = float(full["val"]["accuracy"])
     main = table.reset_index(drop=True)[["model", "accuracy", "weighted_f1", "macro_f1", "paper_accuracy", "paper_weighted_f1"]]
     per_class = table.reset_index(drop=True)[["model"] + [f"f1_{c}" for c in LABELS]]
     backbone = "FLAVA (facebook/flava-full)" if cfg.backbone == "flava" else "compact (MiniLM-L6 text + EfficientNet-Lite0 image encoders, small FLAVA-style multimodal encoder)"
@@ -111,9 +119,11 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.Data
         f"# Results: multimodal sentiment analysis on MVSA-Single, profile `{cfg.name}`",
         "",
         f"Produced by `msa-study --profile {cfg.name}` (notebooks 01-06). Backbone: {backbone}.",
-        "All scores are on our validation split (20% of `train.txt`, stratified, seed "
-        f"{cfg.seed}); the paper's are on its own 8:2 split. With {int(split_counts.loc['total', 'val'])} validation posts, one "
-        "standard error of an accuracy near 0.7 is about ±0.016.",
+        f"All scores are on our validation split ({cfg.val_fraction:.0%} of the labelled posts of `train.txt`, "
+        f"stratified, seed {cfg.seed}); the paper's are on its own 8:2 split. With {n_val} validation posts, one "
+        f"standard error of the full model's accuracy ({accuracy:.3f}) is ±{standard_error(accuracy, n_val):.3f}. "
+        "The validation split also chose the best epoch (early stopping), so its scores are slightly optimistic; "
+        "`test_without_label.txt` has no labels to report on.",
         "",
         "## Main results (validation)",
         "",

@@ -60,12 +60,21 @@ def test_genuine_utf8_is_kept(text):
     assert not looks_like_mojibake(text)
 
 
-def test_bytes_invalid_everywhere_are_replaced_and_reported(mvsa_sample):
+def test_bytes_invalid_everywhere_are_excluded_not_trained_on(mvsa_sample):
     (mvsa_sample / "data" / "4211.txt").write_bytes(b"bad \xff byte\r\n")
     report = DataReport()
     frame = load_mvsa(mvsa_sample, report).set_index("guid")
-    assert frame.loc[4211, "text_raw"] == "bad \ufffd byte"
-    assert _entries(report, "decoded_gb18030_with_replacement") == [4211]
+    assert frame.loc[4211, "text_raw"] == "bad \ufffd byte"  # kept for display
+    assert not frame.loc[4211, "has_text"]
+    assert report.guids(action="excluded", reason="undecodable_text") == [4211]
+
+
+@pytest.mark.parametrize("raw, encoding, reason", [
+    ("Café très bon".encode("utf-8-sig"), "utf-8", "utf8_bom_removed"),
+    ("Café très bon".encode("utf-16"), "utf-16", "decoded_utf16"),
+])
+def test_byte_order_marks_are_honoured(raw, encoding, reason):
+    assert decode_text_bytes(raw) == ("Café très bon", encoding, reason)
 
 
 def test_multiline_text_is_joined(mvsa_sample):
@@ -88,6 +97,7 @@ def test_label_parsing_case_whitespace_unknown_duplicates(mvsa_sample):
     assert 3323 not in frame.index and 4499 not in frame.index
     assert frame.loc[5084, "split"] == "train"
     assert report.guids(action="excluded", reason="unknown_label") == [3323]
+    assert report.guids(action="repaired", reason="label_normalised") == [2, 71, 4211]
     assert report.guids(action="repaired", reason="duplicate_guid_same_label") == [4211]
     assert report.guids(action="excluded", reason="duplicate_guid_conflicting_labels") == [4499]
     assert report.guids(action="excluded", reason="guid_in_train_and_test") == [5084]

@@ -46,3 +46,11 @@ def test_linear_probe_learns_a_separable_signal():
     assert scores["accuracy"] > 0.9 and pred.shape == (100,)
     noise, _ = linear_probe(rng.normal(size=(200, 5)), y[:200], rng.normal(size=(100, 5)), y[200:])
     assert noise["accuracy"] < 0.6
+
+
+def test_linear_probe_copes_with_a_missing_class():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 120)  # no neutral post at all
+    x = rng.normal(size=(120, 4)) + np.eye(2, 4)[y] * 3
+    scores, _ = linear_probe(x[:80], y[:80], x[80:], y[80:])
+    assert scores["accuracy"] > 0.85 and scores["f1_neutral"] == 0.0

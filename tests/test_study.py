@@ -48,3 +48,22 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
 def test_unknown_profile_fails_before_running(tmp_path):
     with pytest.raises(KeyError, match="unknown profile"):
         run_study("fast", notebook_dir=tmp_path)
+
+
+def test_relative_folders_are_resolved_where_the_user_typed_them(tmp_path, monkeypatch):
+    from msa_utils.study import resolve_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "flava").mkdir()
+    out = resolve_paths({"results_dir": "res", "data_dir": "../d", "flava_name_or_path": "flava", "max_epochs": 2})
+    assert out == {"results_dir": str(tmp_path / "res"), "data_dir": str(tmp_path.parent / "d"),
+                   "flava_name_or_path": str(tmp_path / "flava"), "max_epochs": 2}
+    assert resolve_paths({"flava_name_or_path": "facebook/flava-full"}) == {"flava_name_or_path": "facebook/flava-full"}
+
+
+def test_a_selection_that_matches_no_notebook_is_an_error(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "01_first.ipynb", "pass")
+    with pytest.raises(ValueError, match="no notebook"):
+        run_study("smoke", only=["99"], notebook_dir=folder)

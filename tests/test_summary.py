@@ -48,3 +48,4 @@ def test_report_has_the_tables(metrics_dir, tmp_path):
     text = write_report(cfg, summary, counts, pd.Series({"positive": 3, "neutral": 1})).read_text()
     assert "| image + text | 0.710 | 0.700 | 0.600 | 0.730 | 0.730 |" in text
     assert "decoded_gb18030" in text and "positive 3, neutral 1" in text
+    assert "With 3 validation posts" in text and "(0.710) is ±0.262" in text  # sqrt(.71 * .29 / 3)
