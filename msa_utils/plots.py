@@ -78,7 +78,7 @@ def ablation_chart(table: pd.DataFrame) -> Figure:
     ax.set_xticks(x, table.index)
     ax.set_ylim(0, 1)
     ax.set_ylabel("validation score")
-    ax.legend(fontsize=8, ncols=2, loc="lower center")
+    ax.legend(fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
