@@ -79,7 +79,7 @@ def linear_probe(
     val_x: np.ndarray,
     val_y: np.ndarray,
     seed: int = 0,
-    cs: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0),
+    cs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 0.1, 1.0),
 ) -> tuple[dict[str, float], np.ndarray]:
     """Logistic regression on pooled frozen features: the bar a trained fusion model has to clear.
 
