@@ -1,7 +1,7 @@
 """Time the whole study (notebooks 01-06 via ``msa-study``) on a profile, as a user runs it.
 
-    python benchmarks/time_study.py                 # cpu profile, cold: feature cache emptied first
-    python benchmarks/time_study.py --warm          # keep the feature cache
+    python benchmarks/time_study.py                 # cpu profile, cold: feature cache and checkpoints removed first
+    python benchmarks/time_study.py --warm          # keep them (a rerun then skips finished work)
     python benchmarks/time_study.py --profile smoke
 
 Prints the wall time of the whole run, the time of each notebook (from ``run_times.json``) and
@@ -34,8 +34,10 @@ def main() -> int:
     parser.add_argument("--out", default="benchmarks/results/study_times.csv")
     args = parser.parse_args()
     cfg = get_profile(args.profile)
-    if not args.warm and Path(cfg.cache_dir).exists():
-        shutil.rmtree(cfg.cache_dir)
+    if not args.warm:  # cold: no cached features, no finished training to reuse
+        for folder in (Path(cfg.cache_dir), cfg.paths.checkpoints):
+            if folder.exists():
+                shutil.rmtree(folder)
     msa_study = Path(sys.executable).with_name("msa-study")
     start = time.perf_counter()
     done = subprocess.run([str(msa_study), "--profile", args.profile])

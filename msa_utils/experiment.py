@@ -10,6 +10,9 @@ A notebook calls these in order; each writes its outputs under the profile's res
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,8 +200,10 @@ def run_variant(data: StudyData, name: str = "full", progress: bool = True) -> V
     for zero token ids with a zero attention mask).
 
     Writes ``metrics/<name>.json`` (validation metrics of the best epoch, best epoch, epochs run),
-    ``metrics/<name>_history.csv``, ``predictions/val_<name>.csv`` and the best checkpoint
-    ``checkpoints/<name>/`` (``config.json`` + ``model.safetensors``).
+    ``metrics/<name>_history.csv``, ``predictions/val_<name>.csv``, the best checkpoint
+    ``checkpoints/<name>/`` (``config.json`` + ``model.safetensors``) and, after every epoch, the
+    training state ``checkpoints/<name>_training_state.safetensors``: rerunning an interrupted
+    run resumes it (same result as uninterrupted); rerunning a finished one does not retrain.
 
     Raises:
         KeyError: for an unknown variant name.
@@ -216,7 +221,9 @@ def run_variant(data: StudyData, name: str = "full", progress: bool = True) -> V
         lr=cfg.lr, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, patience=cfg.patience,
         resample=cfg.resample, seed=cfg.seed, drop=drop, nulls=data.nulls, device=device,
         on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
+        state_path=paths.checkpoints / f"{name}_training_state.safetensors", state_key=run_key(data, name),
     )
+    model.save_pretrained(checkpoint)  # the best epoch's weights, also when a finished run was reused
     val_logits = predict_logits(model, data.features["val"], drop=drop, nulls=data.nulls, device=device)
     val_pred = val_logits.argmax(1).numpy()
     metrics = {
@@ -233,6 +240,35 @@ def run_variant(data: StudyData, name: str = "full", progress: bool = True) -> V
     io.write_csv(paths.metrics / f"{name}_history.csv", result.history.round(6))
     _write_val_predictions(paths, name, data, val_pred)
     return VariantResult(name, model, result.history, metrics, val_pred)
+
+
+TRAINING_SETTINGS = ("backbone", "flava_name_or_path", "max_text_tokens", "image_size", "image_grid", "fusion_hidden",
+                     "fusion_layers", "fusion_heads", "fusion_dropout", "head_hidden", "dropout", "lr", "batch_size",
+                     "max_epochs", "patience", "resample", "seed", "cache_dtype")
+"""Profile fields that change what training produces (folders, threads and device do not)."""
+
+
+def run_key(data: StudyData, name: str) -> str:
+    """SHA-256 naming one training run, for resuming it (:mod:`msa_utils.resume`).
+
+    Covers the variant, the training settings of the profile, every byte of the training and
+    validation features and labels, and the source of the modules that define the model and
+    the training loop, so that a changed setting, data or code never resumes a stale run.
+    """
+    from . import model as model_module
+    from . import resume as resume_module
+    from . import train as train_module
+
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in data.cfg.to_dict().items() if k in TRAINING_SETTINGS}
+    digest.update(json.dumps({"variant": name, "settings": settings}, sort_keys=True).encode())
+    for part in ("train", "val"):
+        for tensor in data.features[part].tensors().values():
+            digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(np.ascontiguousarray(data.labels[part]).tobytes())
+    for module in (model_module, train_module, resume_module):
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()
 
 
 def predict_test(data: StudyData, model: torch.nn.Module) -> pd.DataFrame:

@@ -9,6 +9,8 @@ stop after ``patience`` epochs without improvement; the best epoch's weights are
 from __future__ import annotations
 
 import copy
+import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +26,11 @@ from tqdm.auto import tqdm
 from .features import FeatureSet
 from .metrics import classification_metrics
 from .model import mask_modality, trim_text_padding
+from .resume import TrainingProgress, load_training_state, save_training_state
 from .splits import make_sampler
 
 Drop = Literal["image", "text"] | None
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,9 @@ def fit(
     device: str | torch.device = "cpu",
     on_best: Callable[[nn.Module, int], None] | None = None,
     progress: bool = True,
+    state_path: str | os.PathLike | None = None,
+    state_key: str = "",
+    on_step: Callable[[int, int], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on cached features and keep the weights of the best validation epoch.
 
@@ -149,6 +156,12 @@ def fit(
         on_best: called as ``on_best(model, epoch)`` whenever validation improves (e.g. to save
             a checkpoint).
         progress: show tqdm progress bars.
+        state_path: if given, the whole training state is written there after every epoch
+            (:mod:`msa_utils.resume`), and a state left by an interrupted run with the same
+            ``state_key`` is resumed: the result equals that of an uninterrupted run. A finished
+            state is not retrained: the model gets its best weights and the stored history.
+        state_key: identifies the run (profile, variant, data) for ``state_path``.
+        on_step: called as ``on_step(epoch, step)`` after every optimiser step (for tests).
 
     Returns:
         :class:`FitResult`.
@@ -170,14 +183,23 @@ def fit(
     else:
         sampler = torch.utils.data.RandomSampler(range(len(train)), generator=torch.Generator().manual_seed(seed))
 
-    rows, best_f1, best_epoch, best_state, since_best = [], -1.0, 0, None, 0
-    for epoch in range(1, max_epochs + 1):
+    generator = sampler.generator
+    state = TrainingProgress()
+    best_state = copy.deepcopy(model.state_dict())
+    if state_path is not None:
+        restored = load_training_state(state_path, state_key, model, optimizer, generator)
+        if restored is not None:
+            state, best_state = restored
+            logger.info("resuming %s after epoch %d", state_path, state.epoch)
+    for epoch in range(state.epoch + 1, max_epochs + 1):
+        if state.finished:
+            break
         start = time.perf_counter()
         model.train()
         order = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
         losses = []
         steps = range(0, len(order), batch_size)
-        for s in tqdm(steps, desc=f"epoch {epoch}", disable=not progress, leave=False, mininterval=2.0):
+        for step, s in enumerate(tqdm(steps, desc=f"epoch {epoch}", disable=not progress, leave=False, mininterval=2.0)):
             index = order[s : s + batch_size]
             logits = model(*_batch(train, index, drop, nulls, device)).logits
             loss = F.cross_entropy(logits, train_y[index].to(device))
@@ -185,25 +207,29 @@ def fit(
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+            if on_step is not None:
+                on_step(epoch, step)
         val_logits = predict_logits(model, val, drop=drop, nulls=nulls, device=device)
         val_loss = F.cross_entropy(val_logits, torch.as_tensor(np.asarray(val_labels), dtype=torch.long)).item()
         scores = classification_metrics(val_labels, val_logits.argmax(1).numpy())
-        rows.append({
+        state.history.append({
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
             "val_loss": val_loss,
             **{f"val_{k}": v for k, v in scores.items()},
             "seconds": time.perf_counter() - start,
         })
-        if scores["weighted_f1"] > best_f1:
-            best_f1, best_epoch, since_best = scores["weighted_f1"], epoch, 0
+        state.epoch = epoch
+        if scores["weighted_f1"] > state.best_f1:
+            state.best_f1, state.best_epoch, state.since_best = scores["weighted_f1"], epoch, 0
             best_state = copy.deepcopy(model.state_dict())
             if on_best is not None:
                 on_best(model, epoch)
         else:
-            since_best += 1
-            if since_best >= patience:
-                break
+            state.since_best += 1
+        state.finished = state.since_best >= patience or epoch == max_epochs
+        if state_path is not None:
+            save_training_state(state_path, state_key, model, optimizer, generator, best_state, state)
     model.load_state_dict(best_state)
-    history = pd.DataFrame(rows)
-    return FitResult(history=history, best_epoch=best_epoch, stopped_early=len(rows) < max_epochs)
+    history = pd.DataFrame(state.history)
+    return FitResult(history=history, best_epoch=state.best_epoch, stopped_early=len(history) < max_epochs)

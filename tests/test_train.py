@@ -90,3 +90,59 @@ def test_fit_rejects_mismatched_labels(real_split):
     train, y_train, val, y_val, _ = real_split
     with pytest.raises(ValueError, match="length"):
         fit(new_model(), train, y_train[:-1], val, y_val, progress=False)
+
+
+def _interrupt_at(epoch_to_stop, step_to_stop):
+    def hook(epoch, step):
+        if (epoch, step) == (epoch_to_stop, step_to_stop):
+            raise KeyboardInterrupt  # what SIGINT raises; SIGKILL stops at the same point, unsaved
+    return hook
+
+
+def _same_run(a, b, model_a, model_b):
+    columns = [c for c in a.history if c != "seconds"]
+    pd.testing.assert_frame_equal(a.history[columns], b.history[columns])
+    assert a.best_epoch == b.best_epoch
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_interrupted_training_resumes_to_the_same_result(real_split, tmp_path):
+    train, y_train, val, y_val, _ = real_split
+    settings = dict(lr=3e-3, batch_size=8, max_epochs=4, patience=4, seed=2, progress=False, state_key="k")
+    reference_model = new_model()
+    reference = fit(reference_model, train, y_train, val, y_val, state_path=tmp_path / "ref.safetensors", **settings)
+
+    resumed_model = new_model()
+    path = tmp_path / "run.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        fit(resumed_model, train, y_train, val, y_val, state_path=path, on_step=_interrupt_at(2, 1), **settings)
+    steps = []
+    resumed_model = new_model()  # a new process: fresh weights, fresh RNG
+    torch.manual_seed(123)
+    resumed = fit(resumed_model, train, y_train, val, y_val, state_path=path,
+                  on_step=lambda e, s: steps.append(e), **settings)
+    assert set(steps) == {2, 3, 4}  # epoch 1 was not redone
+    _same_run(reference, resumed, reference_model, resumed_model)
+
+    # a finished run is not retrained: the best weights and the history come back
+    again_model = new_model()
+    again = fit(again_model, train, y_train, val, y_val, state_path=path, on_step=_interrupt_at(1, 0), **settings)
+    _same_run(reference, again, reference_model, again_model)
+
+
+def test_a_foreign_or_corrupt_state_is_not_trusted(real_split, tmp_path, caplog):
+    train, y_train, val, y_val, _ = real_split
+    settings = dict(lr=3e-3, batch_size=8, max_epochs=2, patience=4, progress=False)
+    path = tmp_path / "state.safetensors"
+    fit(new_model(), train, y_train, val, y_val, state_path=path, state_key="run-a", **settings)
+    steps = []
+    fit(new_model(), train, y_train, val, y_val, state_path=path, state_key="run-b",
+        on_step=lambda e, s: steps.append(e), **settings)
+    assert set(steps) == {1, 2} and "another run" in caplog.text  # retrained from scratch
+
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a crash of a non-atomic writer
+    steps.clear()
+    fit(new_model(), train, y_train, val, y_val, state_path=path, state_key="run-b",
+        on_step=lambda e, s: steps.append(e), **settings)
+    assert set(steps) == {1, 2} and "unusable" in caplog.text
