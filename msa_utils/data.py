@@ -247,11 +247,19 @@ def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str, boo
     """Decode one text file and report a repair.
 
     Returns:
-        ``(text_raw, encoding, usable)``. A file valid in none of the encodings tried is kept
+        ``(text_raw, encoding, usable)``. A file that cannot be read (e.g. a directory) is
+        excluded, reason ``"unreadable_text_file"``. A file valid in none of the encodings tried is kept
         (decoded with U+FFFD for the bad bytes, for display) but not usable: it is reported as
         ``excluded``, reason ``"undecodable_text"``, rather than trained on as garbage.
     """
-    text, encoding, repair = decode_text_bytes(path.read_bytes())
+    try:
+        raw = path.read_bytes()
+    except OSError as error:  # a directory, no permission, an I/O error
+        report.add(STAGE, guid, "excluded", "unreadable_text_file",
+                   f"data/{guid}.txt cannot be read ({type(error).__name__}: {error}); "
+                   "row kept with has_text=False, the trainer skips it")
+        return "", "", False
+    text, encoding, repair = decode_text_bytes(raw)
     if repair == UNDECODABLE:
         report.add(STAGE, guid, "excluded", "undecodable_text",
                    f"data/{guid}.txt is valid in none of UTF-8, UTF-16 (BOM), GB18030; "
@@ -304,7 +312,7 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
             text, encoding, usable = "", "", False
             report.add(STAGE, guid, "excluded", "missing_text_file",
                        f"data/{guid}.txt not found; row kept with has_text=False, the trainer skips it")
-        if guid in text_guids and usable and not text:
+        if guid in text_guids and usable and not text:  # (an unreadable file is reported above)
             usable = False
             report.add(STAGE, guid, "excluded", "empty_text_file",
                        f"data/{guid}.txt is empty; row kept with has_text=False, the trainer skips it")

@@ -37,7 +37,8 @@ def stratified_split(guids: np.ndarray, labels: np.ndarray, val_fraction: float 
         ``{"train": (N_train,), "val": (N_val,)}`` sorted guid arrays.
 
     Raises:
-        ValueError: on mismatched lengths, duplicated guids, or a ``val_fraction`` outside (0, 1).
+        ValueError: on mismatched lengths, duplicated guids, a ``val_fraction`` outside (0, 1), no
+            posts at all, or a class with a single post.
     """
     guids = np.asarray(guids)
     labels = np.asarray(labels)
@@ -47,6 +48,14 @@ def stratified_split(guids: np.ndarray, labels: np.ndarray, val_fraction: float 
         raise ValueError("guids must be unique")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if len(guids) == 0:
+        raise ValueError("no usable labelled post to split: every post of train.txt was excluded "
+                         "(data_report.csv says why) or the file lists none")
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        rare = [int(c) for c, n in zip(classes, counts) if n < 2]
+        raise ValueError(f"a stratified split needs at least 2 usable posts of each class present; "
+                         f"class ids {rare} have 1")
     train, val = train_test_split(guids, test_size=val_fraction, stratify=labels, random_state=seed)
     return {"train": np.sort(train), "val": np.sort(val)}
 

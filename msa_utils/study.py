@@ -107,6 +107,8 @@ def run_study(
     out_dir = cfg.paths.notebooks
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = study_notebooks(notebook_dir)
+    start = _two_digits(start) if start is not None else None
+    only = [_two_digits(n) for n in only] if only else only
     if start is not None:
         notebooks = [nb for nb in notebooks if nb.name[:2] >= start]
     if only:
@@ -130,6 +132,11 @@ def run_study(
         print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s -> {output}", flush=True)
     _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
+
+
+def _two_digits(number: str) -> str:
+    """``"4"`` -> ``"04"`` (notebook prefixes); anything else unchanged."""
+    return f"{int(number):02d}" if str(number).isdigit() else str(number)
 
 
 PATH_FIELDS = ("data_dir", "results_dir", "cache_dir")

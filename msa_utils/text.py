@@ -126,7 +126,7 @@ def clean_posts(frame: pd.DataFrame, report: DataReport) -> pd.DataFrame:
     """
     out = frame.copy()
     out["text_clean"] = [clean_text(t) for t in out["text_raw"]]
-    for guid, raw in zip(out["guid"], out["text_raw"]):
+    for guid, raw in zip(out.loc[out["has_text"], "guid"], out.loc[out["has_text"], "text_raw"]):
         body = remove_retweet_markers(remove_mentions(remove_urls(unescape_html(raw))))
         if remove_garbled(body) != body:
             report.add(STAGE, guid, "repaired", "garbled_characters_removed",

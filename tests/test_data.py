@@ -191,3 +191,12 @@ def test_full_data_counts_and_speed():
     assert report.guids(reason="decoded_gb18030_not_utf8") == [3323, 4499]
     assert frame["has_text"].all() and frame["has_image"].all()
     assert not report.guids(action="excluded")
+
+
+def test_a_text_path_that_cannot_be_read_is_excluded_not_fatal(mvsa_sample):
+    (mvsa_sample / "data" / "4211.txt").unlink()
+    (mvsa_sample / "data" / "4211.txt").mkdir()  # a directory where a file should be
+    report = DataReport()
+    frame = load_mvsa(mvsa_sample, report).set_index("guid")
+    assert not frame.loc[4211, "has_text"]
+    assert report.guids(action="excluded", reason="unreadable_text_file") == [4211]

@@ -54,3 +54,8 @@ def test_linear_probe_copes_with_a_missing_class():
     x = rng.normal(size=(120, 4)) + np.eye(2, 4)[y] * 3
     scores, _ = linear_probe(x[:80], y[:80], x[80:], y[80:])
     assert scores["accuracy"] > 0.85 and scores["f1_neutral"] == 0.0
+
+
+def test_macro_f1_leaves_out_a_class_absent_from_gold_and_predictions():
+    m = classification_metrics(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]))
+    assert m["macro_f1"] == 1.0 and m["f1_neutral"] == 0.0

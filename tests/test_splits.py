@@ -81,3 +81,10 @@ def test_sampler_is_reproducible_with_its_own_generator(train_labels):
     b = list(iter(make_sampler(labels, seed=3)))
     c = list(iter(make_sampler(labels, seed=4)))
     assert a == b and a != c
+
+
+def test_split_says_why_it_cannot_split():
+    with pytest.raises(ValueError, match="no usable labelled post"):
+        stratified_split(np.array([], dtype=int), np.array([], dtype=int))
+    with pytest.raises(ValueError, match=r"class ids \[2\]"):
+        stratified_split(np.arange(5), np.array([0, 0, 1, 1, 2]))

@@ -67,3 +67,5 @@ def test_a_selection_that_matches_no_notebook_is_an_error(tmp_path):
     write_notebook(folder / "01_first.ipynb", "pass")
     with pytest.raises(ValueError, match="no notebook"):
         run_study("smoke", only=["99"], notebook_dir=folder)
+    with pytest.raises(ValueError, match="no notebook"):
+        run_study("smoke", start="abc", notebook_dir=folder)
