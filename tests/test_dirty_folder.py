@@ -1,0 +1,153 @@
+"""A dirty MVSA folder, with every kind of bad input at once, runs through notebooks 01-04.
+
+Real posts plus posts the test breaks on purpose: each case must be repaired or excluded and
+named in the data report, training must finish, every test guid must appear in the
+predictions (those that cannot be predicted as ``null``, listed in ``unpredicted.csv``), and a
+second run must give identical metrics and predictions (determinism on the smoke profile).
+"""
+
+import shutil
+import struct
+import zlib
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from msa_utils import io
+from msa_utils.data_report import DataReport
+from msa_utils.profiles import DEFAULT_DATA_DIR
+from msa_utils.study import run_study
+
+REAL_PER_CLASS = 8
+
+
+def _png_claiming(width, height):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b"")
+
+
+def _save(image, path, fmt):
+    image.save(path, format=fmt)
+
+
+@pytest.fixture(scope="module")
+def dirty(tmp_path_factory):
+    """Build the folder, run notebooks 01-04 twice (two results folders, one feature cache)."""
+    root = tmp_path_factory.mktemp("dirty")
+    folder, data = root / "posts", root / "posts" / "data"
+    data.mkdir(parents=True)
+    labels = pd.read_csv(DEFAULT_DATA_DIR / "train.txt")
+    real = labels.groupby("tag", sort=True).head(REAL_PER_CLASS)
+    test_ids = pd.read_csv(DEFAULT_DATA_DIR / "test_without_label.txt")["guid"].head(3).tolist()
+    for guid in [*real["guid"], *test_ids]:
+        for suffix in (".txt", ".jpg"):
+            shutil.copyfile(DEFAULT_DATA_DIR / "data" / f"{guid}{suffix}", data / f"{guid}{suffix}")
+    photo = Image.open(DEFAULT_DATA_DIR / "data" / f"{real['guid'].iloc[0]}.jpg").convert("RGB")
+    jpeg_bytes = (DEFAULT_DATA_DIR / "data" / f"{real['guid'].iloc[0]}.jpg").read_bytes()
+
+    def post(guid, text=b"a fine day at the beach", image="photo"):
+        if text is not None:
+            (data / f"{guid}.txt").write_bytes(text)
+        if image == "photo":
+            _save(photo, data / f"{guid}.jpg", "JPEG")
+        elif isinstance(image, bytes):
+            (data / f"{guid}.jpg").write_bytes(image)
+        elif image is not None:
+            image(data / f"{guid}.jpg")
+
+    cases = {  # guid: (tag, reason the report must give)
+        90001: ("positive", "undecodable_text"),
+        90002: ("positive", "empty_text_file"),
+        90003: ("positive", None),  # emoji only: a valid text, kept
+        90004: ("negative", "empty_after_cleaning"),
+        90005: ("negative", None),  # CRLF, multi-line: joined
+        90006: ("negative", "image_truncated"),
+        90007: ("neutral", "image_empty_file"),
+        90008: ("neutral", "mode_RGBA_to_RGB"),
+        90009: ("neutral", "mode_P_to_RGB"),
+        90010: ("positive", "mode_L_to_RGB"),
+        90011: ("positive", "mode_CMYK_to_RGB"),
+        90012: ("negative", "image_too_large"),
+        90013: ("negative", "missing_image_file"),
+        90014: ("neutral", "missing_text_file"),
+        90015: ("neutral", "missing_text_file"),  # listed, no files at all
+        90017: ("happy", "unknown_label"),
+        90018: (" Negative ", "label_normalised"),
+    }
+    post(90001, b"bad \xff byte\r\n")
+    post(90002, b"")
+    post(90003, "😂😂😂\r\n".encode("utf-8"))
+    post(90004, b"RT @someone: http://t.co/abc123\r\n")
+    post(90005, b"first line\r\n\r\nsecond line\r\n")
+    post(90006, image=jpeg_bytes[: len(jpeg_bytes) // 3])
+    post(90007, image=b"")
+    post(90008, image=lambda p: _save(Image.new("RGBA", (40, 30), (255, 0, 0, 0)), p, "PNG"))
+    post(90009, image=lambda p: _save(Image.new("P", (40, 30)), p, "GIF"))
+    post(90010, image=lambda p: _save(photo.convert("L"), p, "JPEG"))
+    post(90011, image=lambda p: _save(photo.convert("CMYK"), p, "JPEG"))
+    post(90012, image=_png_claiming(30000, 30000))
+    post(90013, image=None)
+    post(90014, text=None)
+    post(90016)
+    post(90017)
+    post(90018)
+    post(90020, image=b"")  # a test post that cannot be predicted
+    rows = [f"{g},{t}" for g, t in zip(real["guid"], real["tag"])]
+    rows += [f"{g},{tag}" for g, (tag, _) in cases.items()]
+    rows += ["90016,positive", "", "90016,negative", "   "]  # conflicting duplicate, blank lines
+    (folder / "train.txt").write_text("guid,tag\n" + "\n".join(rows) + "\n")
+    (folder / "test_without_label.txt").write_text(
+        "guid,tag\n" + "".join(f"{g},null\n" for g in [*test_ids, 90020]))
+    cases[90016] = ("conflict", "duplicate_guid_conflicting_labels")
+
+    runs = []
+    for name in ("run1", "run2"):
+        overrides = {"data_dir": str(folder), "results_dir": str(root / name), "cache_dir": str(root / "cache"),
+                     "train_sample": None, "test_sample": None}
+        run_study("smoke", overrides, only=["01", "02", "03", "04"])
+        runs.append(root / name)
+    return cases, test_ids, runs
+
+
+def test_every_bad_input_is_named_in_the_report(dirty):
+    cases, _, (results, _) = dirty
+    report = DataReport.load(results / "data_report.csv").to_frame()
+    for guid, (_, reason) in cases.items():
+        if reason is not None:
+            named = report.loc[report["guid"] == guid, "reason"].tolist()
+            assert reason in named, f"guid {guid}: expected {reason!r} in the report, got {named}"
+    posts = pd.read_csv(results / "posts.csv")
+    assert {90008, 90009, 90010, 90011, 90003, 90005} <= set(posts.loc[posts["image_ok"] & posts["has_text"], "guid"])
+    assert posts.set_index("guid").loc[90005, "text_raw"] == "first line second line"
+
+
+def test_repaired_posts_are_trained_on_and_excluded_ones_are_not(dirty):
+    _, _, (results, _) = dirty
+    used = set()
+    for part in ("train", "val"):
+        used |= {int(g) for g in (results / "splits" / f"{part}_guids.txt").read_text().split()}
+    assert {90008, 90009, 90010, 90011} <= used  # repaired images
+    assert not used & {90001, 90002, 90006, 90007, 90012, 90013, 90014, 90015, 90016, 90017}
+    history = pd.read_csv(results / "metrics" / "full_history.csv")
+    assert len(history) >= 1 and history["train_loss"].notna().all()
+
+
+def test_every_test_guid_is_in_the_predictions(dirty):
+    _, test_ids, (results, _) = dirty
+    predictions = pd.read_csv(results / "predictions" / "test_predictions.txt", keep_default_na=False)
+    assert predictions["guid"].tolist() == [*test_ids, 90020]
+    assert predictions.set_index("guid").loc[90020, "tag"] == "null"
+    assert set(predictions.loc[predictions["guid"] != 90020, "tag"]) <= {"positive", "negative", "neutral"}
+    unpredicted = pd.read_csv(results / "predictions" / "unpredicted.csv")
+    assert unpredicted["guid"].tolist() == [90020] and "image_empty_file" in unpredicted["reason"].iloc[0]
+
+
+def test_same_profile_same_seed_same_numbers(dirty):
+    _, _, (first, second) = dirty
+    assert io.read_json(first / "metrics" / "full.json")["val"] == io.read_json(second / "metrics" / "full.json")["val"]
+    assert io.read_json(first / "metrics" / "baselines.json") == io.read_json(second / "metrics" / "baselines.json")
+    for name in ("predictions/test_predictions.txt", "predictions/val_full.csv", "splits/val_guids.txt"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
