@@ -146,3 +146,58 @@ def test_a_foreign_or_corrupt_state_is_not_trusted(real_split, tmp_path, caplog)
     fit(new_model(), train, y_train, val, y_val, state_path=path, state_key="run-b",
         on_step=lambda e, s: steps.append(e), **settings)
     assert set(steps) == {1, 2} and "unusable" in caplog.text
+
+
+KILLABLE_TRAINING = r'''
+import os, signal, sys
+import numpy as np, pandas as pd, torch
+from safetensors.torch import load_file, save_file
+from msa_utils.features import FeatureSet
+from msa_utils.model import MultimodalClassifier
+from msa_utils.profiles import get_profile
+from msa_utils.seed import set_seed
+from msa_utils.train import fit
+
+data, state, out, kill_epoch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+t = load_file(data)
+part = lambda p: FeatureSet(t[p + ".guids"], t[p + ".text_states"], t[p + ".text_mask"], t[p + ".image_states"])
+cfg = get_profile("smoke", fusion_hidden=32, fusion_layers=1, fusion_heads=2, image_grid=2, head_hidden=(16, 8))
+set_seed(0)
+model = MultimodalClassifier.compact(384, 1280, cfg)
+
+def kill(epoch, step):
+    if epoch == kill_epoch and step == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+result = fit(model, part("train"), t["train.labels"].numpy(), part("val"), t["val.labels"].numpy(), lr=3e-3,
+             batch_size=8, max_epochs=4, patience=4, seed=1, progress=False, state_path=state, state_key="k",
+             on_step=kill)
+save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
+result.history.drop(columns="seconds").to_csv(out + ".csv", index=False)
+'''
+
+
+def test_training_killed_with_sigkill_resumes_to_the_same_result(real_split, tmp_path):
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file, save_file
+
+    train, y_train, val, y_val, _ = real_split
+    tensors = {f"{p}.{k}": v.contiguous() for p, f in (("train", train), ("val", val)) for k, v in f.tensors().items()}
+    tensors.update({"train.labels": torch.tensor(y_train), "val.labels": torch.tensor(y_val)})
+    save_file(tensors, tmp_path / "data.safetensors")
+    script = tmp_path / "train.py"
+    script.write_text(KILLABLE_TRAINING)
+
+    def run(state, out, kill_epoch):
+        return subprocess.run([sys.executable, str(script), str(tmp_path / "data.safetensors"), str(tmp_path / state),
+                               str(tmp_path / out), str(kill_epoch)], capture_output=True, text=True, timeout=300)
+
+    assert run("ref_state.safetensors", "reference", 0).returncode == 0
+    killed = run("state.safetensors", "killed", 2)
+    assert killed.returncode == -9 and not (tmp_path / "killed.csv").exists()
+    assert run("state.safetensors", "resumed", 0).returncode == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "reference.csv"), pd.read_csv(tmp_path / "resumed.csv"))
+    reference, resumed = load_file(tmp_path / "reference.safetensors"), load_file(tmp_path / "resumed.safetensors")
+    assert reference.keys() == resumed.keys() and all(torch.equal(reference[k], resumed[k]) for k in reference)
