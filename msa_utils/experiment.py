@@ -208,13 +208,14 @@ def run_variant(data: StudyData, name: str = "full", progress: bool = True) -> V
     Raises:
         KeyError: for an unknown variant name.
     """
+    from .encoders import resolve_device
     from .metrics import classification_metrics
     from .train import fit, predict_logits
 
     drop = VARIANT_DROP[name]
     cfg, paths = data.cfg, data.cfg.paths
     model = build_classifier(data)
-    device = _device(cfg)
+    device = resolve_device(cfg.device)
     checkpoint = paths.checkpoints / name
     result = fit(
         model, data.features["train"], data.labels["train"], data.features["val"], data.labels["val"],
@@ -282,11 +283,12 @@ def predict_test(data: StudyData, model: torch.nn.Module) -> pd.DataFrame:
     Returns:
         The written table (``guid``, ``tag``).
     """
+    from .encoders import resolve_device
     from .train import predict_logits
 
     paths = data.cfg.paths
     test = data.posts[data.posts["split"] == "test"]
-    logits = predict_logits(model, data.features["test"], device=_device(data.cfg))
+    logits = predict_logits(model, data.features["test"], device=resolve_device(data.cfg.device))
     tags = dict(zip(data.features["test"].guids.tolist(), (LABELS[i] for i in logits.argmax(1).tolist())))
     table = pd.DataFrame({"guid": test["guid"].to_numpy(), "tag": [tags.get(int(g), "null") for g in test["guid"]]})
     io.write_csv(paths.predictions / "test_predictions.txt", table)
@@ -296,12 +298,6 @@ def predict_test(data: StudyData, model: torch.nn.Module) -> pd.DataFrame:
     reasons = [excluded.get(int(g), "not usable (see data_report.csv)") for g in missing]
     io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame({"guid": missing, "reason": reasons}))
     return table
-
-
-def _device(cfg: Profile) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
 
 
 def _write_val_predictions(paths: StudyPaths, name: str, data: StudyData, pred: np.ndarray) -> None:

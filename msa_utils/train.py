@@ -64,11 +64,6 @@ class FitResult:
     best_epoch: int
     stopped_early: bool
 
-    @property
-    def best(self) -> pd.Series:
-        """The history row of the best epoch."""
-        return self.history.set_index("epoch").loc[self.best_epoch]
-
 
 def _batch(features: FeatureSet, index: torch.Tensor, drop: Drop, nulls: NullInputs | None, device: torch.device):
     text = features.text_states[index].to(device=device, dtype=torch.float32)

@@ -110,13 +110,10 @@ TINY_FLAVA_IMAGE_SIZE = 64
 
 
 def read_post_text(path: Path) -> str:
-    """An MVSA text file: UTF-8, else GB18030 (see FACTS.md), whitespace-trimmed."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("gb18030", errors="replace")
-    return text.strip()
+    """An MVSA text file decoded as the study decodes it (:func:`msa_utils.data.decode_text_bytes`)."""
+    from msa_utils.data import decode_text_bytes, join_lines
+
+    return join_lines(decode_text_bytes(path.read_bytes())[0])
 
 
 @pytest.fixture(scope="session")
