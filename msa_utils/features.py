@@ -33,6 +33,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from msa_utils import io
 from msa_utils.io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -183,19 +184,6 @@ def extract_features(backbone, texts: Sequence[str], image_paths: Sequence[str |
     return FeatureSet(guids, text_states, text_mask, image_states)
 
 
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (hex).
-
-    Raises:
-        OSError: if the file cannot be read.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _loader_identity() -> str:
     from msa_utils.encoders import image_loader
 
@@ -234,7 +222,7 @@ def feature_cache_key(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequ
     for guid, text, path in zip(guid_list, texts, image_paths):
         field("guid", str(int(guid)))
         field("text", text)
-        field("image", file_sha256(path))
+        field("image", io.file_sha256(path))
     return digest.hexdigest()
 
 
