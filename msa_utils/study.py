@@ -5,11 +5,16 @@ Usage::
     msa-study                      # the default ``cpu`` profile
     msa-study --profile smoke      # seconds, for a check
     msa-study --profile paper      # the paper's FLAVA model, on a GPU with hub access
-    msa-study --from 04            # rerun from notebook 04 on
+    msa-study --from 04            # rerun from notebook 04 on, up to date or not
+    msa-study --force              # rerun every notebook
     msa-study --set max_epochs=5   # override a profile field (value parsed as JSON)
 
-Each executed notebook is saved under ``<results_dir>/notebooks/``. The run stops at the first
-failing notebook with a message naming the notebook, the cell and the error, and exits with 1.
+A notebook whose inputs (its code, the profile, ``msa_utils``, the data, the library versions,
+the outputs of the notebook before it) and outputs are unchanged since it last ran to the end
+is skipped (see :mod:`msa_utils.stamps`); so rerunning the same command after a crash, a
+Ctrl-C or a kill redoes only what is missing or stale. Each executed notebook is saved under
+``<results_dir>/notebooks/``. The run stops at the first failing notebook with a message naming
+the notebook, the cell and the error, and exits with 1.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import io
+from . import io, stamps
 from .profiles import PROFILES, REPO_ROOT, get_profile
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -41,19 +46,19 @@ class StudyFailed(RuntimeError):
         super().__init__(
             f"{notebook} failed" + (f" in cell [{cell}]" if cell is not None else "") + f": {what}\n"
             f"The executed notebook, with the traceback, is {output}.\n"
-            f"Fix the cause and rerun; --from {notebook[:2]} restarts at this notebook "
-            "(each notebook reads what the ones before it wrote)."
+            "Fix the cause and rerun the same command: the notebooks before it are up to date "
+            "and are skipped."
         )
         self.notebook, self.output = notebook, output
 
 
-def study_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+def study_notebooks(folder: str | Path = NOTEBOOK_DIR) -> list[Path]:
     """The numbered notebooks ``NN_*.ipynb`` of ``folder``, in order.
 
     Raises:
         FileNotFoundError: if there are none.
     """
-    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
     if not found:
         raise FileNotFoundError(f"no numbered notebooks in {folder}")
     return found
@@ -84,16 +89,24 @@ def run_study(
     overrides: dict[str, Any] | None = None,
     start: str | None = None,
     only: Sequence[str] | None = None,
-    notebook_dir: Path = NOTEBOOK_DIR,
+    notebook_dir: str | Path = NOTEBOOK_DIR,
+    force: bool = False,
 ) -> dict[str, float]:
-    """Execute the numbered notebooks in order with papermill and return their wall times [s].
+    """Execute the numbered notebooks that are stale, in order, with papermill.
 
     Args:
         profile: profile name (see :mod:`msa_utils.profiles`).
         overrides: profile fields to override, passed to every notebook.
-        start: run from the notebook whose number prefix is ``start`` (e.g. ``"04"``) on.
-        only: run just the notebooks with these number prefixes.
+        start: run the notebook whose number prefix is ``start`` (e.g. ``"04"``) and all after
+            it, up to date or not.
+        only: run just the notebooks with these number prefixes, up to date or not.
         notebook_dir: folder of the source notebooks.
+        force: run every selected notebook, up to date or not. Without ``start``, ``only`` or
+            ``force``, a notebook that is up to date (:func:`msa_utils.stamps.why_stale`) is
+            skipped.
+
+    Returns:
+        The wall time [s] of each notebook that ran, by file name (skipped ones are left out).
 
     Raises:
         StudyFailed: at the first failing notebook (its executed copy is saved first); the
@@ -109,16 +122,30 @@ def run_study(
     notebooks = study_notebooks(notebook_dir)
     start = _two_digits(start) if start is not None else None
     only = [_two_digits(n) for n in only] if only else only
-    if start is not None:
-        notebooks = [nb for nb in notebooks if nb.name[:2] >= start]
-    if only:
-        notebooks = [nb for nb in notebooks if nb.name[:2] in set(only)]
-    if not notebooks:
+    selected = [nb for nb in notebooks
+                if (start is None or nb.name[:2] >= start) and (not only or nb.name[:2] in set(only))]
+    if not selected:
         raise ValueError(f"no notebook of {notebook_dir} matches --from {start} / --only {only}")
+    force = force or start is not None or bool(only)
+    results_dir = Path(cfg.results_dir)
+    context = stamps.RunContext.of(profile, cfg.to_dict())
     times: dict[str, float] = {}
+    upstream = None
     for nb in notebooks:
+        inputs = stamps.notebook_inputs(nb, context, upstream)
+        stamp = stamps.read_stamp(results_dir, nb)
+        if nb not in selected:
+            upstream = stamp
+            continue
+        reason = "forced" if force else stamps.why_stale(stamp, inputs, results_dir)
+        if reason is None:
+            print(f"[msa-study] {nb.name} up to date, skipped", flush=True)
+            upstream = stamp
+            continue
         output = out_dir / nb.name
-        print(f"[msa-study] {nb.name} (profile {profile}) ...", flush=True)
+        print(f"[msa-study] {nb.name} (profile {profile}; {reason}) ...", flush=True)
+        previous = stamps.mark_running(results_dir, nb)  # a run that dies part-way stays stale
+        before = stamps.snapshot(results_dir)
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(
@@ -129,6 +156,7 @@ def run_study(
         except Exception as err:  # papermill's execution error, a dead kernel, ...
             raise StudyFailed(nb.name, output, err) from err
         times[nb.name] = round(time.perf_counter() - t0, 1)
+        upstream = stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous)
         print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s -> {output}", flush=True)
     _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
@@ -173,18 +201,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     parser.add_argument("--from", dest="start", metavar="NN", help="start at notebook NN (e.g. 04)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks")
+    parser.add_argument("--force", action="store_true", help="rerun every notebook, even those up to date")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a profile field (repeatable)")
     args = parser.parse_args(argv)
     try:
-        times = run_study(args.profile, parse_overrides(args.overrides), args.start, args.only)
+        times = run_study(args.profile, parse_overrides(args.overrides), args.start, args.only, force=args.force)
     except StudyFailed as err:
         print(f"\n[msa-study] FAILED: {err}", file=sys.stderr)
         return 1
     except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
         print(f"[msa-study] error: {err}", file=sys.stderr)
         return 2
-    print(f"[msa-study] all {len(times)} notebooks done in {sum(times.values()):.0f} s", flush=True)
+    print(f"[msa-study] done: {len(times)} notebook(s) ran in {sum(times.values()):.0f} s; "
+          "the others were up to date", flush=True)
     return 0
 
 

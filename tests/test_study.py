@@ -39,7 +39,7 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
     with pytest.raises(StudyFailed) as failure:
         run_study("smoke", {"max_epochs": 1}, notebook_dir=folder)
     message = str(failure.value)
-    assert "02_broken.ipynb" in message and "bad input in cell two" in message and "--from 02" in message
+    assert "02_broken.ipynb" in message and "bad input in cell two" in message and "rerun the same command" in message
     assert [json.loads(line) for line in log.read_text().splitlines()] == [["smoke", {"max_epochs": 1}]] * 2
     assert (tmp_path / "results" / "notebooks" / "02_broken.ipynb").exists()  # saved with the traceback
     assert not (tmp_path / "results" / "notebooks" / "03_never.ipynb").exists()

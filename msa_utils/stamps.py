@@ -1,0 +1,247 @@
+"""Up-to-date checks for the notebook runner: rerun only what is missing or stale.
+
+After a notebook runs to the end, the runner writes a *stamp*,
+``<results>/notebooks/.stamps/NN_name.json``, holding
+
+* its **inputs**: a SHA-256 of each thing its results depend on: its code cells, the resolved
+  profile (every field, folders included), the source of ``msa_utils``, the bytes of every file
+  under the data folder, the versions of Python and of the declared dependencies, and the stamp
+  of the notebook before it (its inputs and the hashes of its outputs);
+* its **outputs**: every file under the results folder that it created or changed, with its
+  SHA-256.
+
+A notebook is up to date when its stamp is complete, its inputs are the same, and every output
+is still there with the same bytes. Just before a notebook runs its stamp is marked *running*,
+so a run that is killed or fails part-way stays stale and runs again next time. This is the
+logic of ``make``, with content hashes instead of modification times. A downstream notebook
+depends on the upstream *outputs*, not on the fact that the upstream one ran, so a notebook that
+reruns and writes the same bytes does not make the ones after it stale.
+
+Not part of the inputs: the feature cache under ``cache/`` (it checks itself) and the network.
+A rerun with a network that was missing before does not retranslate by itself: run with
+``--from 02`` (or ``--force``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import io
+
+STAMP_FOLDER = ".stamps"
+DISTRIBUTION = "msa-utils"  # this package's name on the index (pyproject.toml)
+
+
+def tree_digest(folder: str | os.PathLike, pattern: str = "**/*") -> str:
+    """SHA-256 (hex) over the relative paths and bytes of the files under ``folder``.
+
+    Files are visited in sorted order, so the digest does not depend on the file system's order.
+    A missing folder has the digest of an empty one.
+
+    Raises:
+        OSError: if a file cannot be read.
+    """
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    if folder.exists():
+        for path in sorted(p for p in folder.glob(pattern) if p.is_file()):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(io.file_sha256(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Python and the installed version of each dependency this package declares.
+
+    The dependencies are read from the installed ``msa-utils`` metadata (``pyproject.toml``),
+    without the test extras; any of them can change a number in ``results/``.
+    """
+    versions = {"python": platform.python_version()}
+    try:
+        requirements = metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:  # running from a source tree that was not installed
+        return versions | {DISTRIBUTION: "not installed"}
+    for requirement in requirements:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def notebook_code(notebook: str | os.PathLike) -> list[str]:
+    """The sources of a notebook's code cells, in order (outputs and metadata do not count).
+
+    Raises:
+        OSError / json.JSONDecodeError: if the notebook cannot be read.
+    """
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in cells if c.get("cell_type") == "code"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every notebook of one run depends on, computed once per run.
+
+    Attributes:
+        profile: profile name.
+        settings: the resolved profile as a plain dict (``Profile.to_dict()``).
+        package: :func:`tree_digest` of the ``msa_utils`` sources.
+        data: :func:`tree_digest` of the data folder.
+        libraries: :func:`library_versions`.
+    """
+
+    profile: str
+    settings: Mapping[str, Any]
+    package: str
+    data: str
+    libraries: Mapping[str, str]
+
+    @classmethod
+    def of(cls, profile: str, settings: Mapping[str, Any]) -> "RunContext":
+        """Fingerprint the package, the data folder ``settings["data_dir"]`` and the libraries."""
+        return cls(profile, dict(settings), tree_digest(Path(__file__).parent, "*.py"),
+                   tree_digest(settings["data_dir"]), library_versions())
+
+
+def notebook_inputs(notebook: str | os.PathLike, context: RunContext,
+                    upstream: Mapping[str, Any] | None) -> dict[str, str]:
+    """SHA-256 (hex) of each thing a notebook's results depend on (see the module docstring).
+
+    Args:
+        notebook: the source notebook.
+        context: the run's :class:`RunContext`.
+        upstream: the stamp of the notebook before it, or ``None`` for the first one.
+
+    Returns:
+        ``{"code", "profile", "package", "data", "libraries", "upstream"}`` -> digest; two runs
+        with equal dicts give the same results.
+    """
+    def sha(obj: Any) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+    chained = None if upstream is None else {"inputs": upstream["inputs"], "outputs": passed_on(upstream["outputs"])}
+    return {"code": sha(notebook_code(notebook)), "profile": sha([context.profile, context.settings]),
+            "package": context.package, "data": context.data, "libraries": sha(context.libraries),
+            "upstream": sha(chained)}
+
+
+INPUT_NAMES = {"code": "the notebook's code", "profile": "the profile or an override", "package": "msa_utils",
+               "data": "the data folder", "libraries": "a library version",
+               "upstream": "the outputs of the notebook before it"}
+
+
+def passed_on(outputs: Mapping[str, str]) -> dict[str, str]:
+    """The outputs a downstream notebook depends on: all but the executed notebooks.
+
+    An executed notebook holds wall times and progress bars that differ from run to run; what the
+    next notebook reads are the data files.
+    """
+    return {name: sha for name, sha in outputs.items() if not name.startswith("notebooks/")}
+
+
+def stamp_path(results_dir: str | os.PathLike, notebook: str | os.PathLike) -> Path:
+    """Where the stamp of ``notebook`` lives under ``results_dir``."""
+    return Path(results_dir) / "notebooks" / STAMP_FOLDER / f"{Path(notebook).stem}.json"
+
+
+def read_stamp(results_dir: str | os.PathLike, notebook: str | os.PathLike) -> dict[str, Any] | None:
+    """The stamp of ``notebook``, or ``None`` if it is missing or unreadable (then it is stale)."""
+    path = stamp_path(results_dir, notebook)
+    try:
+        stamp = io.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) and {"inputs", "outputs"} <= stamp.keys() else None
+
+
+def why_stale(stamp: Mapping[str, Any] | None, inputs: Mapping[str, str], results_dir: str | os.PathLike) -> str | None:
+    """Why a notebook must run, or ``None`` if it is up to date.
+
+    Args:
+        stamp: from :func:`read_stamp`.
+        inputs: from :func:`notebook_inputs`, for this run.
+        results_dir: the results folder the stamp's outputs are relative to.
+
+    Returns:
+        A short reason (``"never run"``, ``"interrupted or failed last time"``, ``"changed:
+        msa_utils"``, ``"figures/x.png missing"``, ``"REPORT.md changed"``, ...) or ``None``.
+    """
+    if stamp is None:
+        return "never run"
+    if stamp.get("running"):
+        return "interrupted or failed last time"
+    changed = [INPUT_NAMES.get(name, name) for name in inputs if stamp["inputs"].get(name) != inputs[name]]
+    if changed:
+        return "changed: " + "; ".join(changed)
+    results_dir = Path(results_dir)
+    for name, sha in sorted(stamp["outputs"].items()):
+        path = results_dir / name
+        if not path.is_file():
+            return f"{name} missing"
+        if io.file_sha256(path) != sha:
+            return f"{name} changed"
+    return None
+
+
+def snapshot(results_dir: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """``{relative path: (size, mtime_ns)}`` of every file under ``results_dir`` except the stamps."""
+    results_dir = Path(results_dir)
+    if not results_dir.exists():
+        return {}
+    out = {}
+    for path in results_dir.rglob("*"):
+        name = path.relative_to(results_dir).as_posix()
+        if path.is_file() and f"/{STAMP_FOLDER}/" not in f"/{name}":
+            stat = path.stat()
+            out[name] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+def mark_running(results_dir: str | os.PathLike, notebook: str | os.PathLike) -> list[str]:
+    """Mark ``notebook``'s stamp as running (so it is stale until it ends) and return its outputs.
+
+    The output names are kept in the stamp: a rerun that reuses finished work (a trained variant,
+    say) does not rewrite those files, and they must stay recorded as the notebook's outputs.
+    """
+    stamp = read_stamp(results_dir, notebook) or {"inputs": {}, "outputs": {}}
+    io.write_json(stamp_path(results_dir, notebook), {**stamp, "running": True})
+    return sorted(stamp["outputs"])
+
+
+def write_stamp(results_dir: str | os.PathLike, notebook: str | os.PathLike, inputs: Mapping[str, str],
+                before: Mapping[str, tuple[int, int]], seconds: float, previous: Sequence[str] = ()) -> dict[str, Any]:
+    """Record that ``notebook`` ran to the end: its inputs and the files it wrote.
+
+    Args:
+        inputs: from :func:`notebook_inputs`.
+        before: :func:`snapshot` of the results folder taken just before the notebook ran.
+        seconds: its wall time [s].
+        previous: its outputs from the last run (:func:`mark_running`); those still present
+            stay outputs even if this run did not rewrite them.
+
+    Returns:
+        The stamp written: ``{"notebook", "inputs", "seconds", "outputs": {path: sha256}}``.
+    """
+    results_dir = Path(results_dir)
+    after = snapshot(results_dir)
+    written = {name for name, state in after.items() if before.get(name) != state}
+    kept = {name for name in previous if name in after}
+    stamp = {"notebook": Path(notebook).name, "inputs": dict(inputs), "seconds": seconds,
+             "outputs": {name: io.file_sha256(results_dir / name) for name in sorted(written | kept)}}
+    io.write_json(stamp_path(results_dir, notebook), stamp)
+    return stamp
+
+
