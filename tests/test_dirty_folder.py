@@ -35,8 +35,19 @@ def _save(image, path, fmt):
 
 @pytest.fixture(scope="module")
 def dirty(tmp_path_factory):
-    """Build the folder, run notebooks 01-04 twice (two results folders, one feature cache)."""
+    """Build the folder, run notebooks 01-04 twice (two results folders, one feature cache).
+
+    Translation is on, and the notebooks' kernels (other processes, out of reach of the
+    socket guard in conftest.py) are sent to a closed local proxy port: every translation
+    call fails at once with a connection error, as on a machine with no network, and nothing
+    leaves the machine.
+    """
     root = tmp_path_factory.mktemp("dirty")
+    no_network = pytest.MonkeyPatch()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        no_network.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        no_network.delenv(name, raising=False)
     folder, data = root / "posts", root / "posts" / "data"
     data.mkdir(parents=True)
     labels = pd.read_csv(DEFAULT_DATA_DIR / "train.txt")
@@ -67,7 +78,7 @@ def dirty(tmp_path_factory):
         90006: ("negative", "image_truncated"),
         90007: ("neutral", "image_empty_file"),
         90008: ("neutral", "mode_RGBA_to_RGB"),
-        90009: ("neutral", "mode_P_to_RGB"),
+        90009: ("neutral", "mode_P_to_RGB"),  # a palette with a transparent colour, saved as .jpg
         90010: ("positive", "mode_L_to_RGB"),
         90011: ("positive", "mode_CMYK_to_RGB"),
         90012: ("negative", "image_too_large"),
@@ -76,6 +87,8 @@ def dirty(tmp_path_factory):
         90015: ("neutral", "missing_text_file"),  # listed, no files at all
         90017: ("happy", "unknown_label"),
         90018: (" Negative ", "label_normalised"),
+        90019: ("positive", "decoded_gb18030"),  # GBK bytes, Chinese: decoded, then not translated
+        90021: ("positive", "untranslated_network_unavailable"),  # Spanish, UTF-8, no network
     }
     post(90001, b"bad \xff byte\r\n")
     post(90002, b"")
@@ -85,7 +98,7 @@ def dirty(tmp_path_factory):
     post(90006, image=jpeg_bytes[: len(jpeg_bytes) // 3])
     post(90007, image=b"")
     post(90008, image=lambda p: _save(Image.new("RGBA", (40, 30), (255, 0, 0, 0)), p, "PNG"))
-    post(90009, image=lambda p: _save(Image.new("P", (40, 30)), p, "GIF"))
+    post(90009, image=lambda p: Image.new("P", (40, 30)).save(p, format="GIF", transparency=0))
     post(90010, image=lambda p: _save(photo.convert("L"), p, "JPEG"))
     post(90011, image=lambda p: _save(photo.convert("CMYK"), p, "JPEG"))
     post(90012, image=_png_claiming(30000, 30000))
@@ -94,6 +107,8 @@ def dirty(tmp_path_factory):
     post(90016)
     post(90017)
     post(90018)
+    post(90019, "今天和朋友们在海边玩得很开心，天气真好！\r\n".encode("gbk"))
+    post(90021, "¡Qué día tan bonito en la playa con mis amigos! Estamos muy felices.".encode("utf-8"))
     post(90020, image=b"")  # a test post that cannot be predicted
     rows = [f"{g},{t}" for g, t in zip(real["guid"], real["tag"])]
     rows += [f"{g},{tag}" for g, (tag, _) in cases.items()]
@@ -106,9 +121,10 @@ def dirty(tmp_path_factory):
     runs = []
     for name in ("run1", "run2"):
         overrides = {"data_dir": str(folder), "results_dir": str(root / name), "cache_dir": str(root / "cache"),
-                     "train_sample": None, "test_sample": None}
+                     "train_sample": None, "test_sample": None, "translate": True}
         run_study("smoke", overrides, only=["01", "02", "03", "04"])
         runs.append(root / name)
+    no_network.undo()
     return cases, test_ids, runs
 
 
@@ -120,7 +136,10 @@ def test_every_bad_input_is_named_in_the_report(dirty):
             named = report.loc[report["guid"] == guid, "reason"].tolist()
             assert reason in named, f"guid {guid}: expected {reason!r} in the report, got {named}"
     posts = pd.read_csv(results / "posts.csv")
-    assert {90008, 90009, 90010, 90011, 90003, 90005} <= set(posts.loc[posts["image_ok"] & posts["has_text"], "guid"])
+    assert {90008, 90009, 90010, 90011, 90003, 90005, 90019, 90021} <= set(
+        posts.loc[posts["image_ok"] & posts["has_text"], "guid"])
+    untranslated = report.loc[report["reason"] == "untranslated_network_unavailable", "guid"]
+    assert {90019, 90021} <= set(untranslated)
     assert posts.set_index("guid").loc[90005, "text_raw"] == "first line second line"
 
 
@@ -129,7 +148,7 @@ def test_repaired_posts_are_trained_on_and_excluded_ones_are_not(dirty):
     used = set()
     for part in ("train", "val"):
         used |= {int(g) for g in (results / "splits" / f"{part}_guids.txt").read_text().split()}
-    assert {90008, 90009, 90010, 90011} <= used  # repaired images
+    assert {90008, 90009, 90010, 90011, 90019, 90021} <= used  # repaired images, untranslated texts
     assert not used & {90001, 90002, 90006, 90007, 90012, 90013, 90014, 90015, 90016, 90017}
     history = pd.read_csv(results / "metrics" / "full_history.csv")
     assert len(history) >= 1 and history["train_loss"].notna().all()

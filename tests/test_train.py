@@ -4,6 +4,9 @@ Runs on real frozen features: 36 labelled MVSA posts (12 per class) encoded by t
 backbone, with a small multimodal encoder on top.
 """
 
+import os
+import signal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,7 +98,7 @@ def test_fit_rejects_mismatched_labels(real_split):
 def _interrupt_at(epoch_to_stop, step_to_stop):
     def hook(epoch, step):
         if (epoch, step) == (epoch_to_stop, step_to_stop):
-            raise KeyboardInterrupt  # what SIGINT raises; SIGKILL stops at the same point, unsaved
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Python raises KeyboardInterrupt here
     return hook
 
 
