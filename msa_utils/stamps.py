@@ -40,19 +40,28 @@ STAMP_FOLDER = ".stamps"
 DISTRIBUTION = "msa-utils"  # this package's name on the index (pyproject.toml)
 
 
-def tree_digest(folder: str | os.PathLike, pattern: str = "**/*") -> str:
+def tree_digest(folder: str | os.PathLike, pattern: str = "**/*", exclude: Sequence[str | os.PathLike] = ()) -> str:
     """SHA-256 (hex) over the relative paths and bytes of the files under ``folder``.
 
     Files are visited in sorted order, so the digest does not depend on the file system's order.
     A missing folder has the digest of an empty one.
 
+    Args:
+        folder: the folder to fingerprint.
+        pattern: which files, as a ``Path.glob`` pattern (default: all, recursively).
+        exclude: folders whose files are left out (a results folder kept inside the data
+            folder, say).
+
     Raises:
         OSError: if a file cannot be read.
     """
-    folder = Path(folder)
+    folder = Path(folder).resolve()
+    skipped = [Path(e).resolve() for e in exclude]
     digest = hashlib.sha256()
     if folder.exists():
         for path in sorted(p for p in folder.glob(pattern) if p.is_file()):
+            if any(path.is_relative_to(s) for s in skipped):
+                continue
             digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
             digest.update(io.file_sha256(path).encode() + b"\n")
     return digest.hexdigest()
@@ -111,9 +120,14 @@ class RunContext:
 
     @classmethod
     def of(cls, profile: str, settings: Mapping[str, Any]) -> "RunContext":
-        """Fingerprint the package, the data folder ``settings["data_dir"]`` and the libraries."""
+        """Fingerprint the package, the data folder ``settings["data_dir"]`` and the libraries.
+
+        The results and cache folders are left out of the data folder's digest, in case they
+        are inside it.
+        """
+        written = [settings[k] for k in ("results_dir", "cache_dir") if settings.get(k)]
         return cls(profile, dict(settings), tree_digest(Path(__file__).parent, "*.py"),
-                   tree_digest(settings["data_dir"]), library_versions())
+                   tree_digest(settings["data_dir"], exclude=written), library_versions())
 
 
 def notebook_inputs(notebook: str | os.PathLike, context: RunContext,

@@ -111,6 +111,17 @@ def test_a_stamp_names_what_changed(tmp_path):
     assert stamps.read_stamp(tmp_path, "01_x.ipynb") is None
 
 
+def test_a_results_folder_inside_the_data_folder_does_not_make_the_data_stale(tmp_path):
+    (tmp_path / "train.txt").write_text("guid,tag\n1,positive\n")
+    settings = {"data_dir": str(tmp_path), "results_dir": str(tmp_path / "results"), "cache_dir": None}
+    before = stamps.RunContext.of("smoke", settings).data
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "REPORT.md").write_text("written by a run")
+    assert stamps.RunContext.of("smoke", settings).data == before
+    (tmp_path / "train.txt").write_text("guid,tag\n1,negative\n")
+    assert stamps.RunContext.of("smoke", settings).data != before
+
+
 @pytest.mark.parametrize("edit", ["rename", "content"])
 def test_tree_digest_sees_renames_and_content(tmp_path, edit):
     (tmp_path / "1.txt").write_text("x")
