@@ -19,6 +19,9 @@ from .data_report import DataReport
 STAGE = "images"
 MAX_PIXELS = 40_000_000
 """Largest accepted image, width x height [pixels] (40 megapixels; MVSA images are <= 0.1 MP)."""
+MIN_SIDE = 16
+"""Images with a side shorter than this [pixels] are kept but noted (``image_tiny``): a 1 x 1
+tracking pixel or a broken thumbnail carries next to nothing (MVSA's smallest side is 48 px)."""
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 
@@ -124,8 +127,9 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
     still reads the whole stream, so truncation is caught; ~0.2 ms per MVSA image).
     Reported under the stage ``"images"``: every unreadable image (``excluded``, reason
     ``image_<reason>`` as in :class:`ImageLoadError`), every mode that needs a repair
-    (``repaired``, e.g. ``mode_RGBA_to_RGB``) and content that does not match a ``.jpg`` name
-    (``noted``, ``format_mismatch``). Rows with ``has_image`` False (already reported by the
+    (``repaired``, e.g. ``mode_RGBA_to_RGB``), content that does not match a ``.jpg`` name
+    (``noted``, ``format_mismatch``) and images with a side under :data:`MIN_SIDE` (``noted``,
+    ``image_tiny``; kept, resized like any other). Rows with ``has_image`` False (already reported by the
     load stage) get ``image_ok`` False and no new entry.
 
     Args:
@@ -150,6 +154,9 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
                     report.add(STAGE, guid, "repaired", facts["repair"], f"{rel}: mode {mode} converted to RGB at load time")
                 if str(rel).lower().endswith((".jpg", ".jpeg")) and facts["format"] != "JPEG":
                     report.add(STAGE, guid, "noted", "format_mismatch", f"{rel} holds {facts['format']} data; read by content")
+                if min(width, height) < MIN_SIDE:
+                    report.add(STAGE, guid, "noted", "image_tiny",
+                               f"{rel} is {width}x{height} px (< {MIN_SIDE} px a side); kept, resized like any other")
             except ImageLoadError as exc:
                 report.add(STAGE, guid, "excluded", f"image_{exc.reason}", f"{exc}; row kept with image_ok=False, the trainer skips it")
         widths.append(width)

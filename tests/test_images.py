@@ -97,7 +97,8 @@ def test_inspect_images_reports_and_adds_columns(mvsa_sample):
     data = mvsa_sample / "data"
     (data / "71.jpg").write_bytes((data / "71.jpg").read_bytes()[:300])  # truncated
     Image.new("LA", (8, 6)).save(data / "4211.jpg", format="PNG")  # alpha PNG named .jpg
-    Image.new("L", (5, 7)).save(data / "2.jpg")  # grayscale JPEG
+    Image.new("L", (5, 7)).save(data / "2.jpg")  # grayscale JPEG, and tiny
+    Image.new("RGB", (1, 1)).save(data / "5084.jpg")  # a tracking pixel
     frame.loc[frame["guid"] == 55, "has_image"] = False  # as if the file were missing
     out = inspect_images(frame, mvsa_sample, report).set_index("guid")
     assert not out.loc[71, "image_ok"] and pd.isna(out.loc[71, "width"])
@@ -105,6 +106,7 @@ def test_inspect_images_reports_and_adds_columns(mvsa_sample):
     assert out.loc[4211, "image_ok"] and out.loc[4211, "mode"] == "LA" and out.loc[4211, "width"] == 8
     assert out.loc[2, "height"] == 7 and out.loc[2, "mode"] == "L"
     assert out.loc[[824, 3323, 4499, 5084], "image_ok"].all()
+    assert report.guids(stage="images", reason="image_tiny") == [2, 4211, 5084]
     assert out["width"].dtype == "Int64"
     assert report.guids(stage="images", action="excluded") == [71]
     assert report.guids(stage="images", action="repaired") == [2, 4211]
