@@ -12,10 +12,12 @@ every oddity kept as is (e.g. a guid in ``data/`` that no label file uses) is re
 from __future__ import annotations
 
 import codecs
+import csv
 import os
 import re
 import unicodedata
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,9 @@ TEST_TAG = "null"
 
 COLUMNS = ["guid", "split", "tag", "label", "text_raw", "encoding", "image_file", "has_text", "has_image"]
 
-_FILE_RE = re.compile(r"^(\d+)\.(txt|jpg)$")
+_FILE_RE = re.compile(r"^(0|[1-9][0-9]*)\.(txt|jpg)$")
+"""``data/`` file names of a post: the guid as the label files write it (so ``0042.txt`` is not
+guid 42's text)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,13 +89,19 @@ def looks_like_mojibake(text: str) -> bool:
     return False
 
 
+UNDECODABLE = "decoded_gb18030_with_replacement"
+"""The repair reason of bytes that are valid in none of the encodings tried."""
+
+
 def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
     """Decode the bytes of one MVSA text file.
 
     The release's text files are ASCII or GBK/GB18030 (see SOURCE.md). Order tried:
 
     0. a byte-order mark: UTF-8 (``"utf-8"``, reason ``"utf8_bom_removed"``) or UTF-16
-       (``"utf-16"``, reason ``"decoded_utf16"``).
+       (``"utf-16"``, reason ``"decoded_utf16"``). Bytes with NULs and no mark: UTF-16 in the
+       byte order the zeros point to (reason ``"decoded_utf16_no_bom"``) if that gives text
+       without control characters, else undecodable (step 4's reason).
     1. ASCII → encoding ``"ascii"``.
     2. strict UTF-8 → ``"utf-8"``, unless the result :func:`looks_like_mojibake` and the
        GB18030 decode gives only CJK characters outside ASCII; then it is GBK bytes that happen
@@ -115,6 +125,8 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
             return raw.decode("utf-16"), "utf-16", "decoded_utf16"
         except UnicodeDecodeError:
             pass
+    if b"\x00" in raw:  # no text holds NUL characters: UTF-16 without a byte-order mark, or not text
+        return _decode_nul_bytes(raw)
     try:
         return raw.decode("ascii"), "ascii", None
     except UnicodeDecodeError:
@@ -138,6 +150,23 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
         return raw.decode("gb18030", errors="replace"), "gb18030", "decoded_gb18030_with_replacement"
 
 
+def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
+    """Bytes with NULs: UTF-16 without a byte-order mark if they decode to NUL-free text.
+
+    The byte order is the one that puts the zero high bytes of Latin text where UTF-16 has
+    them (odd offsets for little-endian). Anything else is undecodable.
+    """
+    little_endian = raw[1::2].count(0) >= raw[0::2].count(0)
+    codec = "utf-16-le" if little_endian else "utf-16-be"
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\r\n\t" for ch in text):
+        return text, "utf-16", "decoded_utf16_no_bom"
+    return raw.replace(b"\x00", b"").decode("gb18030", errors="replace"), "gb18030", UNDECODABLE
+
+
 def join_lines(text: str) -> str:
     """Strip CR/LF: join the non-empty lines of ``text`` with one space, strip the ends."""
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
@@ -147,39 +176,97 @@ def join_lines(text: str) -> str:
 # Label files
 # --------------------------------------------------------------------------------------------
 
+_GUID_RE = re.compile(r"0|[1-9][0-9]*")
+"""A guid as the MVSA file names write it: ASCII digits, no sign, no leading zero."""
+
+
+@dataclass
+class LabelLines:
+    """The lines of one label file, split into fields.
+
+    Attributes:
+        rows: ``(line number, guid text, tag text)`` of each line with the header's number of
+            fields (1-based line numbers, as an editor shows them).
+        bad: ``(line number, line)`` of each line with another number of fields.
+        repair: how the file's bytes had to be decoded (:func:`decode_text_bytes`), or None.
+    """
+
+    rows: list[tuple[int, str, str]]
+    bad: list[tuple[int, str]]
+    repair: str | None
+
+
+def read_label_lines(path: str | os.PathLike) -> LabelLines:
+    """Split a ``guid,tag`` label file into lines and fields; judge nothing else.
+
+    The bytes are decoded like a post's text (:func:`decode_text_bytes`: UTF-8 with or without a
+    byte-order mark, UTF-16 with one, GB18030), lines may end in LF or CRLF, and each line is
+    parsed on its own with :mod:`csv` (so that a stray quote spoils one line, not the rest).
+    Blank lines hold no post and are skipped. The header is the first non-blank line; its
+    columns are matched case-blind and may come in any order, with others besides.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: if the header lacks a ``guid`` or a ``tag`` column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file not found: {path}")
+    text, _, repair = decode_text_bytes(path.read_bytes())
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise ValueError(f"{path}: empty; expected a header guid,tag")
+    header = [field.strip().lower() for field in next(csv.reader([lines[0][1]]))]
+    if not {"guid", "tag"} <= set(header):
+        raise ValueError(f"{path}: expected a header with columns guid,tag, got {header}")
+    guid_at, tag_at = header.index("guid"), header.index("tag")
+    rows, bad = [], []
+    for number, line in lines[1:]:
+        fields = next(csv.reader([line], skipinitialspace=True))
+        if len(fields) == len(header):
+            rows.append((number, fields[guid_at].strip(), fields[tag_at]))
+        else:
+            bad.append((number, line))
+    return LabelLines(rows, bad, repair)
+
+
 def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> pd.DataFrame:
     """Read one ``guid,tag`` label file into a frame with columns ``guid, split, tag``.
 
-    Tags are stripped and lower-cased (each changed tag is reported, reason
-    ``"label_normalised"``). Lines whose guid is not an integer, and (train split)
-    tags outside :data:`msa_utils.LABELS`, are excluded and reported. In the test split a tag
+    Lines are read by :func:`read_label_lines`. Every line that is not a usable post is
+    excluded and reported with the file and line number: a line with another number of fields
+    than the header (``"bad_label_line"``), a guid that is not written as MVSA's file names
+    write it, plain ASCII digits without a leading zero (``"bad_guid"``), and (train split) a
+    tag outside :data:`msa_utils.LABELS` (``"unknown_label"``). Tags are stripped and
+    lower-cased (each changed tag is reported, ``"label_normalised"``). In the test split a tag
     other than ``"null"`` is kept and reported as ``noted``. Duplicated guids: one row is kept
-    if every copy has the same tag (reported ``repaired``); all copies are excluded if the
-    tags conflict (reported ``excluded``).
+    if every copy has the same tag (reported ``repaired``); all copies are excluded if the tags
+    conflict (reported ``excluded``). A file that needed a decoding repair is reported too
+    (guid empty).
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         ValueError: if the header lacks a ``guid`` or ``tag`` column.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if not {"guid", "tag"} <= set(frame.columns):
-        raise ValueError(f"{path}: expected a header with columns guid,tag, got {list(frame.columns)}")
-    frame = frame[["guid", "tag"]].copy()
-    raw_tag = frame["tag"]
-    frame["tag"] = raw_tag.str.strip().str.lower()
-    normalised = (raw_tag != frame["tag"]) & frame["guid"].str.strip().str.fullmatch(r"\d+")
-    for guid, before, after in zip(frame.loc[normalised, "guid"], raw_tag[normalised], frame.loc[normalised, "tag"]):
-        report.add(STAGE, int(guid), "repaired", "label_normalised", f"{path.name}: tag {before!r} read as {after!r}")
-    guid_text = frame["guid"].str.strip()
-    bad_guid = ~guid_text.str.fullmatch(r"\d+")
-    for line_no, value in zip(frame.index[bad_guid] + 2, guid_text[bad_guid]):
-        report.add(STAGE, None, "excluded", "bad_guid", f"{path.name} line {line_no}: guid {value!r} is not an integer")
-    frame = frame[~bad_guid].copy()
-    frame["guid"] = guid_text[~bad_guid].astype(int)
+    lines = read_label_lines(path)
+    if lines.repair is not None:
+        report.add(STAGE, None, "repaired", f"label_file_{lines.repair}", f"{path.name} decoded ({lines.repair})")
+    for number, line in lines.bad:
+        report.add(STAGE, None, "excluded", "bad_label_line",
+                   f"{path.name} line {number}: expected the header's fields, got {line[:120]!r}")
+    kept = []
+    for number, guid_text, raw_tag in lines.rows:
+        if not _GUID_RE.fullmatch(guid_text):
+            report.add(STAGE, None, "excluded", "bad_guid",
+                       f"{path.name} line {number}: guid {guid_text!r} is not written as a plain integer "
+                       "without leading zeros (the file names are data/<guid>.txt|jpg)")
+            continue
+        guid, tag = int(guid_text), raw_tag.strip().lower()
+        if tag != raw_tag:
+            report.add(STAGE, guid, "repaired", "label_normalised", f"{path.name}: tag {raw_tag!r} read as {tag!r}")
+        kept.append((guid, tag))
+    frame = pd.DataFrame(kept, columns=["guid", "tag"]).astype({"guid": int, "tag": str})
 
     allowed = set(LABELS) if split == "train" else {TEST_TAG}
     unknown = ~frame["tag"].isin(allowed)
@@ -239,30 +326,43 @@ def _scan_data_dir(data_dir: Path) -> tuple[set[int], set[int]]:
     return texts, images
 
 
-UNDECODABLE = "decoded_gb18030_with_replacement"
-"""The repair reason of bytes that are valid in none of the encodings tried."""
+MAX_TEXT_BYTES = 65_536
+"""Largest text file read [bytes]. A tweet is at most 280 characters (<= 1,120 bytes in UTF-8);
+64 KiB leaves room for long posts from other sites and refuses files that are not posts."""
 
 
 def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str, bool]:
     """Decode one text file and report a repair.
 
     Returns:
-        ``(text_raw, encoding, usable)``. A file that cannot be read (e.g. a directory) is
-        excluded, reason ``"unreadable_text_file"``. A file valid in none of the encodings tried is kept
+        ``(text_raw, encoding, usable)``. Excluded and reported (``usable`` False, text ``""``):
+        a path that is not a regular file (a directory, a FIFO, a device such as ``/dev/zero``)
+        or cannot be read, reason ``"unreadable_text_file"``; a file over
+        :data:`MAX_TEXT_BYTES`, reason ``"text_too_large"`` (neither is read, so neither can
+        hang the run or exhaust memory). A file valid in none of the encodings tried is kept
         (decoded with U+FFFD for the bad bytes, for display) but not usable: it is reported as
         ``excluded``, reason ``"undecodable_text"``, rather than trained on as garbage.
     """
-    try:
-        raw = path.read_bytes()
-    except OSError as error:  # a directory, no permission, an I/O error
-        report.add(STAGE, guid, "excluded", "unreadable_text_file",
-                   f"data/{guid}.txt cannot be read ({type(error).__name__}: {error}); "
-                   "row kept with has_text=False, the trainer skips it")
+    def exclude(reason: str, why: str) -> tuple[str, str, bool]:
+        report.add(STAGE, guid, "excluded", reason, f"data/{guid}.txt {why}; row kept with has_text=False, the trainer skips it")
         return "", "", False
+
+    try:
+        if not path.is_file():
+            return exclude("unreadable_text_file", "is not a regular file")
+        size = path.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            return exclude("text_too_large", f"has {size:,} bytes, over the limit of {MAX_TEXT_BYTES:,}")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_TEXT_BYTES + 1)
+    except OSError as error:  # no permission, an I/O error
+        return exclude("unreadable_text_file", f"cannot be read ({type(error).__name__}: {error})")
+    if len(raw) > MAX_TEXT_BYTES:  # grew while we looked
+        return exclude("text_too_large", f"has over {MAX_TEXT_BYTES:,} bytes")
     text, encoding, repair = decode_text_bytes(raw)
     if repair == UNDECODABLE:
         report.add(STAGE, guid, "excluded", "undecodable_text",
-                   f"data/{guid}.txt is valid in none of UTF-8, UTF-16 (BOM), GB18030; "
+                   f"data/{guid}.txt is valid in none of UTF-8, UTF-16, GB18030; "
                    "row kept with has_text=False, the trainer skips it")
         return join_lines(text), encoding, False
     if repair is not None:
@@ -336,21 +436,26 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
+def label_file_guids(path: str | os.PathLike) -> list[int]:
+    """The guids written in one label file, in the file's order, each once.
+
+    Only guids written as plain integers count (see :func:`read_label_file`); every other line
+    is reported when the file is loaded.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`read_label_lines`.
+    """
+    guids = [int(g) for _, g, _ in read_label_lines(path).rows if _GUID_RE.fullmatch(g)]
+    return list(dict.fromkeys(guids))
+
+
 def listed_guids(data_dir: str | os.PathLike) -> set[int]:
-    """Every integer guid written in the two label files of ``data_dir`` (for invariant checks).
+    """Every guid written in the two label files of ``data_dir`` (for invariant checks).
 
     Raises:
         FileNotFoundError: if a label file is missing.
     """
-    guids: set[int] = set()
-    for name in LABEL_FILES.values():
-        path = Path(data_dir) / name
-        if not path.is_file():
-            raise FileNotFoundError(f"label file not found: {path}")
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        values = frame.iloc[:, 0].str.strip()
-        guids.update(int(v) for v in values if v.isdigit())
-    return guids
+    return {g for name in LABEL_FILES.values() for g in label_file_guids(Path(data_dir) / name)}
 
 
 def report_guids_excluded(report: DataReport) -> set[int]:
