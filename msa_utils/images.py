@@ -19,6 +19,8 @@ from .data_report import DataReport
 STAGE = "images"
 MAX_PIXELS = 40_000_000
 """Largest accepted image, width x height [pixels] (40 megapixels; MVSA images are <= 0.1 MP)."""
+MAX_FILE_BYTES = 100 * 2**20
+"""Largest accepted image file [bytes] (100 MiB), checked before it is opened."""
 MIN_SIDE = 16
 """Images with a side shorter than this [pixels] are kept but noted (``image_tiny``): a 1 x 1
 tracking pixel or a broken thumbnail carries next to nothing (MVSA's smallest side is 48 px)."""
@@ -37,9 +39,15 @@ class ImageLoadError(ValueError):
 def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     """``Image.open`` + the size bound; raises :class:`ImageLoadError`."""
     if not path.is_file():
+        if path.exists() or path.is_symlink():
+            raise ImageLoadError("not_a_file", f"image path is not a regular file (a folder, a FIFO, a device, "
+                                               f"a broken link): {path}")
         raise ImageLoadError("missing_file", f"image file not found: {path}")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise ImageLoadError("empty_file", f"image file is empty (0 bytes): {path}")
+    if size > MAX_FILE_BYTES:
+        raise ImageLoadError("too_large", f"image file {path} has {size:,} bytes, limit {MAX_FILE_BYTES:,}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -94,9 +102,11 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, draft: tup
         A decoded ``PIL.Image.Image`` in mode ``"RGB"``, detached from the file.
 
     Raises:
-        ImageLoadError: (a ``ValueError``) with ``reason`` ``"missing_file"``, ``"empty_file"``,
-            ``"unreadable"`` (not an image), ``"too_large"`` (over ``max_pixels``, or refused by
-            Pillow's decompression-bomb guard), ``"bad_size"`` or ``"truncated"`` (decoding failed).
+        ImageLoadError: (a ``ValueError``) with ``reason`` ``"missing_file"``, ``"not_a_file"``
+            (a folder, FIFO, device or broken link: never opened), ``"empty_file"``,
+            ``"unreadable"`` (not an image), ``"too_large"`` (a file over :data:`MAX_FILE_BYTES`,
+            over ``max_pixels``, or refused by Pillow's decompression-bomb guard), ``"bad_size"``
+            or ``"truncated"`` (decoding failed).
     """
     return _load(Path(path), max_pixels, draft)[0]
 

@@ -65,7 +65,11 @@ def test_broken_files_raise_image_load_error(tmp_path, mvsa_sample):
     (tmp_path / "text.jpg").write_bytes(b"not an image at all")
     data = (mvsa_sample / "data" / "2.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    expected = {"zero.jpg": "empty_file", "text.jpg": "unreadable", "cut.jpg": "truncated", "gone.jpg": "missing_file"}
+    (tmp_path / "folder.jpg").mkdir()
+    (tmp_path / "device.jpg").symlink_to("/dev/zero")
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    expected = {"zero.jpg": "empty_file", "text.jpg": "unreadable", "cut.jpg": "truncated", "gone.jpg": "missing_file",
+                "folder.jpg": "not_a_file", "device.jpg": "not_a_file", "dangling.jpg": "not_a_file"}
     for name, reason in expected.items():
         with pytest.raises(ImageLoadError) as info:
             load_image(tmp_path / name)
@@ -112,3 +116,13 @@ def test_inspect_images_reports_and_adds_columns(mvsa_sample):
     assert report.guids(stage="images", action="repaired") == [2, 4211]
     assert report.guids(stage="images", reason="format_mismatch") == [4211]
     assert 55 not in report.guids(stage="images")
+
+
+def test_a_file_over_the_byte_limit_is_refused_before_it_is_opened(tmp_path, monkeypatch):
+    from msa_utils import images
+
+    Image.new("RGB", (30, 20)).save(tmp_path / "ok.jpg")
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", (tmp_path / "ok.jpg").stat().st_size - 1)
+    with pytest.raises(ImageLoadError) as info:
+        load_image(tmp_path / "ok.jpg")
+    assert info.value.reason == "too_large" and "bytes" in str(info.value)
