@@ -275,28 +275,33 @@ def run_key(data: StudyData, name: str) -> str:
 def predict_test(data: StudyData, model: torch.nn.Module) -> pd.DataFrame:
     """Predict every post of ``test_without_label.txt`` and write ``predictions/test_predictions.txt``.
 
-    The file has ``test_without_label.txt``'s own format: header ``guid,tag``, one row per test
-    guid in that file's order, tags ``positive|negative|neutral``. A test post the model cannot
-    read (no text or no usable image; see the data report) keeps the tag ``null`` and is listed
-    in ``predictions/unpredicted.csv`` with the reason.
+    The file has ``test_without_label.txt``'s own format: header ``guid,tag``, one row per guid
+    written in that file (each once, in the file's order), tags ``positive|negative|neutral``.
+    A test guid that was not predicted keeps the tag ``null`` and is listed in
+    ``predictions/unpredicted.csv`` with the reasons from the data report: a post the model
+    cannot read (no usable text or image), a guid excluded from the test split (also in
+    ``train.txt``, or listed twice with different tags), or one left out of a smoke sample.
 
     Returns:
         The written table (``guid``, ``tag``).
     """
+    from .data import LABEL_FILES, label_file_guids
     from .encoders import resolve_device
     from .train import predict_logits
 
     paths = data.cfg.paths
-    test = data.posts[data.posts["split"] == "test"]
+    guids = label_file_guids(Path(data.cfg.data_dir) / LABEL_FILES["test"])
     logits = predict_logits(model, data.features["test"], device=resolve_device(data.cfg.device))
     tags = dict(zip(data.features["test"].guids.tolist(), (LABELS[i] for i in logits.argmax(1).tolist())))
-    table = pd.DataFrame({"guid": test["guid"].to_numpy(), "tag": [tags.get(int(g), "null") for g in test["guid"]]})
+    table = pd.DataFrame({"guid": guids, "tag": [tags.get(g, "null") for g in guids]})
     io.write_csv(paths.predictions / "test_predictions.txt", table)
-    missing = test.loc[~test["guid"].isin(tags), "guid"]
+    missing = [g for g in guids if g not in tags]
     report = DataReport.load(paths.data_report).to_frame()
-    excluded = report[report["action"] == "excluded"].groupby("guid")["reason"].agg("; ".join)
-    reasons = [excluded.get(int(g), "not usable (see data_report.csv)") for g in missing]
-    io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame({"guid": missing, "reason": reasons}))
+    why = report["guid"].isin(missing) & ((report["action"] == "excluded") | (report["reason"] == "not_in_sample"))
+    report = report[why]
+    reasons = report.groupby("guid")["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
+    io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame(
+        {"guid": missing, "reason": [reasons.get(g, "not usable (see data_report.csv)") for g in missing]}))
     return table
 
 

@@ -110,12 +110,14 @@ def dirty(tmp_path_factory):
     post(90019, "今天和朋友们在海边玩得很开心，天气真好！\r\n".encode("gbk"))
     post(90021, "¡Qué día tan bonito en la playa con mis amigos! Estamos muy felices.".encode("utf-8"))
     post(90020, image=b"")  # a test post that cannot be predicted
+    post(90022)  # a test guid listed twice, with two different tags
     rows = [f"{g},{t}" for g, t in zip(real["guid"], real["tag"])]
     rows += [f"{g},{tag}" for g, (tag, _) in cases.items()]
     rows += ["90016,positive", "", "90016,negative", "   "]  # conflicting duplicate, blank lines
     (folder / "train.txt").write_text("guid,tag\n" + "\n".join(rows) + "\n")
+    cross = int(real["guid"].iloc[0])  # a labelled post that is also listed as a test post
     (folder / "test_without_label.txt").write_text(
-        "guid,tag\n" + "".join(f"{g},null\n" for g in [*test_ids, 90020]))
+        "guid,tag\n" + "".join(f"{g},null\n" for g in [*test_ids, 90020, cross, 90022]) + "90022,positive\n")
     cases[90016] = ("conflict", "duplicate_guid_conflicting_labels")
 
     runs = []
@@ -125,7 +127,7 @@ def dirty(tmp_path_factory):
         run_study("smoke", overrides, only=["01", "02", "03", "04"])
         runs.append(root / name)
     no_network.undo()
-    return cases, test_ids, runs
+    return cases, {"predictable": test_ids, "also_in_train": cross}, runs
 
 
 def test_every_bad_input_is_named_in_the_report(dirty):
@@ -155,13 +157,19 @@ def test_repaired_posts_are_trained_on_and_excluded_ones_are_not(dirty):
 
 
 def test_every_test_guid_is_in_the_predictions(dirty):
-    _, test_ids, (results, _) = dirty
+    _, test_guids, (results, _) = dirty
+    test_ids, cross = test_guids["predictable"], test_guids["also_in_train"]
     predictions = pd.read_csv(results / "predictions" / "test_predictions.txt", keep_default_na=False)
-    assert predictions["guid"].tolist() == [*test_ids, 90020]
-    assert predictions.set_index("guid").loc[90020, "tag"] == "null"
-    assert set(predictions.loc[predictions["guid"] != 90020, "tag"]) <= {"positive", "negative", "neutral"}
-    unpredicted = pd.read_csv(results / "predictions" / "unpredicted.csv")
-    assert unpredicted["guid"].tolist() == [90020] and "image_empty_file" in unpredicted["reason"].iloc[0]
+    assert predictions["guid"].tolist() == [*test_ids, 90020, cross, 90022]
+    unpredictable = predictions.set_index("guid").loc[[90020, cross, 90022], "tag"]
+    assert (unpredictable == "null").all()
+    assert set(predictions.loc[predictions["tag"] != "null", "guid"]) == set(test_ids)
+    assert set(predictions["tag"]) <= {"positive", "negative", "neutral", "null"}
+    unpredicted = pd.read_csv(results / "predictions" / "unpredicted.csv").set_index("guid")["reason"]
+    assert unpredicted.index.tolist() == [90020, cross, 90022]
+    assert "image_empty_file" in unpredicted[90020]
+    assert "guid_in_train_and_test" in unpredicted[cross]
+    assert "duplicate_guid_conflicting_labels" in unpredicted[90022]
 
 
 def test_same_profile_same_seed_same_numbers(dirty):
