@@ -139,7 +139,7 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.Data
         f"patience {cfg.patience}); Adam lr {cfg.lr:g}, batch {cfg.batch_size}, "
         f"{'inverse-class-frequency re-sampling' if cfg.resample else 'no re-sampling'}.",
         "",
-        _markdown(history.round(4)),
+        _markdown(history),  # formatted once, to 3 decimals (rounding twice gave 0.673 for 0.67351)
         "",
         "## Data",
         "",

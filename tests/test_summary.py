@@ -20,7 +20,7 @@ def metrics_dir(tmp_path):
         io.write_json(folder / f"{name}.json", {"val": scores(acc, f1), "best_epoch": 3})
     io.write_json(folder / "baselines.json", {"linear_probe": scores(0.72, 0.70), "majority": scores(0.6, 0.45)})
     pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.0, 0.8, 0.7], "val_loss": [0.9, 0.8, 0.85],
-                  "val_accuracy": [0.6, 0.7, 0.71], "val_weighted_f1": [0.6, 0.69, 0.7]}).to_csv(folder / "full_history.csv", index=False)
+                  "val_accuracy": [0.6, 0.7, 0.71], "val_weighted_f1": [0.6, 0.69, 0.67351]}).to_csv(folder / "full_history.csv", index=False)
     return folder
 
 
@@ -48,4 +48,5 @@ def test_report_has_the_tables(metrics_dir, tmp_path):
     text = write_report(cfg, summary, counts, pd.Series({"positive": 3, "neutral": 1})).read_text()
     assert "| image + text | 0.710 | 0.700 | 0.600 | 0.730 | 0.730 |" in text
     assert "decoded_gb18030" in text and "positive 3, neutral 1" in text
+    assert "| 3 | 0.700 | 0.850 | 0.710 | 0.674 |" in text  # rounded once: 0.67351 -> 0.674, not 0.673
     assert "With 3 validation posts" in text and "(0.710) is ±0.262" in text  # sqrt(.71 * .29 / 3)
