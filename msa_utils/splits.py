@@ -9,6 +9,7 @@ so each class is drawn equally often in expectation. Re-sampling touches the tra
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,10 @@ def stratified_split(guids: np.ndarray, labels: np.ndarray, val_fraction: float 
     Raises:
         ValueError: on mismatched lengths, duplicated guids, a ``val_fraction`` outside (0, 1), no
             posts at all, or a class with a single post.
+
+    Warns:
+        UserWarning: if a class of :data:`msa_utils.LABELS` has no post at all: the model can
+            never predict it, and its F1 of 0 is not a finding.
     """
     guids = np.asarray(guids)
     labels = np.asarray(labels)
@@ -56,6 +61,10 @@ def stratified_split(guids: np.ndarray, labels: np.ndarray, val_fraction: float 
         rare = [int(c) for c, n in zip(classes, counts) if n < 2]
         raise ValueError(f"a stratified split needs at least 2 usable posts of each class present; "
                          f"class ids {rare} have 1")
+    absent = [name for i, name in enumerate(LABELS) if i not in set(classes.tolist())]
+    if absent:
+        warnings.warn(f"no usable labelled post of class {absent}: the model can never predict it, and its "
+                      "F1 of 0 is not a finding (data_report.csv lists what was excluded)", UserWarning, stacklevel=2)
     train, val = train_test_split(guids, test_size=val_fraction, stratify=labels, random_state=seed)
     return {"train": np.sort(train), "val": np.sort(val)}
 

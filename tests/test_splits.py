@@ -88,3 +88,10 @@ def test_split_says_why_it_cannot_split():
         stratified_split(np.array([], dtype=int), np.array([], dtype=int))
     with pytest.raises(ValueError, match=r"class ids \[2\]"):
         stratified_split(np.arange(5), np.array([0, 0, 1, 1, 2]))
+
+
+def test_a_class_with_no_post_is_warned_about(train_labels):
+    guids, labels = train_labels
+    keep = labels != LABEL2ID["neutral"]
+    with pytest.warns(UserWarning, match=r"class \['neutral'\]"):
+        stratified_split(guids[keep], labels[keep])
