@@ -195,9 +195,17 @@ def _record_times(path: Path, profile: str, overrides: dict[str, Any], times: di
     io.write_json(path, {"profile": profile, "overrides": overrides, "seconds": dict(sorted(seconds.items()))})
 
 
+def _fields_help() -> str:
+    """The profile fields ``--set`` accepts, with their defaults in the ``cpu`` profile."""
+    defaults = PROFILES["cpu"].to_dict()
+    lines = [f"  {name} = {json.dumps(value)}" for name, value in defaults.items() if name != "name"]
+    return "profile fields for --set KEY=VALUE (defaults of the cpu profile; msa_utils/profiles.py documents them):\n" + "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point ``msa-study``; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="msa-study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="msa-study", description=__doc__, epilog=_fields_help(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
     parser.add_argument("--from", dest="start", metavar="NN", help="start at notebook NN (e.g. 04)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks")

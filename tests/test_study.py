@@ -69,3 +69,15 @@ def test_a_selection_that_matches_no_notebook_is_an_error(tmp_path):
         run_study("smoke", only=["99"], notebook_dir=folder)
     with pytest.raises(ValueError, match="no notebook"):
         run_study("smoke", start="abc", notebook_dir=folder)
+
+
+def test_help_lists_every_profile_field(capsys):
+    import dataclasses
+
+    from msa_utils.profiles import Profile
+    from msa_utils.study import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert all(f"  {f.name} = " in shown for f in dataclasses.fields(Profile) if f.name != "name")
