@@ -64,13 +64,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def to_rgb_images(images: Sequence[ImageLike]) -> list:
-    """Return ``images`` as RGB ``PIL.Image`` objects; paths are opened.
-
-    Paths go through ``msa_utils.images.load_image`` when that module exists (size bound, mode
-    repair), else through ``PIL.Image.open(path).convert("RGB")``.
+    """Return ``images`` as RGB ``PIL.Image`` objects; paths are opened with :func:`image_loader`.
 
     Raises:
-        OSError / PIL.UnidentifiedImageError: if a path cannot be read as an image.
+        msa_utils.images.ImageLoadError: (a ``ValueError``) if a path cannot be used as an image.
     """
     from PIL import Image
 
@@ -84,22 +81,14 @@ def to_rgb_images(images: Sequence[ImageLike]) -> list:
 
 
 def image_loader() -> Callable[[str | os.PathLike], Any]:
-    """The function that opens an image file as an RGB ``PIL.Image``.
+    """The function that opens an image file as an RGB ``PIL.Image``:
+    :func:`msa_utils.images.load_image` (size bound before decoding, every mode repaired).
 
-    ``msa_utils.images.load_image`` when it is importable, else a plain PIL open + convert.
+    Its module's source is part of the feature-cache key (:mod:`msa_utils.features`).
     """
-    try:
-        from msa_utils.images import load_image  # written elsewhere in the package
-    except ImportError:  # pragma: no cover - depends on the rest of the package
-        load_image = _pil_load_image
+    from msa_utils.images import load_image
+
     return load_image
-
-
-def _pil_load_image(path: str | os.PathLike):
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("RGB")
 
 
 def state_dict_sha256(*modules: nn.Module) -> str:

@@ -8,7 +8,6 @@ a figure atomically as PNG.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import textwrap
 from pathlib import Path
@@ -122,12 +121,13 @@ def encoding_counts(frame: pd.DataFrame) -> pd.Series:
 
 
 def file_hashes(frame: pd.DataFrame, data_dir: str | os.PathLike, column: str = "image_file") -> pd.Series:
-    """SHA-256 of each file named in ``column`` (relative to ``data_dir``); ``None`` if missing."""
+    """SHA-256 of each file named in ``column`` (relative to ``data_dir``); ``None`` if it is not a
+    regular file (missing, a folder, a FIFO: never opened). Files are read in chunks."""
     data_dir = Path(data_dir)
     hashes = []
     for rel in frame[column]:
         path = data_dir / rel
-        hashes.append(hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None)
+        hashes.append(io.file_sha256(path) if path.is_file() else None)
     return pd.Series(hashes, index=frame.index, name="sha256", dtype=object)
 
 
