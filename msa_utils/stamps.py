@@ -4,18 +4,22 @@ After a notebook runs to the end, the runner writes a *stamp*,
 ``<results>/notebooks/.stamps/NN_name.json``, holding
 
 * its **inputs**: a SHA-256 of each thing its results depend on: its code cells, the resolved
-  profile (every field, folders included), the source of ``msa_utils``, the bytes of every file
-  under the data folder, the versions of Python and of the declared dependencies, and the stamp
-  of the notebook before it (its inputs and the hashes of its outputs);
+  profile (every field, folders included), the source of ``msa_utils``, the data folder, the
+  versions of Python and of the declared dependencies, and what the notebooks before it left
+  (for each: whether it finished, and the bytes of each file it wrote, as they are *now*);
 * its **outputs**: every file under the results folder that it created or changed, with its
   SHA-256.
 
 A notebook is up to date when its stamp is complete, its inputs are the same, and every output
 is still there with the same bytes. Just before a notebook runs its stamp is marked *running*,
-so a run that is killed or fails part-way stays stale and runs again next time. This is the
-logic of ``make``, with content hashes instead of modification times. A downstream notebook
-depends on the upstream *outputs*, not on the fact that the upstream one ran, so a notebook that
+so a run that is killed or fails part-way stays stale and runs again next time, and so does
+every later notebook that ran while it was unfinished. This is the logic of ``make``. A later
+notebook depends on the earlier notebooks' files, not on the fact that they ran, so one that
 reruns and writes the same bytes does not make the ones after it stale.
+
+The data folder is fingerprinted like ``make`` does, by each file's path, size and modification
+time (following links), so that no data file is read and huge files cost nothing; editing a file
+changes its modification time. Results and stamps are compared by content.
 
 Not part of the inputs: the feature cache under ``cache/`` (it checks itself) and the network.
 A rerun with a network that was missing before does not retranslate by itself: run with
@@ -40,31 +44,76 @@ STAMP_FOLDER = ".stamps"
 DISTRIBUTION = "msa-utils"  # this package's name on the index (pyproject.toml)
 
 
-def tree_digest(folder: str | os.PathLike, pattern: str = "**/*", exclude: Sequence[str | os.PathLike] = ()) -> str:
-    """SHA-256 (hex) over the relative paths and bytes of the files under ``folder``.
-
-    Files are visited in sorted order, so the digest does not depend on the file system's order.
-    A missing folder has the digest of an empty one.
-
-    Args:
-        folder: the folder to fingerprint.
-        pattern: which files, as a ``Path.glob`` pattern (default: all, recursively).
-        exclude: folders whose files are left out (a results folder kept inside the data
-            folder, say).
+def source_digest(folder: str | os.PathLike, pattern: str = "*.py") -> str:
+    """SHA-256 (hex) over the names and bytes of the files ``pattern`` matches in ``folder``.
 
     Raises:
         OSError: if a file cannot be read.
     """
-    folder = Path(folder).resolve()
-    skipped = [Path(e).resolve() for e in exclude]
+    folder = Path(folder)
     digest = hashlib.sha256()
-    if folder.exists():
-        for path in sorted(p for p in folder.glob(pattern) if p.is_file()):
-            if any(path.is_relative_to(s) for s in skipped):
-                continue
-            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-            digest.update(io.file_sha256(path).encode() + b"\n")
+    for path in sorted(p for p in folder.glob(pattern) if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + io.file_sha256(path).encode() + b"\n")
     return digest.hexdigest()
+
+
+def data_digest(folder: str | os.PathLike, exclude: Sequence[str | os.PathLike] = ()) -> str:
+    """SHA-256 (hex) over the relative path, size and modification time of every file under ``folder``.
+
+    Linked files and folders are followed (each real folder once, so a link loop ends); a path
+    that cannot be examined (a broken link, no permission) counts with its error. No file is
+    read. A missing folder has the digest of an empty one.
+
+    Args:
+        folder: the data folder.
+        exclude: folders left out when they lie strictly inside ``folder`` (a results folder
+            kept inside the data folder, say; one that *is* the data folder or holds it is not
+            left out, so the data always counts).
+    """
+    root = Path(folder).resolve()
+    skipped = {Path(e).resolve() for e in exclude}
+    skipped = {e for e in skipped if e != root and e.is_relative_to(root)}
+    digest = hashlib.sha256()
+    seen: set[Path] = set()
+    for current, dirs, files in os.walk(root, followlinks=True):
+        here = Path(current)
+        real = here.resolve()
+        if real in seen or here in skipped:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if here / d not in skipped)
+        for name in sorted(files):
+            path = here / name
+            try:
+                stat = path.stat()
+                state = f"{stat.st_size}:{stat.st_mtime_ns}"
+            except OSError as error:
+                state = f"error:{error.errno}"
+            digest.update(f"{path.relative_to(root).as_posix()}\0{state}\n".encode())
+    return digest.hexdigest()
+
+
+class FileHashes:
+    """SHA-256 of files under one folder, computed once per (size, modification time) in a run."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self._memo: dict[tuple[str, int, int], str] = {}
+
+    def __call__(self, name: str) -> str | None:
+        """The SHA-256 of ``folder/name``, or ``None`` if it is not a readable regular file."""
+        path = self.folder / name
+        try:
+            if not path.is_file():
+                return None
+            stat = path.stat()
+            key = (name, stat.st_size, stat.st_mtime_ns)
+            if key not in self._memo:
+                self._memo[key] = io.file_sha256(path)
+            return self._memo[key]
+        except OSError:
+            return None
 
 
 def library_versions() -> dict[str, str]:
@@ -107,8 +156,8 @@ class RunContext:
     Attributes:
         profile: profile name.
         settings: the resolved profile as a plain dict (``Profile.to_dict()``).
-        package: :func:`tree_digest` of the ``msa_utils`` sources.
-        data: :func:`tree_digest` of the data folder.
+        package: :func:`source_digest` of the ``msa_utils`` sources.
+        data: :func:`data_digest` of the data folder.
         libraries: :func:`library_versions`.
     """
 
@@ -122,22 +171,23 @@ class RunContext:
     def of(cls, profile: str, settings: Mapping[str, Any]) -> "RunContext":
         """Fingerprint the package, the data folder ``settings["data_dir"]`` and the libraries.
 
-        The results and cache folders are left out of the data folder's digest, in case they
-        are inside it.
+        The results and cache folders are left out of the data folder's digest when they are
+        inside it.
         """
         written = [settings[k] for k in ("results_dir", "cache_dir") if settings.get(k)]
-        return cls(profile, dict(settings), tree_digest(Path(__file__).parent, "*.py"),
-                   tree_digest(settings["data_dir"], exclude=written), library_versions())
+        return cls(profile, dict(settings), source_digest(Path(__file__).parent),
+                   data_digest(settings["data_dir"], exclude=written), library_versions())
 
 
 def notebook_inputs(notebook: str | os.PathLike, context: RunContext,
-                    upstream: Mapping[str, Any] | None) -> dict[str, str]:
+                    earlier: Sequence[tuple[str, Mapping[str, Any] | None]], hashes: FileHashes) -> dict[str, str]:
     """SHA-256 (hex) of each thing a notebook's results depend on (see the module docstring).
 
     Args:
         notebook: the source notebook.
         context: the run's :class:`RunContext`.
-        upstream: the stamp of the notebook before it, or ``None`` for the first one.
+        earlier: ``(file name, stamp or None)`` of every notebook before it, in order.
+        hashes: hashes of the files under the results folder.
 
     Returns:
         ``{"code", "profile", "package", "data", "libraries", "upstream"}`` -> digest; two runs
@@ -146,24 +196,29 @@ def notebook_inputs(notebook: str | os.PathLike, context: RunContext,
     def sha(obj: Any) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
-    chained = None if upstream is None else {"inputs": upstream["inputs"], "outputs": passed_on(upstream["outputs"])}
+    upstream = []
+    for name, stamp in earlier:
+        if stamp is None or stamp.get("running"):
+            upstream.append([name, "unfinished"])
+        else:
+            upstream.append([name, {out: hashes(out) for out in passed_on(stamp["outputs"])}])
     return {"code": sha(notebook_code(notebook)), "profile": sha([context.profile, context.settings]),
             "package": context.package, "data": context.data, "libraries": sha(context.libraries),
-            "upstream": sha(chained)}
+            "upstream": sha(upstream)}
 
 
 INPUT_NAMES = {"code": "the notebook's code", "profile": "the profile or an override", "package": "msa_utils",
                "data": "the data folder", "libraries": "a library version",
-               "upstream": "the outputs of the notebook before it"}
+               "upstream": "the outputs of the notebooks before it"}
 
 
-def passed_on(outputs: Mapping[str, str]) -> dict[str, str]:
-    """The outputs a downstream notebook depends on: all but the executed notebooks.
+def passed_on(outputs: Mapping[str, str]) -> list[str]:
+    """The outputs a later notebook depends on: all but the executed notebooks.
 
     An executed notebook holds wall times and progress bars that differ from run to run; what the
-    next notebook reads are the data files.
+    later notebooks read are the data files.
     """
-    return {name: sha for name, sha in outputs.items() if not name.startswith("notebooks/")}
+    return sorted(name for name in outputs if not name.startswith("notebooks/"))
 
 
 def stamp_path(results_dir: str | os.PathLike, notebook: str | os.PathLike) -> Path:
@@ -172,22 +227,27 @@ def stamp_path(results_dir: str | os.PathLike, notebook: str | os.PathLike) -> P
 
 
 def read_stamp(results_dir: str | os.PathLike, notebook: str | os.PathLike) -> dict[str, Any] | None:
-    """The stamp of ``notebook``, or ``None`` if it is missing or unreadable (then it is stale)."""
+    """The stamp of ``notebook``, or ``None`` if it is missing, unreadable or malformed (then the
+    notebook is stale)."""
     path = stamp_path(results_dir, notebook)
     try:
         stamp = io.read_json(path)
     except (OSError, ValueError):
         return None
-    return stamp if isinstance(stamp, dict) and {"inputs", "outputs"} <= stamp.keys() else None
+    def str_map(value: Any) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+    valid = isinstance(stamp, dict) and str_map(stamp.get("inputs")) and str_map(stamp.get("outputs"))
+    return stamp if valid else None
 
 
-def why_stale(stamp: Mapping[str, Any] | None, inputs: Mapping[str, str], results_dir: str | os.PathLike) -> str | None:
+def why_stale(stamp: Mapping[str, Any] | None, inputs: Mapping[str, str], hashes: FileHashes) -> str | None:
     """Why a notebook must run, or ``None`` if it is up to date.
 
     Args:
         stamp: from :func:`read_stamp`.
         inputs: from :func:`notebook_inputs`, for this run.
-        results_dir: the results folder the stamp's outputs are relative to.
+        hashes: hashes of the files under the results folder the stamp's outputs are relative to.
 
     Returns:
         A short reason (``"never run"``, ``"interrupted or failed last time"``, ``"changed:
@@ -200,12 +260,11 @@ def why_stale(stamp: Mapping[str, Any] | None, inputs: Mapping[str, str], result
     changed = [INPUT_NAMES.get(name, name) for name in inputs if stamp["inputs"].get(name) != inputs[name]]
     if changed:
         return "changed: " + "; ".join(changed)
-    results_dir = Path(results_dir)
     for name, sha in sorted(stamp["outputs"].items()):
-        path = results_dir / name
-        if not path.is_file():
+        now = hashes(name)
+        if now is None:
             return f"{name} missing"
-        if io.file_sha256(path) != sha:
+        if now != sha:
             return f"{name} changed"
     return None
 

@@ -10,7 +10,7 @@ Usage::
     msa-study --set max_epochs=5   # override a profile field (value parsed as JSON)
 
 A notebook whose inputs (its code, the profile, ``msa_utils``, the data, the library versions,
-the outputs of the notebook before it) and outputs are unchanged since it last ran to the end
+the outputs of the notebooks before it) and outputs are unchanged since it last ran to the end
 is skipped (see :mod:`msa_utils.stamps`); so rerunning the same command after a crash, a
 Ctrl-C or a kill redoes only what is missing or stale. Each executed notebook is saved under
 ``<results_dir>/notebooks/``. The run stops at the first failing notebook with a message naming
@@ -129,18 +129,19 @@ def run_study(
     force = force or start is not None or bool(only)
     results_dir = Path(cfg.results_dir)
     context = stamps.RunContext.of(profile, cfg.to_dict())
+    hashes = stamps.FileHashes(results_dir)
     times: dict[str, float] = {}
-    upstream = None
+    earlier: list[tuple[str, dict | None]] = []  # (notebook, its stamp) of those before this one
     for nb in notebooks:
-        inputs = stamps.notebook_inputs(nb, context, upstream)
         stamp = stamps.read_stamp(results_dir, nb)
         if nb not in selected:
-            upstream = stamp
+            earlier.append((nb.name, stamp))
             continue
-        reason = "forced" if force else stamps.why_stale(stamp, inputs, results_dir)
+        inputs = stamps.notebook_inputs(nb, context, earlier, hashes)
+        reason = "forced" if force else stamps.why_stale(stamp, inputs, hashes)
         if reason is None:
             print(f"[msa-study] {nb.name} up to date, skipped", flush=True)
-            upstream = stamp
+            earlier.append((nb.name, stamp))
             continue
         output = out_dir / nb.name
         print(f"[msa-study] {nb.name} (profile {profile}; {reason}) ...", flush=True)
@@ -156,7 +157,7 @@ def run_study(
         except Exception as err:  # papermill's execution error, a dead kernel, ...
             raise StudyFailed(nb.name, output, err) from err
         times[nb.name] = round(time.perf_counter() - t0, 1)
-        upstream = stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous)
+        earlier.append((nb.name, stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous)))
         print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s -> {output}", flush=True)
     _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudyFailed as err:
         print(f"\n[msa-study] FAILED: {err}", file=sys.stderr)
         return 1
-    except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
+    except (KeyError, TypeError, ValueError, OSError) as err:
         print(f"[msa-study] error: {err}", file=sys.stderr)
         return 2
     print(f"[msa-study] done: {len(times)} notebook(s) ran in {sum(times.values()):.0f} s; "

@@ -76,39 +76,55 @@ def test_a_rerun_skips_what_is_up_to_date_and_redoes_what_is_missing_or_stale(tm
 
     study(only=["03"])  # an explicit selection runs, up to date or not
     assert ran() == ["03"]
+
+    (results / "b.txt").write_text("edited by hand")  # 03 is then forced on the edited file ...
+    study(only=["03"])
+    assert ran() == ["03"] and (results / "c.txt").read_text() == "edited by hand03"
+    study()  # ... so when 02 restores b.txt, 03 must run again
+    assert ran() == ["02", "03"] and (results / "c.txt").read_text() == "another post\n010203"
     study(force=True)
     assert ran() == ["01", "02", "03"]
 
 
 def test_killing_the_runner_and_rerunning_redoes_only_the_interrupted_notebook_and_after(tmp_path, capsys):
     kill_flag = tmp_path / "kill-the-runner"
-    kill_flag.touch()
     notebooks, results, overrides, ran = chain(tmp_path, kill_flag)
+    run_study("smoke", overrides, notebook_dir=notebooks)  # a finished run ...
+    (tmp_path / "data" / "posts.txt").write_text("new post\n")  # ... new data, and this time
+    kill_flag.touch()                                          # the runner dies in notebook 02
+    ran()
     code = (f"from msa_utils.study import run_study\n"
             f"run_study('smoke', {overrides!r}, notebook_dir={str(notebooks)!r})")
     killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr  # SIGKILL, in notebook 02
     assert ran() == ["01", "02"]
     assert stamps.read_stamp(results, notebooks / "02_second.ipynb")["running"]
+    assert (results / "b.txt").read_text() == "a post\n0102"  # the old file, never updated
 
     kill_flag.unlink()
+    run_study("smoke", overrides, only=["03"], notebook_dir=notebooks)  # forced while 02 is unfinished
+    assert ran() == ["03"]
+    capsys.readouterr()
     run_study("smoke", overrides, notebook_dir=notebooks)
-    assert ran() == ["02", "03"]
+    assert ran() == ["02", "03"]  # 03 ran on the old b.txt: it runs again
     assert "interrupted or failed last time" in capsys.readouterr().out
-    assert (results / "c.txt").read_text() == "a post\n010203"
+    assert (results / "c.txt").read_text() == "new post\n010203"
 
 
 def test_a_stamp_names_what_changed(tmp_path):
     (tmp_path / "out.txt").write_text("result")
     inputs = {"code": "1", "profile": "2", "package": "3", "data": "4", "libraries": "5", "upstream": "6"}
     stamp = stamps.write_stamp(tmp_path, "01_x.ipynb", inputs, before={}, seconds=1.0)
-    assert stamps.why_stale(stamps.read_stamp(tmp_path, "01_x.ipynb"), inputs, tmp_path) is None
-    assert stamps.why_stale(stamp, {**inputs, "package": "9"}, tmp_path) == "changed: msa_utils"
+    assert stamps.why_stale(stamps.read_stamp(tmp_path, "01_x.ipynb"), inputs, stamps.FileHashes(tmp_path)) is None
+    assert stamps.why_stale(stamp, {**inputs, "package": "9"}, stamps.FileHashes(tmp_path)) == "changed: msa_utils"
     (tmp_path / "out.txt").write_text("other")
-    assert stamps.why_stale(stamp, inputs, tmp_path) == "out.txt changed"
-    assert stamps.why_stale(None, inputs, tmp_path) == "never run"
-    stamps.stamp_path(tmp_path, "01_x.ipynb").write_text("{truncated")  # unreadable: stale, not an error
-    assert stamps.read_stamp(tmp_path, "01_x.ipynb") is None
+    assert stamps.why_stale(stamp, inputs, stamps.FileHashes(tmp_path)) == "out.txt changed"
+    assert stamps.why_stale(None, inputs, stamps.FileHashes(tmp_path)) == "never run"
+    path = stamps.stamp_path(tmp_path, "01_x.ipynb")
+    for broken in ("{truncated", '{"inputs": [], "outputs": {}}', '{"inputs": {}, "outputs": []}',
+                   '{"inputs": null, "outputs": {}}', '{"inputs": {"code": 1}, "outputs": {}}', "[]"):
+        path.write_text(broken)  # unreadable or malformed: stale, not an error
+        assert stamps.read_stamp(tmp_path, "01_x.ipynb") is None, broken
 
 
 def test_a_results_folder_inside_the_data_folder_does_not_make_the_data_stale(tmp_path):
@@ -122,12 +138,29 @@ def test_a_results_folder_inside_the_data_folder_does_not_make_the_data_stale(tm
     assert stamps.RunContext.of("smoke", settings).data != before
 
 
-@pytest.mark.parametrize("edit", ["rename", "content"])
-def test_tree_digest_sees_renames_and_content(tmp_path, edit):
-    (tmp_path / "1.txt").write_text("x")
-    before = stamps.tree_digest(tmp_path)
+@pytest.mark.parametrize("edit", ["rename", "content", "linked_folder"])
+def test_the_data_digest_sees_renames_edits_and_files_behind_links(tmp_path, edit):
+    data, real = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir()
+    real.mkdir()
+    (data / "1.txt").write_text("x")
+    (real / "2.txt").write_text("y")
+    (data / "images").symlink_to(real, target_is_directory=True)  # data/ as a link, say
+    (real / "loop").symlink_to(real, target_is_directory=True)  # a link loop ends
+    before = stamps.data_digest(data)
     if edit == "rename":
-        (tmp_path / "1.txt").rename(tmp_path / "2.txt")
+        (data / "1.txt").rename(data / "3.txt")
+    elif edit == "content":
+        (data / "1.txt").write_text("a longer text")
     else:
-        (tmp_path / "1.txt").write_text("y")
-    assert stamps.tree_digest(tmp_path) != before
+        (real / "2.txt").write_text("changed behind the link")
+    assert stamps.data_digest(data) != before
+
+
+def test_a_results_folder_that_holds_the_data_does_not_hide_it(tmp_path):
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "posts" / "train.txt").write_text("guid,tag\n1,positive\n")
+    for results in (tmp_path, tmp_path / "posts"):
+        before = stamps.data_digest(tmp_path / "posts", exclude=[results])
+        (tmp_path / "posts" / "train.txt").write_text("guid,tag\n1,negative, edited\n")
+        assert stamps.data_digest(tmp_path / "posts", exclude=[results]) != before
