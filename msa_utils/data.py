@@ -100,8 +100,8 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
 
     0. a byte-order mark: UTF-8 (``"utf-8"``, reason ``"utf8_bom_removed"``) or UTF-16
        (``"utf-16"``, reason ``"decoded_utf16"``). Bytes with NULs and no mark: UTF-16 in the
-       byte order the zeros point to (reason ``"decoded_utf16_no_bom"``) if that gives text
-       without control characters, else undecodable (step 4's reason).
+       byte order the zeros point to (reason ``"decoded_utf16_no_bom"``) if they look like it,
+       else the NULs are removed and the rest decoded as below (reason ``"nul_bytes_removed"``).
     1. ASCII → encoding ``"ascii"``.
     2. strict UTF-8 → ``"utf-8"``, unless the result :func:`looks_like_mojibake` and the
        GB18030 decode gives only CJK characters outside ASCII; then it is GBK bytes that happen
@@ -151,20 +151,26 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
 
 
 def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
-    """Bytes with NULs: UTF-16 without a byte-order mark if they decode to NUL-free text.
+    """Bytes with NULs: UTF-16 without a byte-order mark, or text with stray NULs.
 
-    The byte order is the one that puts the zero high bytes of Latin text where UTF-16 has
-    them (odd offsets for little-endian). Anything else is undecodable.
+    UTF-16 if the zero bytes look like the high bytes of Latin text (at least a third of the
+    code units, all at one parity: odd offsets for little-endian) and the decode has no control
+    characters; else the NULs are removed (reason ``"nul_bytes_removed"``, joined with ``+`` to
+    the reason of decoding the rest, which must succeed as for any text).
     """
-    little_endian = raw[1::2].count(0) >= raw[0::2].count(0)
-    codec = "utf-16-le" if little_endian else "utf-16-be"
-    try:
-        text = raw.decode(codec)
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and not any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\r\n\t" for ch in text):
-        return text, "utf-16", "decoded_utf16_no_bom"
-    return raw.replace(b"\x00", b"").decode("gb18030", errors="replace"), "gb18030", UNDECODABLE
+    units = len(raw) // 2
+    odd, even = raw[1::2].count(0), raw[0::2].count(0)
+    if len(raw) % 2 == 0 and units and max(odd, even) >= units / 3 and min(odd, even) == 0:
+        try:
+            text = raw.decode("utf-16-le" if odd else "utf-16-be")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and not any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\r\n\t" for ch in text):
+            return text, "utf-16", "decoded_utf16_no_bom"
+    text, encoding, repair = decode_text_bytes(raw.replace(b"\x00", b""))
+    if repair == UNDECODABLE:
+        return text, encoding, repair
+    return text, encoding, "nul_bytes_removed" + (f"+{repair}" if repair else "")
 
 
 def join_lines(text: str) -> str:
@@ -178,6 +184,13 @@ def join_lines(text: str) -> str:
 
 _GUID_RE = re.compile(r"0|[1-9][0-9]*")
 """A guid as the MVSA file names write it: ASCII digits, no sign, no leading zero."""
+MAX_GUID = 2**63 - 1
+"""The largest guid (it must fit the 64-bit integers of pandas and torch)."""
+
+
+def is_guid(text: str) -> bool:
+    """True if ``text`` is a guid as the file names write it (:data:`_GUID_RE`, at most :data:`MAX_GUID`)."""
+    return len(text) <= 19 and bool(_GUID_RE.fullmatch(text)) and int(text) <= MAX_GUID
 
 
 @dataclass
@@ -222,7 +235,10 @@ def read_label_lines(path: str | os.PathLike) -> LabelLines:
     guid_at, tag_at = header.index("guid"), header.index("tag")
     rows, bad = [], []
     for number, line in lines[1:]:
-        fields = next(csv.reader([line], skipinitialspace=True))
+        try:
+            fields = next(csv.reader([line], skipinitialspace=True))
+        except csv.Error:  # a field over csv's size limit, say
+            fields = []
         if len(fields) == len(header):
             rows.append((number, fields[guid_at].strip(), fields[tag_at]))
         else:
@@ -257,10 +273,10 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> 
                    f"{path.name} line {number}: expected the header's fields, got {line[:120]!r}")
     kept = []
     for number, guid_text, raw_tag in lines.rows:
-        if not _GUID_RE.fullmatch(guid_text):
+        if not is_guid(guid_text):
             report.add(STAGE, None, "excluded", "bad_guid",
-                       f"{path.name} line {number}: guid {guid_text!r} is not written as a plain integer "
-                       "without leading zeros (the file names are data/<guid>.txt|jpg)")
+                       f"{path.name} line {number}: guid {guid_text[:40]!r} is not written as a plain "
+                       f"integer without leading zeros, at most {MAX_GUID} (the file names are data/<guid>.txt|jpg)")
             continue
         guid, tag = int(guid_text), raw_tag.strip().lower()
         if tag != raw_tag:
@@ -321,7 +337,7 @@ def _scan_data_dir(data_dir: Path) -> tuple[set[int], set[int]]:
     with os.scandir(data_dir / "data") as entries:
         for entry in entries:
             match = _FILE_RE.match(entry.name)
-            if match:
+            if match and is_guid(match.group(1)):
                 (texts if match.group(2) == "txt" else images).add(int(match.group(1)))
     return texts, images
 
@@ -415,7 +431,7 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
         if guid in text_guids and usable and not text:  # (an unreadable file is reported above)
             usable = False
             report.add(STAGE, guid, "excluded", "empty_text_file",
-                       f"data/{guid}.txt is empty; row kept with has_text=False, the trainer skips it")
+                       f"data/{guid}.txt is empty or blank; row kept with has_text=False, the trainer skips it")
         texts.append(text)
         encodings.append(encoding)
         has_text.append(usable)
@@ -431,7 +447,7 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
 
     listed = set(frame["guid"]) | report_guids_excluded(report)
     for guid in sorted((text_guids | image_guids) - listed):
-        report.add(STAGE, guid, "noted", "unlabelled_unused", "in data/ but in neither label file; not used")
+        report.add(STAGE, guid, "noted", "unlabelled_unused", "in data/ but on no usable line of either label file; not used")
     frame["guid"] = frame["guid"].astype(int)
     return frame[COLUMNS]
 
@@ -445,7 +461,7 @@ def label_file_guids(path: str | os.PathLike) -> list[int]:
     Raises:
         FileNotFoundError / ValueError: as :func:`read_label_lines`.
     """
-    guids = [int(g) for _, g, _ in read_label_lines(path).rows if _GUID_RE.fullmatch(g)]
+    guids = [int(g) for _, g, _ in read_label_lines(path).rows if is_guid(g)]
     return list(dict.fromkeys(guids))
 
 

@@ -244,8 +244,20 @@ def test_utf16_without_a_byte_order_mark_is_recognised(codec):
         "hello world, ¿qué tal? 今天", "utf-16", "decoded_utf16_no_bom")
 
 
-def test_stray_nul_bytes_are_not_text():
-    assert decode_text_bytes(b"abc\x00\x01\x02def")[2] == "decoded_gb18030_with_replacement"
+def test_stray_nul_bytes_are_removed_not_read_as_utf16():
+    assert decode_text_bytes(b"I love it\x00") == ("I love it", "ascii", "nul_bytes_removed")
+    assert decode_text_bytes("\x00今天很好".encode("gb18030")) == ("今天很好", "gb18030", "nul_bytes_removed+decoded_gb18030")
+    assert decode_text_bytes(b"abc\x00\xff\xfe\xfd")[2] == "decoded_gb18030_with_replacement"
+
+
+def test_label_lines_that_break_csv_or_int64_are_excluded_not_fatal(mvsa_sample):
+    _write_labels(mvsa_sample, "guid,tag\n2,positive\n" + "71,positive," + "x" * 140_000 + "\n"
+                  "99999999999999999999,positive\n9223372036854775808,negative\n",
+                  "guid,tag\n55,null\n")
+    report = DataReport()
+    frame = load_mvsa(mvsa_sample, report)
+    assert frame["guid"].tolist() == [2, 55]
+    assert [e.reason for e in report.entries if e.guid is None] == ["bad_label_line", "bad_guid", "bad_guid"]
 
 
 def test_zero_padded_names_are_not_read_as_another_guid(mvsa_sample):
