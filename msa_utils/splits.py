@@ -39,11 +39,12 @@ def stratified_split(guids: np.ndarray, labels: np.ndarray, val_fraction: float 
 
     Raises:
         ValueError: on mismatched lengths, duplicated guids, a ``val_fraction`` outside (0, 1), no
-            posts at all, or a class with a single post.
+            posts at all, or a single post in every class.
 
     Warns:
-        UserWarning: if a class of :data:`msa_utils.LABELS` has no post at all: the model can
-            never predict it, and its F1 of 0 is not a finding.
+        UserWarning: if a class of :data:`msa_utils.LABELS` has no post at all (the model can
+            never predict it, and its F1 of 0 is not a finding), or a single one (it goes to
+            training; validation has none of that class).
     """
     guids = np.asarray(guids)
     labels = np.asarray(labels)
@@ -57,16 +58,19 @@ def stratified_split(guids: np.ndarray, labels: np.ndarray, val_fraction: float 
         raise ValueError("no usable labelled post to split: every post of train.txt was excluded "
                          "(data_report.csv says why) or the file lists none")
     classes, counts = np.unique(labels, return_counts=True)
-    if counts.min() < 2:
-        rare = [int(c) for c, n in zip(classes, counts) if n < 2]
-        raise ValueError(f"a stratified split needs at least 2 usable posts of each class present; "
-                         f"class ids {rare} have 1")
+    single = np.isin(labels, classes[counts == 1])
+    if single.any():  # cannot be stratified: the post trains, the class has no validation post
+        rare = [LABELS[int(c)] if 0 <= int(c) < len(LABELS) else int(c) for c in classes[counts == 1]]
+        warnings.warn(f"class {rare} has a single usable labelled post: it goes to training, and the validation "
+                      "split has none of that class", UserWarning, stacklevel=2)
+    if single.all():
+        raise ValueError("a split needs at least 2 usable posts of one class; every class present has 1")
     absent = [name for i, name in enumerate(LABELS) if i not in set(classes.tolist())]
     if absent:
         warnings.warn(f"no usable labelled post of class {absent}: the model can never predict it, and its "
                       "F1 of 0 is not a finding (data_report.csv lists what was excluded)", UserWarning, stacklevel=2)
-    train, val = train_test_split(guids, test_size=val_fraction, stratify=labels, random_state=seed)
-    return {"train": np.sort(train), "val": np.sort(val)}
+    train, val = train_test_split(guids[~single], test_size=val_fraction, stratify=labels[~single], random_state=seed)
+    return {"train": np.sort(np.concatenate([train, guids[single]])), "val": np.sort(val)}
 
 
 def save_split(split: dict[str, np.ndarray], folder: str | os.PathLike) -> None:

@@ -86,8 +86,17 @@ def test_sampler_is_reproducible_with_its_own_generator(train_labels):
 def test_split_says_why_it_cannot_split():
     with pytest.raises(ValueError, match="no usable labelled post"):
         stratified_split(np.array([], dtype=int), np.array([], dtype=int))
-    with pytest.raises(ValueError, match=r"class ids \[2\]"):
-        stratified_split(np.arange(5), np.array([0, 0, 1, 1, 2]))
+    with pytest.warns(UserWarning, match="single"), pytest.raises(ValueError, match="every class present has 1"):
+        stratified_split(np.arange(3), np.array([0, 1, 2]))
+
+
+def test_a_class_with_a_single_post_trains_and_is_warned_about():
+    guids, labels = np.arange(11), np.array([0] * 5 + [1] * 5 + [2])
+    with pytest.warns(UserWarning, match=r"class \['neutral'\] has a single"):
+        split = stratified_split(guids, labels, val_fraction=0.2)
+    assert 10 in split["train"] and 10 not in split["val"]
+    assert sorted(np.concatenate([split["train"], split["val"]])) == list(range(11))
+    assert sorted(labels[split["val"]]) == [0, 1]
 
 
 def test_a_class_with_no_post_is_warned_about(train_labels):
