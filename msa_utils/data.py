@@ -35,9 +35,9 @@ TEST_TAG = "null"
 
 COLUMNS = ["guid", "split", "tag", "label", "text_raw", "encoding", "image_file", "has_text", "has_image"]
 
-_FILE_RE = re.compile(r"^(0|[1-9][0-9]*)\.(txt|jpg)$")
-"""``data/`` file names of a post: the guid as the label files write it (so ``0042.txt`` is not
-guid 42's text)."""
+_FILE_RE = re.compile(r"^(.+)\.(txt|jpg)$")
+"""``data/`` file names of a post, ``<guid>.txt|jpg``; the stem must pass :func:`is_guid` (so
+``0042.txt`` is not guid 42's text)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
     try:
         return raw.decode("gb18030"), "gb18030", "decoded_gb18030"
     except UnicodeDecodeError:
-        return raw.decode("gb18030", errors="replace"), "gb18030", "decoded_gb18030_with_replacement"
+        return raw.decode("gb18030", errors="replace"), "gb18030", UNDECODABLE
 
 
 def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:

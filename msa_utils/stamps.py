@@ -234,6 +234,7 @@ def read_stamp(results_dir: str | os.PathLike, notebook: str | os.PathLike) -> d
         stamp = io.read_json(path)
     except (OSError, ValueError):
         return None
+
     def str_map(value: Any) -> bool:
         return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
@@ -283,19 +284,24 @@ def snapshot(results_dir: str | os.PathLike) -> dict[str, tuple[int, int]]:
     return out
 
 
-def mark_running(results_dir: str | os.PathLike, notebook: str | os.PathLike) -> list[str]:
+def mark_running(results_dir: str | os.PathLike, notebook: str | os.PathLike,
+                 stamp: Mapping[str, Any] | None) -> list[str]:
     """Mark ``notebook``'s stamp as running (so it is stale until it ends) and return its outputs.
+
+    Args:
+        stamp: its current stamp (:func:`read_stamp`), or ``None``.
 
     The output names are kept in the stamp: a rerun that reuses finished work (a trained variant,
     say) does not rewrite those files, and they must stay recorded as the notebook's outputs.
     """
-    stamp = read_stamp(results_dir, notebook) or {"inputs": {}, "outputs": {}}
+    stamp = stamp or {"inputs": {}, "outputs": {}}
     io.write_json(stamp_path(results_dir, notebook), {**stamp, "running": True})
     return sorted(stamp["outputs"])
 
 
 def write_stamp(results_dir: str | os.PathLike, notebook: str | os.PathLike, inputs: Mapping[str, str],
-                before: Mapping[str, tuple[int, int]], seconds: float, previous: Sequence[str] = ()) -> dict[str, Any]:
+                before: Mapping[str, tuple[int, int]], seconds: float, previous: Sequence[str] = (),
+                hashes: FileHashes | None = None) -> dict[str, Any]:
     """Record that ``notebook`` ran to the end: its inputs and the files it wrote.
 
     Args:
@@ -304,16 +310,18 @@ def write_stamp(results_dir: str | os.PathLike, notebook: str | os.PathLike, inp
         seconds: its wall time [s].
         previous: its outputs from the last run (:func:`mark_running`); those still present
             stay outputs even if this run did not rewrite them.
+        hashes: the run's :class:`FileHashes` of ``results_dir``, so that the later notebooks'
+            checks reuse these hashes instead of reading the files again.
 
     Returns:
         The stamp written: ``{"notebook", "inputs", "seconds", "outputs": {path: sha256}}``.
     """
-    results_dir = Path(results_dir)
+    hashes = hashes or FileHashes(results_dir)
     after = snapshot(results_dir)
     written = {name for name, state in after.items() if before.get(name) != state}
     kept = {name for name in previous if name in after}
     stamp = {"notebook": Path(notebook).name, "inputs": dict(inputs), "seconds": seconds,
-             "outputs": {name: io.file_sha256(results_dir / name) for name in sorted(written | kept)}}
+             "outputs": {name: hashes(name) for name in sorted(written | kept)}}
     io.write_json(stamp_path(results_dir, notebook), stamp)
     return stamp
 

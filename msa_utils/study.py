@@ -145,7 +145,7 @@ def run_study(
             continue
         output = out_dir / nb.name
         print(f"[msa-study] {nb.name} (profile {profile}; {reason}) ...", flush=True)
-        previous = stamps.mark_running(results_dir, nb)  # a run that dies part-way stays stale
+        previous = stamps.mark_running(results_dir, nb, stamp)  # a run that dies part-way stays stale
         before = stamps.snapshot(results_dir)
         t0 = time.perf_counter()
         try:
@@ -157,7 +157,7 @@ def run_study(
         except Exception as err:  # papermill's execution error, a dead kernel, ...
             raise StudyFailed(nb.name, output, err) from err
         times[nb.name] = round(time.perf_counter() - t0, 1)
-        earlier.append((nb.name, stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous)))
+        earlier.append((nb.name, stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous, hashes)))
         print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s -> {output}", flush=True)
     _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
