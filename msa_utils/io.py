@@ -7,7 +7,6 @@ Every writer goes to a temporary file in the destination folder, flushes it to d
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -76,16 +75,3 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv_kwargs: Any
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, encoding="utf-8", **to_csv_kwargs)
     return Path(path)
-
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (hex), read in chunks of ``chunk_size`` bytes.
-
-    Raises:
-        OSError: if the file cannot be read.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

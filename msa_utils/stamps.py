@@ -28,7 +28,6 @@ A rerun with a network that was missing before does not retranslate by itself: r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import io
+from .hashing import Digest, file_sha256, sha256_of
 
 STAMP_FOLDER = ".stamps"
 DISTRIBUTION = "msa-utils"  # this package's name on the index (pyproject.toml)
@@ -51,9 +51,9 @@ def source_digest(folder: str | os.PathLike, pattern: str = "*.py") -> str:
         OSError: if a file cannot be read.
     """
     folder = Path(folder)
-    digest = hashlib.sha256()
+    digest = Digest()
     for path in sorted(p for p in folder.glob(pattern) if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + io.file_sha256(path).encode() + b"\n")
+        digest.add_file(path.relative_to(folder).as_posix(), path)
     return digest.hexdigest()
 
 
@@ -73,7 +73,7 @@ def data_digest(folder: str | os.PathLike, exclude: Sequence[str | os.PathLike] 
     root = Path(folder).resolve()
     skipped = {Path(e).resolve() for e in exclude}
     skipped = {e for e in skipped if e != root and e.is_relative_to(root)}
-    digest = hashlib.sha256()
+    digest = Digest()
     seen: set[Path] = set()
     for current, dirs, files in os.walk(root, followlinks=True):
         here = Path(current)
@@ -90,7 +90,7 @@ def data_digest(folder: str | os.PathLike, exclude: Sequence[str | os.PathLike] 
                 state = f"{stat.st_size}:{stat.st_mtime_ns}"
             except OSError as error:
                 state = f"error:{error.errno}"
-            digest.update(f"{path.relative_to(root).as_posix()}\0{state}\n".encode())
+            digest.add(path.relative_to(root).as_posix(), state)
     return digest.hexdigest()
 
 
@@ -110,7 +110,7 @@ class FileHashes:
             stat = path.stat()
             key = (name, stat.st_size, stat.st_mtime_ns)
             if key not in self._memo:
-                self._memo[key] = io.file_sha256(path)
+                self._memo[key] = file_sha256(path)
             return self._memo[key]
         except OSError:
             return None
@@ -193,18 +193,15 @@ def notebook_inputs(notebook: str | os.PathLike, context: RunContext,
         ``{"code", "profile", "package", "data", "libraries", "upstream"}`` -> digest; two runs
         with equal dicts give the same results.
     """
-    def sha(obj: Any) -> str:
-        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
     upstream = []
     for name, stamp in earlier:
         if stamp is None or stamp.get("running"):
             upstream.append([name, "unfinished"])
         else:
             upstream.append([name, {out: hashes(out) for out in passed_on(stamp["outputs"])}])
-    return {"code": sha(notebook_code(notebook)), "profile": sha([context.profile, context.settings]),
-            "package": context.package, "data": context.data, "libraries": sha(context.libraries),
-            "upstream": sha(upstream)}
+    return {"code": sha256_of(notebook_code(notebook)), "profile": sha256_of(context.profile, context.settings),
+            "package": context.package, "data": context.data, "libraries": sha256_of(context.libraries),
+            "upstream": sha256_of(upstream)}
 
 
 INPUT_NAMES = {"code": "the notebook's code", "profile": "the profile or an override", "package": "msa_utils",

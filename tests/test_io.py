@@ -29,9 +29,3 @@ def test_files_get_the_usual_permissions_even_when_the_writer_replaces_the_tempo
     assert stat.S_IMODE(written.stat().st_mode) == expected
     assert torch.equal(load_file(str(written))["w"], torch.arange(4.0))
     assert stat.S_IMODE(io.write_json(tmp_path / "m.json", {"a": 1}).stat().st_mode) == expected
-
-
-def test_file_sha256_reads_in_chunks(tmp_path):
-    data = os.urandom(3000)
-    (tmp_path / "blob").write_bytes(data)
-    assert io.file_sha256(tmp_path / "blob", chunk_size=1024) == hashlib.sha256(data).hexdigest()

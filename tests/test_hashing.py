@@ -1,0 +1,46 @@
+"""The one hashing helper: fields are labelled and length-prefixed, every value type counts."""
+
+import hashlib
+import os
+import types
+
+import numpy as np
+import torch
+
+from msa_utils import hashing
+from msa_utils.hashing import Digest, file_sha256, sha256_of
+
+
+def test_file_sha256_reads_in_chunks(tmp_path, monkeypatch):
+    data = os.urandom(3000)
+    (tmp_path / "blob").write_bytes(data)
+    monkeypatch.setattr(hashing, "CHUNK_BYTES", 1024)
+    assert file_sha256(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+
+
+def test_field_boundaries_cannot_collide():
+    assert Digest().add("x", "ab").add("y", "c").hexdigest() != Digest().add("x", "a").add("y", "bc").hexdigest()
+    assert Digest().add("a", "v").hexdigest() != Digest().add("b", "v").hexdigest()
+    assert sha256_of("1") != sha256_of(1)  # a string and a JSON number are different values
+
+
+def test_tensors_hash_by_dtype_shape_and_bytes():
+    t = torch.arange(6, dtype=torch.float32)
+    assert sha256_of(t) == sha256_of(t.clone())
+    assert sha256_of(t) != sha256_of(t.reshape(2, 3))
+    assert sha256_of(t) != sha256_of(t.to(torch.float64))
+    assert sha256_of(t.T if t.dim() > 1 else t) == sha256_of(t.contiguous())
+    assert sha256_of(t.to(torch.bfloat16)) != sha256_of(t.to(torch.float16))
+    assert sha256_of(np.arange(6)) != sha256_of(np.arange(6).reshape(2, 3))
+
+
+def test_json_is_canonical_and_modules_hash_their_source():
+    assert sha256_of({"a": 1, "b": [1, 2]}) == sha256_of({"b": [1, 2], "a": 1})
+    assert sha256_of(hashing) == sha256_of(hashing)
+    assert sha256_of(hashing) != sha256_of(types)
+
+
+def test_file_field_depends_on_content(tmp_path):
+    (tmp_path / "a").write_bytes(b"one")
+    (tmp_path / "b").write_bytes(b"two")
+    assert Digest().add_file("f", tmp_path / "a").hexdigest() != Digest().add_file("f", tmp_path / "b").hexdigest()
