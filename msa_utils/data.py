@@ -20,10 +20,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from . import LABEL2ID, LABELS
+from . import LABEL2ID, LABELS, reasons
 from .data_report import DataReport
 
 STAGE = "load"
@@ -267,20 +266,20 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> 
     path = Path(path)
     lines = read_label_lines(path)
     if lines.repair is not None:
-        report.add(STAGE, None, "repaired", f"label_file_{lines.repair}", f"{path.name} decoded ({lines.repair})")
+        report.add(reasons.label_file_repair(lines.repair), None, f"{path.name} decoded ({lines.repair})")
     for number, line in lines.bad:
-        report.add(STAGE, None, "excluded", "bad_label_line",
+        report.add(reasons.BAD_LABEL_LINE, None,
                    f"{path.name} line {number}: expected the header's fields, got {line[:120]!r}")
     kept = []
     for number, guid_text, raw_tag in lines.rows:
         if not is_guid(guid_text):
-            report.add(STAGE, None, "excluded", "bad_guid",
+            report.add(reasons.BAD_GUID, None,
                        f"{path.name} line {number}: guid {guid_text[:40]!r} is not written as a plain "
                        f"integer without leading zeros, at most {MAX_GUID} (the file names are data/<guid>.txt|jpg)")
             continue
         guid, tag = int(guid_text), raw_tag.strip().lower()
         if tag != raw_tag:
-            report.add(STAGE, guid, "repaired", "label_normalised", f"{path.name}: tag {raw_tag!r} read as {tag!r}")
+            report.add(reasons.LABEL_NORMALISED, guid, f"{path.name}: tag {raw_tag!r} read as {tag!r}")
         kept.append((guid, tag))
     frame = pd.DataFrame(kept, columns=["guid", "tag"]).astype({"guid": int, "tag": str})
 
@@ -288,9 +287,9 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> 
     unknown = ~frame["tag"].isin(allowed)
     for guid, tag in zip(frame.loc[unknown, "guid"], frame.loc[unknown, "tag"]):
         if split == "train":
-            report.add(STAGE, guid, "excluded", "unknown_label", f"{path.name}: tag {tag!r} not in {LABELS}")
+            report.add(reasons.UNKNOWN_LABEL, guid, f"{path.name}: tag {tag!r} not in {LABELS}")
         else:
-            report.add(STAGE, guid, "noted", "unexpected_test_tag", f"{path.name}: tag {tag!r} (expected 'null'); kept, not used")
+            report.add(reasons.UNEXPECTED_TEST_TAG, guid, f"{path.name}: tag {tag!r} (expected 'null'); kept, not used")
     if split == "train":
         frame = frame[~unknown]
 
@@ -309,11 +308,11 @@ def _resolve_duplicates(frame: pd.DataFrame, file_name: str, report: DataReport)
         tags = sorted(set(group["tag"]))
         if len(tags) == 1:
             drop[group.index[1:]] = True
-            report.add(STAGE, guid, "repaired", "duplicate_guid_same_label",
+            report.add(reasons.DUPLICATE_GUID_SAME_LABEL, guid,
                        f"{file_name}: {len(group)} lines with tag {tags[0]!r}; kept the first")
         else:
             drop[group.index] = True
-            report.add(STAGE, guid, "excluded", "duplicate_guid_conflicting_labels",
+            report.add(reasons.DUPLICATE_GUID_CONFLICTING_LABELS, guid,
                        f"{file_name}: tags {tags}; all copies excluded")
     return frame[~drop]
 
@@ -322,7 +321,7 @@ def _drop_cross_split(train: pd.DataFrame, test: pd.DataFrame, report: DataRepor
     """Drop test rows whose guid is also in train (reported); return the test frame."""
     both = test["guid"].isin(set(train["guid"]))
     for guid in test.loc[both, "guid"]:
-        report.add(STAGE, guid, "excluded", "guid_in_train_and_test",
+        report.add(reasons.GUID_IN_TRAIN_AND_TEST, guid,
                    "guid listed in train.txt and test_without_label.txt; kept the labelled train row, dropped the test row")
     return test[~both]
 
@@ -360,29 +359,29 @@ def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str, boo
         ``excluded``, reason ``"undecodable_text"``, rather than trained on as garbage.
     """
     def exclude(reason: str, why: str) -> tuple[str, str, bool]:
-        report.add(STAGE, guid, "excluded", reason, f"data/{guid}.txt {why}; row kept with has_text=False, the trainer skips it")
+        report.add(reason, guid, f"data/{guid}.txt {why}; row kept with has_text=False, the trainer skips it")
         return "", "", False
 
     try:
         if not path.is_file():
-            return exclude("unreadable_text_file", "is not a regular file")
+            return exclude(reasons.UNREADABLE_TEXT_FILE, "is not a regular file")
         size = path.stat().st_size
         if size > MAX_TEXT_BYTES:
-            return exclude("text_too_large", f"has {size:,} bytes, over the limit of {MAX_TEXT_BYTES:,}")
+            return exclude(reasons.TEXT_TOO_LARGE, f"has {size:,} bytes, over the limit of {MAX_TEXT_BYTES:,}")
         with open(path, "rb") as handle:
             raw = handle.read(MAX_TEXT_BYTES + 1)
     except OSError as error:  # no permission, an I/O error
-        return exclude("unreadable_text_file", f"cannot be read ({type(error).__name__}: {error})")
+        return exclude(reasons.UNREADABLE_TEXT_FILE, f"cannot be read ({type(error).__name__}: {error})")
     if len(raw) > MAX_TEXT_BYTES:  # grew while we looked
-        return exclude("text_too_large", f"has over {MAX_TEXT_BYTES:,} bytes")
+        return exclude(reasons.TEXT_TOO_LARGE, f"has over {MAX_TEXT_BYTES:,} bytes")
     text, encoding, repair = decode_text_bytes(raw)
     if repair == UNDECODABLE:
-        report.add(STAGE, guid, "excluded", "undecodable_text",
+        report.add(reasons.UNDECODABLE_TEXT, guid,
                    f"data/{guid}.txt is valid in none of UTF-8, UTF-16, GB18030; "
                    "row kept with has_text=False, the trainer skips it")
         return join_lines(text), encoding, False
     if repair is not None:
-        report.add(STAGE, guid, "repaired", repair, f"data/{guid}.txt decoded as {encoding}")
+        report.add(repair, guid, f"data/{guid}.txt decoded as {encoding}")
     return join_lines(text), encoding, True
 
 
@@ -426,11 +425,11 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
             text, encoding, usable = _read_text(data_dir / "data" / f"{guid}.txt", guid, report)
         else:
             text, encoding, usable = "", "", False
-            report.add(STAGE, guid, "excluded", "missing_text_file",
+            report.add(reasons.MISSING_TEXT_FILE, guid,
                        f"data/{guid}.txt not found; row kept with has_text=False, the trainer skips it")
         if guid in text_guids and usable and not text:  # (an unreadable file is reported above)
             usable = False
-            report.add(STAGE, guid, "excluded", "empty_text_file",
+            report.add(reasons.EMPTY_TEXT_FILE, guid,
                        f"data/{guid}.txt is empty or blank; row kept with has_text=False, the trainer skips it")
         texts.append(text)
         encodings.append(encoding)
@@ -441,13 +440,13 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
     frame["has_text"] = has_text
     frame["has_image"] = frame["guid"].isin(image_guids)
     for guid in frame.loc[~frame["has_image"], "guid"]:
-        report.add(STAGE, guid, "excluded", "missing_image_file",
+        report.add(reasons.MISSING_IMAGE_FILE, guid,
                    f"data/{guid}.jpg not found; row kept with has_image=False, the trainer skips it")
     frame["label"] = frame["tag"].map(LABEL2ID).where(frame["split"] == "train").astype("Int64")
 
     listed = set(frame["guid"]) | report_guids_excluded(report)
     for guid in sorted((text_guids | image_guids) - listed):
-        report.add(STAGE, guid, "noted", "unlabelled_unused", "in data/ but on no usable line of either label file; not used")
+        report.add(reasons.UNLABELLED_UNUSED, guid, "in data/ but on no usable line of either label file; not used")
     frame["guid"] = frame["guid"].astype(int)
     return frame[COLUMNS]
 
@@ -477,65 +476,3 @@ def listed_guids(data_dir: str | os.PathLike) -> set[int]:
 def report_guids_excluded(report: DataReport) -> set[int]:
     """Guids that the ``load`` stage excluded from the label files (not 'unlabelled')."""
     return set(report.guids(stage=STAGE, action="excluded"))
-
-
-# --------------------------------------------------------------------------------------------
-# Sampling (smoke runs)
-# --------------------------------------------------------------------------------------------
-
-def _proportional_counts(counts: pd.Series, total: int) -> pd.Series:
-    """Split ``total`` over classes in proportion to ``counts`` (largest remainder, >= 1 each)."""
-    total = min(total, int(counts.sum()))
-    exact = counts / counts.sum() * total
-    alloc = np.floor(exact).astype(int).clip(lower=min(1, total // max(len(counts), 1)))
-    alloc = alloc.clip(upper=counts)
-    order = (exact - np.floor(exact)).sort_values(ascending=False).index
-    i = 0
-    while alloc.sum() < total:
-        key = order[i % len(order)]
-        if alloc[key] < counts[key]:
-            alloc[key] += 1
-        i += 1
-    while alloc.sum() > total:
-        alloc[alloc.idxmax()] -= 1
-    return alloc
-
-
-def sample_posts(frame: pd.DataFrame, train_sample: int | None, test_sample: int | None, seed: int,
-                 report: DataReport | None = None) -> pd.DataFrame:
-    """A stratified sample of ``train_sample`` train posts plus the first ``test_sample`` test posts.
-
-    Train posts are drawn per ``label`` in proportion to the class counts (largest remainder,
-    at least one per class when the sample allows), with ``numpy`` seeded by ``seed``. ``None``
-    keeps every post of that split. The original row order is kept.
-
-    Args:
-        report: if given, every post left out is recorded (stage ``"sample"``, ``noted``,
-            reason ``"not_in_sample"``), so that the guids of the label files stay accounted for.
-
-    Raises:
-        ValueError: if a sample size is negative.
-    """
-    for name, size in (("train_sample", train_sample), ("test_sample", test_sample)):
-        if size is not None and size < 0:
-            raise ValueError(f"{name} must be >= 0 or None, got {size}")
-    is_train = frame["split"] == "train"
-    keep = pd.Series(True, index=frame.index)
-    if train_sample is not None:
-        train = frame[is_train]
-        alloc = _proportional_counts(train["label"].value_counts(sort=False).sort_index(), train_sample)
-        rng = np.random.default_rng(seed)
-        chosen = []
-        for label, n in alloc.items():
-            index = train.index[train["label"] == label].to_numpy()
-            chosen.extend(rng.choice(index, size=int(n), replace=False).tolist())
-        keep[is_train] = False
-        keep[chosen] = True
-    if test_sample is not None:
-        test_index = frame.index[~is_train]
-        keep[test_index[test_sample:]] = False
-    if report is not None:
-        for guid in frame.loc[~keep, "guid"]:
-            report.add("sample", guid, "noted", "not_in_sample",
-                       f"left out of the sample (train_sample={train_sample}, test_sample={test_sample})")
-    return frame[keep].copy()

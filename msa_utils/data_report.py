@@ -4,6 +4,9 @@ Each stage of the study records what it did to an item that was not clean (``rep
 what it left out (``excluded``) and what it noticed but kept as is (``noted``), with the guid,
 the stage and the reason. Nothing is dropped silently: if an item is not in the output of a
 stage, the report says why.
+
+Every reason code is registered in :mod:`msa_utils.reasons`, which fixes its stage and action:
+:meth:`DataReport.add` takes only the code, the guid and a detail.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from typing import Iterable, Literal
 
 import pandas as pd
 
-from . import io
+from . import io, reasons
 
 Action = Literal["repaired", "excluded", "noted"]
-ACTIONS: tuple[str, ...] = ("repaired", "excluded", "noted")
+ACTIONS: tuple[str, ...] = reasons.ACTIONS
 COLUMNS = ["stage", "guid", "action", "reason", "detail"]
 
 
@@ -30,7 +33,7 @@ class ReportEntry:
         stage: the study stage, e.g. ``"load"``, ``"clean"``, ``"translate"``, ``"images"``.
         guid: the post id (``None`` for a file-level entry such as a bad label-file line).
         action: ``"repaired"``, ``"excluded"`` or ``"noted"``.
-        reason: a short machine-friendly reason, e.g. ``"decoded_gb18030"``.
+        reason: a code registered in :mod:`msa_utils.reasons`, e.g. ``"decoded_gb18030"``.
         detail: free text for a person (the bad value, the repair made, ...).
     """
 
@@ -47,15 +50,22 @@ class DataReport:
 
     entries: list[ReportEntry] = field(default_factory=list)
 
-    def add(self, stage: str, guid: int | None, action: Action, reason: str, detail: str = "") -> None:
-        """Record one entry.
+    def add(self, reason: str, guid: int | None, detail: str = "") -> None:
+        """Record one entry; its stage and action are the registered ones of ``reason``.
+
+        Args:
+            reason: a code of :mod:`msa_utils.reasons` (a constant such as
+                ``reasons.EMPTY_TEXT_FILE``, or a family member such as
+                ``reasons.mode_to_rgb("RGBA")``).
+            guid: the post id, or ``None`` for a file-level entry.
+            detail: free text for a person.
 
         Raises:
-            ValueError: if ``action`` is not one of ``repaired``, ``excluded``, ``noted``.
+            ValueError: if ``reason`` is not in the registry (:func:`msa_utils.reasons.lookup`).
         """
-        if action not in ACTIONS:
-            raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
-        self.entries.append(ReportEntry(stage, None if guid is None else int(guid), action, reason, str(detail)))
+        registered = reasons.lookup(reason)
+        self.entries.append(ReportEntry(registered.stage, None if guid is None else int(guid), registered.action,
+                                        reason, str(detail)))
 
     def extend(self, other: "DataReport | Iterable[ReportEntry]") -> None:
         """Append the entries of another report (or any iterable of entries)."""
@@ -100,7 +110,14 @@ class DataReport:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "DataReport":
-        """Read a report written by :meth:`save`. A missing file gives an empty report."""
+        """Read a report written by :meth:`save`. A missing file gives an empty report.
+
+        The entries are taken as written (a report of an older version may hold codes the
+        registry no longer has); only the action is checked.
+
+        Raises:
+            ValueError: if a row's ``action`` is not one of ``repaired``, ``excluded``, ``noted``.
+        """
         path = Path(path)
         if not path.exists():
             return cls()
@@ -108,7 +125,9 @@ class DataReport:
         report = cls()
         for row in frame.itertuples(index=False):
             guid = None if pd.isna(row.guid) else int(row.guid)
-            report.add(row.stage, guid, row.action, row.reason, row.detail)
+            if row.action not in ACTIONS:
+                raise ValueError(f"{path}: action must be one of {ACTIONS}, got {row.action!r}")
+            report.entries.append(ReportEntry(row.stage, guid, row.action, row.reason, str(row.detail)))
         return report
 
     def replace_stage(self, stage: str, other: "DataReport") -> None:

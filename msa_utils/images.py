@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from . import reasons
 from .data_report import DataReport
 
-STAGE = "images"
 MAX_PIXELS = 40_000_000
 """Largest accepted image, width x height [pixels] (40 megapixels; MVSA images are <= 0.1 MP)."""
 MAX_FILE_BYTES = 100 * 2**20
@@ -161,14 +161,14 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
                 image.close()
                 width, height, mode, ok = facts["width"], facts["height"], facts["mode"], True
                 if facts["repair"]:
-                    report.add(STAGE, guid, "repaired", facts["repair"], f"{rel}: mode {mode} converted to RGB at load time")
+                    report.add(facts["repair"], guid, f"{rel}: mode {mode} converted to RGB at load time")
                 if str(rel).lower().endswith((".jpg", ".jpeg")) and facts["format"] != "JPEG":
-                    report.add(STAGE, guid, "noted", "format_mismatch", f"{rel} holds {facts['format']} data; read by content")
+                    report.add(reasons.FORMAT_MISMATCH, guid, f"{rel} holds {facts['format']} data; read by content")
                 if min(width, height) < MIN_SIDE:
-                    report.add(STAGE, guid, "noted", "image_tiny",
+                    report.add(reasons.IMAGE_TINY, guid,
                                f"{rel} is {width}x{height} px (< {MIN_SIDE} px a side); kept, resized like any other")
             except ImageLoadError as exc:
-                report.add(STAGE, guid, "excluded", f"image_{exc.reason}", f"{exc}; row kept with image_ok=False, the trainer skips it")
+                report.add(reasons.image_error(exc.reason), guid, f"{exc}; row kept with image_ok=False, the trainer skips it")
         widths.append(width)
         heights.append(height)
         modes.append(mode)

@@ -16,9 +16,9 @@ import unicodedata
 
 import pandas as pd
 
+from . import reasons
 from .data_report import DataReport
 
-STAGE = "clean"
 
 URL_RE = re.compile(
     r"(?:https?:|www\.)\S*"  # http://..., https://..., www....; also truncated "http:…"
@@ -129,9 +129,9 @@ def clean_posts(frame: pd.DataFrame, report: DataReport) -> pd.DataFrame:
     for guid, raw in zip(out.loc[out["has_text"], "guid"], out.loc[out["has_text"], "text_raw"]):
         body = remove_retweet_markers(remove_mentions(remove_urls(unescape_html(raw))))
         if remove_garbled(body) != body:
-            report.add(STAGE, guid, "repaired", "garbled_characters_removed",
+            report.add(reasons.GARBLED_CHARACTERS_REMOVED, guid,
                        f"lost characters ('?', U+FFFD, control characters) removed from {raw[:80]!r}")
     empty = (out["text_clean"] == "") & out["has_text"]
     for guid, raw in zip(out.loc[empty, "guid"], out.loc[empty, "text_raw"]):
-        report.add(STAGE, guid, "noted", "empty_after_cleaning", f"raw text {raw[:80]!r} is empty after cleaning; kept as ''")
+        report.add(reasons.EMPTY_AFTER_CLEANING, guid, f"raw text {raw[:80]!r} is empty after cleaning; kept as ''")
     return out

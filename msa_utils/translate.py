@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+from deep_translator import GoogleTranslator
+from lingua import Language, LanguageDetectorBuilder
 
-from . import io
+from . import io, reasons
 from .data_report import DataReport
 from .text import (
     clean_text,
@@ -38,7 +40,6 @@ from .text import (
     unescape_html,
 )
 
-STAGE = "translate"
 UNDETERMINED = "und"
 """Code for texts too short or too ambiguous to tell; treated as English."""
 
@@ -76,8 +77,6 @@ def get_detector():
     global _DETECTOR
     with _DETECTOR_LOCK:
         if _DETECTOR is None:
-            from lingua import Language, LanguageDetectorBuilder
-
             languages = [getattr(Language, name) for name in DETECTION_LANGUAGES]
             _DETECTOR = LanguageDetectorBuilder.from_languages(*languages).build()
         return _DETECTOR
@@ -244,8 +243,6 @@ def is_rate_limited(exc: BaseException) -> bool:
 
 def default_translator(target: str = "en") -> Callable[[str], str]:
     """deep-translator's ``GoogleTranslator(source="auto", target=target).translate``."""
-    from deep_translator import GoogleTranslator
-
     return GoogleTranslator(source="auto", target=target).translate
 
 
@@ -346,11 +343,11 @@ def translate_posts(
             from_cache = result is not None
             if result is None:
                 if not enabled:
-                    report.add(STAGE, guid, "noted", "untranslated_disabled",
+                    report.add(reasons.UNTRANSLATED_DISABLED, guid,
                                f"lang {lang}; translation disabled by the profile; kept the cleaned original text")
                     continue
                 if breaker.open_reason is not None:
-                    report.add(STAGE, guid, "noted", breaker.open_reason,
+                    report.add(breaker.open_reason, guid,
                                f"lang {lang}; not tried: {breaker.open_detail}; kept the cleaned original text")
                     continue
                 if translator is None:
@@ -365,7 +362,7 @@ def translate_posts(
                     cache.save()
             text_en[i] = clean_text(result)
             translated[i] = True
-            report.add(STAGE, guid, "noted", "translated", f"lang {lang} -> {target} ({'cache' if from_cache else 'new call'})")
+            report.add(reasons.TRANSLATED, guid, f"lang {lang} -> {target} ({'cache' if from_cache else 'new call'})")
     finally:
         cache.save()
     out["text_en"] = text_en
@@ -380,24 +377,24 @@ def _attempt(guid, lang, source, translator, breaker: _Breaker, report: DataRepo
     try:
         result = _translate_one(source, translator, timeout_s, max_retries, backoff_s, max_backoff_s, sleep)
     except TimeoutError as exc:
-        reason, detail, fatal = "untranslated_timeout", f"{exc}", True
+        reason, detail, fatal = reasons.UNTRANSLATED_TIMEOUT, f"{exc}", True
     except Exception as exc:
         if is_rate_limited(exc):
-            reason, detail, fatal = "untranslated_rate_limited", f"still rate-limited after {max_retries} retries: {exc!r}", True
+            reason, detail, fatal = reasons.UNTRANSLATED_RATE_LIMITED, f"still rate-limited after {max_retries} retries: {exc!r}", True
         elif isinstance(exc, OSError):
-            reason, detail, fatal = "untranslated_network_unavailable", f"{type(exc).__name__}: {exc}", True
+            reason, detail, fatal = reasons.UNTRANSLATED_NETWORK_UNAVAILABLE, f"{type(exc).__name__}: {exc}", True
         else:
             breaker.failures += 1
-            reason, detail = "untranslated_error", f"{type(exc).__name__}: {exc}"
+            reason, detail = reasons.UNTRANSLATED_ERROR, f"{type(exc).__name__}: {exc}"
             fatal = breaker.failures >= breaker.max_failures
     else:
         if isinstance(result, str) and result.strip():
             breaker.failures = 0
             return result
         breaker.failures += 1
-        reason, detail = "untranslated_empty_result", f"translator returned {result!r}"
+        reason, detail = reasons.UNTRANSLATED_EMPTY_RESULT, f"translator returned {result!r}"
         fatal = breaker.failures >= breaker.max_failures
-    report.add(STAGE, guid, "noted", reason, f"lang {lang}; {detail[:200]}; kept the cleaned original text")
+    report.add(reason, guid, f"lang {lang}; {detail[:200]}; kept the cleaned original text")
     if fatal:
         breaker.trip(reason, f"translation stopped after {reason} on guid {guid} ({detail[:120]})")
     return None
