@@ -12,7 +12,7 @@ Usage::
 
 from the repository root, with the package installed (``pip install -e .``) or ``PYTHONPATH=.``.
 
-Prints Markdown tables. Numbers vary run to run (FACTS.md saw 2-3x on these machines).
+Prints Markdown tables. Numbers vary run to run (2-3x on these shared machines; docs/paper-profile.md).
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def _time_extraction(backbone, texts, paths, names, batch_size):
 
 
 def bench_fusion(repeats: int, batch_size: int = 32) -> list[dict]:
-    """Forward + backward (+ zero_grad) time per batch for each design, on random features.
+    """Forward + backward (+ zero_grad) time per batch for each design, on random features of
+    ``grid * grid`` image tokens: the backbone pools the 7 x 7 map once, when the cached features
+    are prepared (``CompactBackbone.prepare``), not in every training step.
 
     Reports the best and the median of ``repeats`` timed steps (after 2 warm-up steps): on a
     shared 2-core machine the best is the steadier estimate of the cost itself.
@@ -85,12 +87,12 @@ def bench_fusion(repeats: int, batch_size: int = 32) -> list[dict]:
     for hidden, layers, grid, text_tokens in itertools.product((128, 256), (1, 2), (1, 2, 3, 7), (64, 32)):
         torch.manual_seed(0)
         config = ClassifierConfig(text_dim=384, image_dim=1280, hidden_size=hidden, num_layers=layers,
-                                  num_heads=4, head_hidden=(256, 128), dropout=0.3, image_grid=grid)
+                                  num_heads=4, head_hidden=(256, 128), dropout=0.3)
         model = MultimodalClassifier(config).train()
         text = torch.randn(batch_size, text_tokens, 384)
         mask = torch.ones(batch_size, text_tokens, dtype=torch.long)
         mask[:, text_tokens // 2:] = 0  # typical padding
-        image = torch.randn(batch_size, 49, 1280)
+        image = torch.randn(batch_size, grid * grid, 1280)  # as prepared by CompactBackbone(image_grid=grid)
         labels = torch.randint(0, 3, (batch_size,))
         times = []
         for i in range(repeats + 2):
@@ -121,7 +123,7 @@ def main() -> None:
     for name, rate in bench_extraction(args.posts):
         print(f"| {name} | {rate:.1f} |")
 
-    print("\n## MultimodalClassifier forward + backward, batch 32 (49 image tokens pooled to grid x grid)\n")
+    print("\n## MultimodalClassifier forward + backward, batch 32 (grid x grid image tokens, pooled beforehand)\n")
     print("| hidden | layers | image grid | image tokens | text tokens | params (M) | best ms / batch "
           "| median ms | s / 100 batches (best) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

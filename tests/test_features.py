@@ -1,4 +1,4 @@
-"""Feature extraction, the safetensors cache and its key, image-token pooling."""
+"""Feature extraction, the safetensors cache and its key, image-token pooling, null inputs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import msa_utils.features as features_module
+import msa_utils.io
 from msa_utils.encoders import FlavaBackbone
-from msa_utils.features import (FeatureSet, cache_path, extract_features, feature_cache_key,
+from msa_utils.features import (FeatureSet, NullInputs, cache_path, extract_features, feature_cache_key,
                                 load_or_extract_features, pool_image_tokens)
 
 
@@ -96,6 +97,27 @@ def test_cache_key_changes_with_data_dtype_and_preprocessing(flava_backbone, cop
     assert feature_cache_key(flava_backbone, guids, texts, paths, "float32") != base
 
 
+def test_cache_key_tracks_the_image_loader_source(flava_backbone, copied_posts, monkeypatch):
+    guids, texts, paths = copied_posts
+    base = feature_cache_key(flava_backbone, guids, texts, paths, "float32")
+    monkeypatch.setattr(features_module, "images_module", msa_utils.io)  # stands for an edited images.py
+    assert feature_cache_key(flava_backbone, guids, texts, paths, "float32") != base
+
+
+def test_cache_holds_unpooled_states_whatever_the_grid(compact_backbone, compact_backbone_grid2, copied_posts,
+                                                      tmp_path, count_extractions):
+    """The key does not depend on image_grid and the file stores the whole 7x7 map: pooling is
+    the backbone's prepare, after loading."""
+    guids, texts, paths = copied_posts
+    assert (feature_cache_key(compact_backbone_grid2, guids, texts, paths, "float16")
+            == feature_cache_key(compact_backbone, guids, texts, paths, "float16"))
+    stored = load_or_extract_features(compact_backbone_grid2, guids, texts, paths, tmp_path, progress=False)
+    assert stored.image_states.shape == (4, 49, 1280)
+    again = load_or_extract_features(compact_backbone, guids, texts, paths, tmp_path, progress=False)
+    assert len(count_extractions) == 1 and torch.equal(again.image_states, stored.image_states)
+    assert compact_backbone_grid2.prepare(stored).image_states.shape == (4, 4, 1280)
+
+
 @pytest.mark.parametrize("damage", ["flip_data_byte", "truncate", "garbage", "other_key"])
 def test_unusable_cache_is_rebuilt(flava_backbone, copied_posts, tmp_path, count_extractions, caplog, damage):
     guids, texts, paths = copied_posts
@@ -137,6 +159,17 @@ def test_float16_cache_round_trip(flava_backbone, copied_posts, tmp_path):
     assert torch.equal(feats.image_states, again.image_states)
     with pytest.raises(ValueError):
         load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path, dtype="int8", progress=False)
+
+
+def test_null_inputs_shapes_are_checked():
+    nulls = NullInputs(torch.zeros(1, 5, 4), torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, 4, 8))
+    assert nulls.text_states.shape == (1, 5, 4)
+    with pytest.raises(ValueError, match="text_states"):
+        NullInputs(torch.zeros(2, 5, 4), torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, 4, 8))
+    with pytest.raises(ValueError, match="image_states"):
+        NullInputs(torch.zeros(1, 5, 4), torch.zeros(1, 5, dtype=torch.long), torch.zeros(4, 8))
+    with pytest.raises(ValueError, match="length"):
+        NullInputs(torch.zeros(1, 5, 4), torch.zeros(1, 6, dtype=torch.long), torch.zeros(1, 4, 8))
 
 
 def test_pool_image_tokens():

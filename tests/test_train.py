@@ -1,7 +1,8 @@
 """Training loop: best-epoch weights, early stopping, determinism, ablation masking.
 
 Runs on real frozen features: 36 labelled MVSA posts (12 per class) encoded by the compact
-backbone, with a small multimodal encoder on top.
+backbone and prepared by it (2 x 2 pooled image tokens, the ``cpu`` design), with a small
+multimodal encoder on top.
 """
 
 import os
@@ -13,28 +14,30 @@ import pytest
 import torch
 
 from msa_utils import LABEL2ID
-from msa_utils.features import extract_features, pool_image_tokens
+from msa_utils.features import NullInputs, extract_features
 from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import DEFAULT_DATA_DIR, get_profile
-from msa_utils.seed import set_seed
-from msa_utils.train import NullInputs, fit, predict_logits
+from msa_utils.runtime import set_seed
+from msa_utils.train import fit, predict_logits
 
 from conftest import read_post_text
 
 
 @pytest.fixture(scope="module")
-def real_split(compact_backbone):
+def real_split(compact_backbone_grid2):
+    backbone = compact_backbone_grid2
     labels = pd.read_csv(DEFAULT_DATA_DIR / "train.txt")
     picked = labels.groupby("tag", sort=True).head(12).sort_values("guid")
     guids = picked["guid"].to_numpy()
     texts = [read_post_text(DEFAULT_DATA_DIR / "data" / f"{g}.txt").lower() for g in guids]
     images = [DEFAULT_DATA_DIR / "data" / f"{g}.jpg" for g in guids]
-    features = pool_image_tokens(extract_features(compact_backbone, texts, images, guids, progress=False), 2)
+    features = backbone.prepare(extract_features(backbone, texts, images, guids, progress=False))
+    assert features.image_states.shape[1:] == (4, 1280)
     y = picked["tag"].map(LABEL2ID).to_numpy()
     train, val = guids[::3].tolist() + guids[1::3].tolist(), guids[2::3].tolist()
     by_guid = dict(zip(guids, y))
-    null_text, null_mask = compact_backbone.null_text()
-    nulls = NullInputs(null_text, null_mask, pool_image_tokens(compact_backbone.null_image(), 2))
+    nulls = backbone.null_inputs()
+    assert isinstance(nulls, NullInputs) and nulls.image_states.shape == (1, 4, 1280)
     return (features.subset(train), np.array([by_guid[g] for g in train]),
             features.subset(val), np.array([by_guid[g] for g in val]), nulls)
 
@@ -87,6 +90,30 @@ def test_without_text_the_model_ignores_the_text(real_split):
     assert not torch.equal(predict_logits(model, val), predict_logits(model, shuffled))
     with pytest.raises(ValueError, match="null inputs"):
         predict_logits(model, val, drop="image")
+    with pytest.raises(ValueError, match="null inputs"):  # refused before any training step
+        fit(new_model(), train, y_train, val, y_val, drop="image", progress=False,
+            on_step=lambda e, s: pytest.fail("trained without null inputs"))
+
+
+def test_without_image_the_model_ignores_the_image(real_split):
+    train, y_train, val, y_val, nulls = real_split
+    model = new_model()
+    fit(model, train, y_train, val, y_val, lr=1e-3, batch_size=8, max_epochs=1, drop="image", nulls=nulls,
+        progress=False)
+    shuffled = type(val)(val.guids, val.text_states, val.text_mask, val.image_states.flip(0))
+    assert torch.equal(predict_logits(model, val, drop="image", nulls=nulls),
+                       predict_logits(model, shuffled, drop="image", nulls=nulls))
+    assert not torch.equal(predict_logits(model, val), predict_logits(model, shuffled))
+
+
+def test_device_strings_are_resolved(real_split):
+    train, y_train, val, y_val, _ = real_split
+    model = new_model()
+    # "auto" is the profiles' default; resolved by msa_utils.runtime.resolve_device (cpu here)
+    assert torch.equal(predict_logits(model, val, device="auto"), predict_logits(model, val, device="cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            predict_logits(model, val, device="cuda")
 
 
 def test_fit_rejects_mismatched_labels(real_split):
@@ -158,7 +185,7 @@ from safetensors.torch import load_file, save_file
 from msa_utils.features import FeatureSet
 from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import get_profile
-from msa_utils.seed import set_seed
+from msa_utils.runtime import set_seed
 from msa_utils.train import fit
 
 data, state, out, kill_epoch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -180,6 +207,7 @@ result.history.drop(columns="seconds").to_csv(out + ".csv", index=False)
 '''
 
 
+@pytest.mark.slow
 def test_training_killed_with_sigkill_resumes_to_the_same_result(real_split, tmp_path):
     import subprocess
     import sys
