@@ -18,10 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .encoders import BACKBONES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (this package is installed in editable mode from it)."""
 
 DEFAULT_DATA_DIR = REPO_ROOT / "data" / "mvsa_ecnu"
+
+NOT_IN_RUN_KEY = {"run_key": False}
+"""Field metadata of the few profile fields that cannot change what training produces: the
+profile's name, where files are, and how fast the frozen encoders or translation run (the data
+they produce is keyed by its own bytes). Every other field keys a training run
+(:meth:`Profile.run_key_settings`), so a new field is safe by default."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,8 @@ class Profile:
 
     Attributes (units in brackets):
         name: profile name.
-        backbone: ``"flava"`` (the paper's FLAVA) or ``"compact"`` (MiniLM-L6 + EfficientNet-Lite0).
+        backbone: a key of :data:`msa_utils.encoders.BACKBONES`: the paper's FLAVA, or the
+            compact pair of offline encoders (MiniLM-L6 + EfficientNet-Lite0).
         flava_name_or_path: hub id or local folder of a FLAVA checkpoint (``flava`` backbone).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
         data_dir: MVSA folder (``data/{guid}.jpg|txt``, ``train.txt``, ``test_without_label.txt``).
@@ -63,17 +72,17 @@ class Profile:
         num_threads: torch CPU threads (``None``: torch's default).
     """
 
-    name: str
+    name: str = field(metadata=NOT_IN_RUN_KEY)
     backbone: str = "compact"
     flava_name_or_path: str = "facebook/flava-full"
     device: str = "auto"
-    data_dir: str = str(DEFAULT_DATA_DIR)
-    results_dir: str = str(REPO_ROOT / "results")
-    cache_dir: str = str(REPO_ROOT / "cache")
+    data_dir: str = field(default=str(DEFAULT_DATA_DIR), metadata=NOT_IN_RUN_KEY)
+    results_dir: str = field(default=str(REPO_ROOT / "results"), metadata=NOT_IN_RUN_KEY)
+    cache_dir: str = field(default=str(REPO_ROOT / "cache"), metadata=NOT_IN_RUN_KEY)
     train_sample: int | None = None
     test_sample: int | None = None
     translate: bool = True
-    translate_timeout_s: float = 10.0
+    translate_timeout_s: float = field(default=10.0, metadata=NOT_IN_RUN_KEY)
     max_text_tokens: int = 64
     image_size: int = 224
     image_grid: int = 7
@@ -90,9 +99,9 @@ class Profile:
     val_fraction: float = 0.2
     resample: bool = True
     seed: int = 0
-    encode_batch_size: int = 32
+    encode_batch_size: int = field(default=32, metadata=NOT_IN_RUN_KEY)
     cache_dtype: str = "float32"
-    num_threads: int | None = None
+    num_threads: int | None = field(default=None, metadata=NOT_IN_RUN_KEY)
 
     def __post_init__(self) -> None:
         """Check every field, so that a bad override fails at once with a clear message.
@@ -131,8 +140,8 @@ class Profile:
         for name in ("name", "flava_name_or_path", "data_dir", "results_dir", "cache_dir"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 fail(name, "a non-empty string")
-        if self.backbone not in ("flava", "compact"):
-            fail("backbone", "'flava' or 'compact'")
+        if self.backbone not in BACKBONES:
+            fail("backbone", " or ".join(repr(name) for name in sorted(BACKBONES)))
         if not (self.device in ("cpu", "cuda", "auto") or str(self.device).startswith("cuda:")):
             fail("device", "'cpu', 'cuda', 'cuda:N' or 'auto'")
         if self.cache_dtype not in ("float32", "float16", "bfloat16"):
@@ -144,6 +153,12 @@ class Profile:
     def paths(self) -> "StudyPaths":
         """The files and folders this profile reads and writes."""
         return StudyPaths(Path(self.results_dir))
+
+    def run_key_settings(self) -> dict[str, Any]:
+        """The fields that key a training run for resuming it (:func:`msa_utils.variants.run_key`):
+        every field not marked :data:`NOT_IN_RUN_KEY`, as in :meth:`to_dict`."""
+        keyed = {f.name for f in dataclasses.fields(self) if f.metadata.get("run_key", True)}
+        return {k: v for k, v in self.to_dict().items() if k in keyed}
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain dict (tuples become lists), for JSON and display."""

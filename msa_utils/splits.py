@@ -73,6 +73,43 @@ def stratified_split(guids: np.ndarray, labels: np.ndarray, val_fraction: float 
     return {"train": np.sort(np.concatenate([train, guids[single]])), "val": np.sort(val)}
 
 
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Positions of a stratified random subset of ``size`` items: the class shares of ``labels``
+    are kept (up to rounding), as :func:`stratified_split` keeps them.
+
+    Uses :func:`sklearn.model_selection.train_test_split` with ``train_size=size`` and
+    ``stratify=labels``; if a class has a single item (it cannot be stratified), without
+    ``stratify``, with a warning.
+
+    Args:
+        labels: (N,) class ids.
+        size: items to keep; ``size >= N`` keeps all.
+        seed: ``random_state`` of the shuffle.
+
+    Returns:
+        Sorted int64 positions into ``labels``.
+
+    Raises:
+        ValueError: if ``size`` is negative.
+    """
+    labels = np.asarray(labels)
+    if size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    positions = np.arange(len(labels))
+    if size >= len(labels):
+        return positions
+    if size == 0:
+        return positions[:0]
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels
+    if counts.min() < 2 or size < len(counts):
+        warnings.warn(f"a sample of {size} from classes of {counts.tolist()} posts cannot be stratified; "
+                      "drawn without stratification", UserWarning, stacklevel=2)
+        stratify = None
+    chosen, _ = train_test_split(positions, train_size=size, stratify=stratify, random_state=seed)
+    return np.sort(chosen)
+
+
 def save_split(split: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
     """Write ``train_guids.txt`` and ``val_guids.txt`` (one guid a line) atomically to ``folder``."""
     for part, name in SPLIT_FILES.items():
@@ -151,3 +188,4 @@ def resampling_table(labels: np.ndarray, seed: int, epochs: int = 1) -> pd.DataF
     table["before_share"] = table["before"] / table["before"].sum()
     table["after_share"] = table["after"] / table["after"].sum()
     return table
+

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import LABELS, io
+from .posts import usable
 from .profiles import Profile
 
 PAPER = {
@@ -30,6 +31,10 @@ VARIANT_TITLES = {
     "linear_probe": "linear probe (pooled features)",
     "majority": "majority class",
 }
+
+
+BACKBONE_FILE = "backbone.json"
+"""Written by notebook 04 under ``metrics/`` (:func:`msa_utils.dataset.write_backbone_card`)."""
 
 
 def load_variant_metrics(metrics_dir: Path, name: str) -> dict:
@@ -75,12 +80,38 @@ def ablation_table(metrics_dir: Path) -> pd.DataFrame:
     return table[["model", "accuracy", "weighted_f1", "paper_accuracy", "paper_weighted_f1"]]
 
 
+def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Posts per class in the train / val split, and the usable test posts.
+
+    Args:
+        posts: the post table (:func:`msa_utils.posts.load_posts`).
+        split: ``{"train", "val"}`` guid arrays (:func:`load_split`).
+
+    Returns:
+        Rows ``positive, negative, neutral, total``; columns ``train``, ``val`` (posts per class)
+        and ``test`` (the usable test posts, in the ``total`` row only: they have no label).
+
+    Raises:
+        KeyError: if a guid of the split is not in ``posts``.
+    """
+    labelled = posts.set_index("guid")
+    columns = {}
+    for part in ("train", "val"):
+        labels = labelled.loc[split[part], "label"].astype(int)
+        columns[part] = labels.value_counts().reindex(range(len(LABELS)), fill_value=0).to_numpy()
+    table = pd.DataFrame(columns, index=list(LABELS))
+    table.loc["total"] = table.sum()
+    test = posts[(posts["split"] == "test") & usable(posts)]
+    table["test"] = [0] * len(LABELS) + [len(test)]
+    return table
+
 def standard_error(accuracy: float, n: int) -> float:
     """Binomial standard error ``sqrt(p (1 - p) / n)`` of an accuracy ``p`` measured on ``n`` posts."""
     return math.sqrt(accuracy * (1.0 - accuracy) / n) if n > 0 else float("nan")
 
 
-def _markdown(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """``frame`` as a Markdown table: floats formatted once with ``floatfmt``, missing values as ``–``."""
     def fmt(v):
         if v is None or (isinstance(v, float) and pd.isna(v)):
             return "–"
@@ -114,7 +145,7 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.Data
     accuracy = float(full["val"]["accuracy"])
     main = table.reset_index(drop=True)[["model", "accuracy", "weighted_f1", "macro_f1", "paper_accuracy", "paper_weighted_f1"]]
     per_class = table.reset_index(drop=True)[["model"] + [f"f1_{c}" for c in LABELS]]
-    backbone = "FLAVA (facebook/flava-full)" if cfg.backbone == "flava" else "compact (MiniLM-L6 text + EfficientNet-Lite0 image encoders, small FLAVA-style multimodal encoder)"
+    backbone = io.read_json(paths.metrics / BACKBONE_FILE)["description"]
     lines = [
         f"# Results: multimodal sentiment analysis on MVSA-Single, profile `{cfg.name}`",
         "",
@@ -127,11 +158,11 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.Data
         "",
         "## Main results (validation)",
         "",
-        _markdown(main),
+        markdown_table(main),
         "",
         "## F1 per class (validation)",
         "",
-        _markdown(per_class),
+        markdown_table(per_class),
         "",
         "## Training of the full model",
         "",
@@ -139,15 +170,15 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.Data
         f"patience {cfg.patience}); Adam lr {cfg.lr:g}, batch {cfg.batch_size}, "
         f"{'inverse-class-frequency re-sampling' if cfg.resample else 'no re-sampling'}.",
         "",
-        _markdown(history),  # formatted once, to 3 decimals (rounding twice gave 0.673 for 0.67351)
+        markdown_table(history),  # formatted once, to 3 decimals (rounding twice gave 0.673 for 0.67351)
         "",
         "## Data",
         "",
-        _markdown(split_counts.reset_index().rename(columns={"index": "class"}), floatfmt=".0f"),
+        markdown_table(split_counts.reset_index().rename(columns={"index": "class"}), floatfmt=".0f"),
         "",
         "Every item that was repaired, excluded or noted (full list: `data_report.csv`):",
         "",
-        _markdown(data_summary),
+        markdown_table(data_summary),
         "",
         "## Test predictions",
         "",
@@ -163,3 +194,52 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.Data
         "",
     ]
     return io.write_text(paths.results / "REPORT.md", "\n".join(lines))
+
+
+CLAIMS = (
+    ("image + text beats text alone", "full", "no_image"),
+    ("image + text beats the image alone", "full", "no_text"),
+    ("the image carries more than the text", "no_text", "no_image"),
+)
+"""The paper's comparisons: (claim, the variant it says is better, the variant it says is worse)."""
+
+
+def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
+    """The README's results block, rendered from the files of one results folder.
+
+    A table of the validation scores (ours beside the paper's), the paper's claims with the
+    direction our run shows, and where the numbers come from. Written into README.md by
+    ``python -m msa_utils.docs``; a test checks that README.md holds exactly this text.
+
+    Raises:
+        FileNotFoundError: if the results folder lacks the metrics of notebooks 04-05.
+    """
+    metrics_dir = Path(results_dir) / "metrics"
+    table = results_table(metrics_dir)
+    main = table.reset_index(drop=True)[["model", "accuracy", "weighted_f1", "macro_f1", "paper_accuracy",
+                                         "paper_weighted_f1"]]
+    main.columns = [f"model (validation, `{profile}` profile)", "accuracy", "weighted F1", "macro F1",
+                    "paper: accuracy", "paper: weighted F1"]
+    rows = []
+    for claim, better, worse in CLAIMS:
+        paper = PAPER[better]["accuracy"] - PAPER[worse]["accuracy"]
+        ours = table.loc[better, "accuracy"] - table.loc[worse, "accuracy"]
+        rows.append({"the paper's claim": claim, "paper: accuracy difference": f"{paper:+.3f}",
+                     "ours": f"{round(ours, 3) + 0.0:+.3f}", "same direction": "yes" if ours * paper > 0 else "no"})
+    probe = table.loc["full", "weighted_f1"] - table.loc["linear_probe", "weighted_f1"]
+    rows.append({"the paper's claim": "(ours) the fusion model beats a linear probe on the same features",
+                 "paper: accuracy difference": "–", "ours": f"{round(probe, 3) + 0.0:+.3f} weighted F1", "same direction": "–"})
+    full = load_variant_metrics(metrics_dir, "full")
+    n_val = len((Path(results_dir) / "splits" / "val_guids.txt").read_text(encoding="utf-8").split())
+    accuracy = float(full["val"]["accuracy"])
+    return "\n".join([
+        markdown_table(main),
+        "",
+        markdown_table(pd.DataFrame(rows)),
+        "",
+        f"One seed ({n_val} validation posts: one standard error of the full model's accuracy is "
+        f"±{standard_error(accuracy, n_val):.3f}); the full model's best epoch was {full['best_epoch']} of "
+        f"{full['epochs_run']}. No claim gets a verdict from one seed: differences within about two standard "
+        "errors are not evidence. Rendered from `results/` by `python -m msa_utils.docs`; all numbers and the "
+        "training curves are in [`results/REPORT.md`](results/REPORT.md).",
+    ])

@@ -7,7 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from msa_utils.data import COLUMNS, decode_text_bytes, load_mvsa, looks_like_mojibake, sample_posts
+from msa_utils.data import COLUMNS, decode_text_bytes, load_mvsa, looks_like_mojibake
+from msa_utils.posts import sample_posts
 from msa_utils.data_report import DataReport
 
 from conftest import MVSA_DIR
@@ -189,11 +190,12 @@ def test_sample_posts_is_stratified_seeded_and_reported():
     assert set(report.guids()) | set(sample["guid"]) == set(frame["guid"])
 
 
-def test_sample_posts_none_keeps_all_and_small_samples_keep_every_class():
+def test_sample_posts_none_keeps_all_and_small_samples_keep_the_class_shares():
     frame = _toy_frame()
     assert sample_posts(frame, None, None, seed=0).equals(frame)
-    small = sample_posts(frame, 3, 0, seed=0)
-    assert sorted(small["label"].tolist()) == [0, 1, 2]
+    small = sample_posts(frame, 10, 0, seed=0)
+    assert small["label"].value_counts().to_dict() == {0: 6, 1: 3, 2: 1}
+    assert len(sample_posts(frame, 1000, 0, seed=0)) == 100  # more than there are: all train posts
     with pytest.raises(ValueError):
         sample_posts(frame, -1, None, seed=0)
 

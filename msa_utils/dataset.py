@@ -1,0 +1,96 @@
+"""The study's data as a model reads it: features and labels of the train, val and test parts.
+
+:func:`prepare` is the first step of notebooks 04 and 05: it reads the post table (notebook 01)
+and the split (notebook 03), loads the frozen backbone named by the profile, and gets the
+frozen-encoder features of every usable post from the cache (computing and caching them the
+first time, :mod:`msa_utils.features`), prepared for the classifier by the backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .encoders import FrozenBackbone, load_backbone
+from .features import FeatureSet, NullInputs, load_or_extract_features
+from .posts import load_posts, usable
+from .profiles import Profile
+from .splits import load_split
+
+PARTS = ("train", "val", "test")
+"""The parts of the data: the split of ``train.txt`` (train, val) and the usable test posts."""
+
+
+@dataclass
+class StudyData:
+    """Everything a training run needs, aligned by guid.
+
+    Attributes:
+        cfg: the profile.
+        posts: the post table (:func:`msa_utils.posts.load_posts`).
+        split: ``{"train", "val"}`` guid arrays (notebook 03).
+        backbone: the frozen backbone (:func:`msa_utils.encoders.load_backbone`); it builds
+            the classifier (for FLAVA, from its pretrained multimodal encoder).
+        features: ``{"train", "val", "test"}`` prepared features (``backbone.prepare``), rows in
+            the guid order of each part.
+        labels: ``{"train", "val"}`` ``(N,)`` int64 class ids aligned with ``features``.
+        nulls: the prepared frozen-encoder outputs of the masked inputs, for the ablations.
+    """
+
+    cfg: Profile
+    posts: pd.DataFrame
+    split: dict[str, np.ndarray]
+    backbone: FrozenBackbone
+    features: dict[str, FeatureSet]
+    labels: dict[str, np.ndarray]
+    nulls: NullInputs
+
+
+def prepare(cfg: Profile) -> StudyData:
+    """Load the backbone and the prepared features of every usable post.
+
+    The train and val parts follow the saved split; the test part is every usable post of
+    ``test_without_label.txt``, by guid. Features of all three are computed by the frozen encoders
+    once and cached under ``cfg.cache_dir``; later runs, and the ablations, read the cache.
+
+    Raises:
+        FileNotFoundError: if notebooks 01 or 03 have not run for this results folder.
+        OSError: if the backbone's weights cannot be loaded (e.g. FLAVA offline without a copy).
+    """
+    posts = load_posts(cfg.paths)
+    split = load_split(cfg.paths.splits)
+    test_guids = np.sort(posts.loc[(posts["split"] == "test") & usable(posts), "guid"].to_numpy())
+    parts = {"train": np.asarray(split["train"]), "val": np.asarray(split["val"]), "test": test_guids}
+    wanted = np.concatenate([parts[part] for part in PARTS])
+    rows = posts.set_index("guid").loc[wanted]
+    backbone = load_backbone(cfg)
+    cached = load_or_extract_features(
+        backbone,
+        guids=wanted,
+        texts=rows["text"].tolist(),
+        image_paths=[Path(cfg.data_dir) / f for f in rows["image_file"]],
+        cache_dir=cfg.cache_dir,
+        dtype=cfg.cache_dtype,
+        batch_size=cfg.encode_batch_size,
+    )
+    prepared = backbone.prepare(cached)
+    features = {part: prepared.subset(guids) for part, guids in parts.items()}
+    labelled = posts.set_index("guid")["label"]
+    labels = {part: labelled.loc[parts[part]].to_numpy(dtype=np.int64) for part in ("train", "val")}
+    return StudyData(cfg, posts, split, backbone, features, labels, backbone.null_inputs())
+
+
+def write_backbone_card(data: StudyData) -> Path:
+    """Write ``metrics/backbone.json``: the backbone's name, how reports describe it
+    (``backbone.describe()``, naming the checkpoint actually loaded) and its fingerprint.
+
+    Returns:
+        The path written.
+    """
+    card = {"name": data.backbone.name, "description": data.backbone.describe(),
+            "fingerprint": data.backbone.fingerprint()}
+    return io.write_json(data.cfg.paths.metrics / "backbone.json", card)
