@@ -2,8 +2,8 @@
 
 Each ``*_figure`` function takes a DataFrame (the table of :func:`msa_utils.data.load_mvsa`,
 plus the columns named in its docstring) and returns a ``matplotlib.figure.Figure``; each
-``*_table``/``*_counts`` function returns a small DataFrame/Series. :func:`save_figure` writes
-a figure atomically as PNG.
+``*_table``/``*_counts`` function returns a small DataFrame/Series. Figures are written with
+:func:`msa_utils.plots.save_figure` (re-exported here as ``save_figure``), which closes them.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.figure import Figure
 
-from . import LABELS, io
+from . import LABELS
+from .hashing import file_sha256
 from .images import ImageLoadError, load_image
+from .plots import save_figure  # noqa: F401  (the study's one figure saver, re-exported)
 
 SPLIT_ORDER = ("train", "test")
-
-
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically (parent folders created); return the path."""
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    return Path(path)
 
 
 def class_balance_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -44,7 +40,17 @@ def class_balance_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def class_balance_figure(frame: pd.DataFrame) -> Figure:
-    """Bar chart of the labelled (train) posts per class, with counts and shares on the bars."""
+    """Bar chart of the labelled (train) posts per class, with counts and shares on the bars.
+
+    Args:
+        frame: posts with columns ``split`` and ``tag``; only ``split == "train"`` rows count.
+
+    Returns:
+        The figure: y label ``posts``, title ``Class balance of train.txt (n=<posts>)``.
+
+    Raises:
+        KeyError: if a column is missing.
+    """
     counts = frame.loc[frame["split"] == "train", "tag"].value_counts().reindex(LABELS, fill_value=0)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     bars = ax.bar(counts.index, counts.to_numpy(), color=["tab:green", "tab:red", "tab:gray"])
@@ -65,19 +71,43 @@ def text_lengths(frame: pd.DataFrame, column: str = "text_raw") -> pd.DataFrame:
 
 
 def text_length_figure(frame: pd.DataFrame, columns: tuple[str, ...] = ("text_raw", "text_clean")) -> Figure:
-    """Histograms of text length in characters (left) and whitespace tokens (right), one line per column."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for column in columns:
-        if column not in frame.columns:
-            continue
+    """Histograms of text length in characters (left) and whitespace tokens (right), one outline per column.
+
+    Drawn with ``seaborn.histplot`` on shared bins (one bin per token count on the right), so the
+    columns compare bin by bin. Columns absent from ``frame`` are skipped.
+
+    Args:
+        frame: posts, with the text columns named in ``columns``.
+        columns: text columns to compare (legend: column and median length).
+
+    Returns:
+        The figure: x labels ``characters`` and ``whitespace tokens``, y label ``posts``,
+        title ``Text length``.
+    """
+    present = [c for c in columns if c in frame.columns]
+    parts = []
+    for column in present:
         lengths = text_lengths(frame, column)
-        for ax, unit in zip(axes, ("chars", "tokens")):
-            ax.hist(lengths[unit], bins=30, histtype="step", linewidth=1.5,
-                    label=f"{column} (median {lengths[unit].median():.0f})")
-    for ax, unit in zip(axes, ("characters", "whitespace tokens")):
-        ax.set_xlabel(unit)
+        parts.append(lengths.assign(text=column))
+    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"chars": [], "tokens": [], "text": []})
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, unit, xlabel in zip(axes, ("chars", "tokens"), ("characters", "whitespace tokens")):
+        if len(long):
+            hue_names = {c: f"{c} (median {long.loc[long['text'] == c, unit].median():.0f})" for c in present}
+            data = long.assign(text=long["text"].map(hue_names))
+            sns.histplot(data=data, x=unit, hue="text", hue_order=list(hue_names.values()), element="step",
+                         fill=False, common_bins=True, linewidth=1.5, ax=ax,
+                         **({"discrete": True} if unit == "tokens" else {"bins": 30}))
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom for the legend
+            legend = ax.get_legend()
+            if legend is not None:
+                sns.move_legend(ax, "upper left" if unit == "chars" else "upper right")
+                legend = ax.get_legend()
+                legend.set_title(None)
+                for text in legend.get_texts():
+                    text.set_fontsize(8)
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("posts")
-        ax.legend(fontsize=8)
     fig.suptitle("Text length")
     fig.tight_layout()
     return fig
@@ -89,7 +119,19 @@ def language_counts(frame: pd.DataFrame, column: str = "lang") -> pd.Series:
 
 
 def language_figure(frame: pd.DataFrame, column: str = "lang", top: int = 15) -> Figure:
-    """Horizontal bars of the non-English languages detected (``en`` and ``und`` in the title)."""
+    """Horizontal bars of the non-English languages detected (``en`` and ``und`` in the title).
+
+    Args:
+        frame: posts with a language-code column.
+        column: that column's name.
+        top: at most this many languages are drawn, largest first.
+
+    Returns:
+        The figure: x label ``posts``.
+
+    Raises:
+        KeyError: if ``column`` is missing.
+    """
     counts = language_counts(frame, column)
     other = counts.drop(["en", "und"], errors="ignore").head(top)
     fig, ax = plt.subplots(figsize=(5, 0.3 * max(len(other), 3) + 1))
@@ -101,7 +143,17 @@ def language_figure(frame: pd.DataFrame, column: str = "lang", top: int = 15) ->
 
 
 def image_size_figure(frame: pd.DataFrame) -> Figure:
-    """Histograms of image width, height [px] and size [megapixels] (columns ``width``, ``height``)."""
+    """Histograms of image width, height [px] and size [megapixels].
+
+    Args:
+        frame: posts with columns ``width`` and ``height`` (missing sizes are skipped).
+
+    Returns:
+        The figure: three axes with x labels ``width [px]``, ``height [px]``, ``megapixels``.
+
+    Raises:
+        KeyError: if a column is missing.
+    """
     sizes = frame[["width", "height"]].dropna().astype(float)
     megapixels = sizes["width"] * sizes["height"] / 1e6
     fig, axes = plt.subplots(1, 3, figsize=(10, 3))
@@ -127,7 +179,7 @@ def file_hashes(frame: pd.DataFrame, data_dir: str | os.PathLike, column: str = 
     hashes = []
     for rel in frame[column]:
         path = data_dir / rel
-        hashes.append(io.file_sha256(path) if path.is_file() else None)
+        hashes.append(file_sha256(path) if path.is_file() else None)
     return pd.Series(hashes, index=frame.index, name="sha256", dtype=object)
 
 

@@ -1,0 +1,234 @@
+"""The study's figures (msa_utils.plots, msa_utils.explore) and the bootstrap interval (metrics)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from msa_utils import LABELS, explore, metrics, plots  # noqa: E402
+from msa_utils.summary import PAPER  # noqa: E402
+
+VARIANTS = ("full", "no_image", "no_text")
+N_RESAMPLES = 100  # enough for the tests, fast
+
+
+@pytest.fixture(autouse=True)
+def _study_theme():
+    """Draw with the notebooks' seaborn theme, restoring matplotlib's settings afterwards."""
+    with matplotlib.rc_context():
+        plots.set_style()
+        yield
+    plt.close("all")
+
+
+def _predictions(n: int, accuracy: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    gold = rng.choice(len(LABELS), size=n, p=[0.6, 0.3, 0.1])
+    wrong = rng.random(n) > accuracy
+    pred = np.where(wrong, (gold + rng.integers(1, len(LABELS), n)) % len(LABELS), gold)
+    return pd.DataFrame({"guid": np.arange(n), "gold": [LABELS[i] for i in gold], "pred": [LABELS[i] for i in pred]})
+
+
+def _history(epochs: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    epoch = np.arange(1, epochs + 1)
+    return pd.DataFrame({
+        "epoch": epoch,
+        "train_loss": 0.9 / epoch,
+        "val_loss": 0.8 + 0.05 * rng.random(epochs),
+        "val_accuracy": 0.6 + 0.1 * rng.random(epochs),
+        "val_weighted_f1": 0.6 + 0.1 * rng.random(epochs),
+    })
+
+
+@pytest.fixture
+def val_predictions():
+    return {name: _predictions(40, acc, seed) for seed, (name, acc) in enumerate(zip(VARIANTS, (0.7, 0.6, 0.55)))}
+
+
+@pytest.fixture
+def histories():
+    return {name: _history(epochs, seed) for seed, (name, epochs) in enumerate(zip(VARIANTS, (4, 6, 5)))}
+
+
+@pytest.fixture
+def posts():
+    rng = np.random.default_rng(0)
+    n = 60
+    return pd.DataFrame({
+        "split": ["train"] * 45 + ["test"] * 15,
+        "tag": [LABELS[i] for i in rng.integers(0, 3, 45)] + ["null"] * 15,
+        "text_raw": [" ".join(["word"] * int(k)) + " #tag http://t.co/x" for k in rng.integers(1, 20, n)],
+        "text_clean": [" ".join(["word"] * int(k)) for k in rng.integers(1, 18, n)],
+        "lang": rng.choice(["en", "en", "und", "es", "fr"], n),
+        "width": rng.integers(200, 1200, n),
+        "height": rng.integers(200, 1200, n),
+    })
+
+
+def _png_bytes(fig: Figure, path) -> bytes:
+    return plots.save_figure(fig, path).read_bytes()
+
+
+def _text_chunk_keys(png: bytes) -> list[bytes]:
+    """Keywords of the tEXt/iTXt/zTXt chunks of a PNG."""
+    keys, pos = [], 8
+    while pos < len(png):
+        length = int.from_bytes(png[pos:pos + 4], "big")
+        kind = png[pos + 4:pos + 8]
+        if kind in (b"tEXt", b"iTXt", b"zTXt"):
+            keys.append(png[pos + 8:pos + 8 + length].split(b"\0", 1)[0])
+        pos += 12 + length
+    return keys
+
+
+def _axes_labels(fig: Figure) -> list[tuple[str, str, str]]:
+    return [(ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) for ax in fig.axes]
+
+
+# --- the saver ------------------------------------------------------------------------------
+
+def test_save_figure_writes_png_without_software_and_closes(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    path = plots.save_figure(fig, tmp_path / "sub" / "dir" / "line.png")
+    png = path.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert b"Software" not in _text_chunk_keys(png) and b"matplotlib" not in png.lower()
+    assert not plt.fignum_exists(fig.number)  # closed after saving
+    assert [p.name for p in path.parent.iterdir()] == ["line.png"]  # no temporary left behind
+
+
+def test_only_one_saver():
+    assert explore.save_figure is plots.save_figure
+    assert not hasattr(plots, "save")
+
+
+# --- the figures ----------------------------------------------------------------------------
+
+def test_ablation_chart(tmp_path, val_predictions):
+    fig = plots.ablation_chart(val_predictions, PAPER, n_resamples=N_RESAMPLES)
+    assert isinstance(fig, Figure)
+    assert _axes_labels(fig) == [("model", "validation accuracy", "accuracy"),
+                                 ("model", "validation weighted F1", "weighted F1")]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["image + text", "without image", "without text"]
+    # seaborn's interval for the accuracy is bootstrap_interval's (same scheme and seed)
+    gold = val_predictions["full"]["gold"].to_numpy()
+    pred = val_predictions["full"]["pred"].to_numpy()
+    low, high = metrics.bootstrap_interval(gold, pred, "accuracy", n_resamples=N_RESAMPLES, seed=0)
+    drawn = np.concatenate([line.get_ydata() for line in fig.axes[0].lines])
+    assert np.isclose(drawn, low).any() and np.isclose(drawn, high).any()
+    # the paper's markers are drawn
+    assert np.isclose(drawn, PAPER["full"]["accuracy"]).any()
+
+
+def test_ablation_chart_rejects_unknown_labels(val_predictions):
+    val_predictions["full"].loc[0, "pred"] = "angry"
+    with pytest.raises(ValueError, match="angry"):
+        plots.ablation_chart(val_predictions, PAPER, n_resamples=N_RESAMPLES)
+
+
+def test_training_curves(histories):
+    for metric, ylabel in (("loss", "loss (cross-entropy)"), ("accuracy", "validation accuracy"),
+                           ("f1", "validation weighted F1")):
+        fig = plots.training_curve(histories, metric)
+        (ax,) = fig.axes
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", ylabel)
+        assert ax.get_title().endswith("per epoch")
+    with pytest.raises(KeyError):
+        plots.training_curve(histories, "recall")
+
+
+def test_best_epoch_is_first_highest_weighted_f1():
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_weighted_f1": [0.5, 0.7, 0.7, 0.6]})
+    assert plots.best_epoch(history) == 2
+
+
+def test_confusion_matrix_plot():
+    matrix = np.array([[30, 5, 5], [4, 12, 4], [0, 0, 0]])
+    fig = plots.confusion_matrix_plot(matrix, "full model, validation")
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted", "gold")
+    assert ax.get_title() == "full model, validation (n = 60)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(LABELS)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(LABELS)
+    cells = [t.get_text() for t in ax.texts]
+    assert cells[:3] == ["30\n75%", "5\n12%", "5\n12%"] and cells[-1] == "0\n0%"
+    with pytest.raises(ValueError):
+        plots.confusion_matrix_plot(np.ones((2, 2)))
+
+
+def test_exploration_figures(posts):
+    assert explore.class_balance_figure(posts).axes[0].get_ylabel() == "posts"
+    fig = explore.text_length_figure(posts)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["characters", "whitespace tokens"]
+    assert fig._suptitle.get_text() == "Text length"
+    assert explore.language_figure(posts).axes[0].get_xlabel() == "posts"
+    assert [ax.get_xlabel() for ax in explore.image_size_figure(posts).axes] == ["width [px]", "height [px]", "megapixels"]
+
+
+def test_every_figure_is_deterministic(tmp_path, val_predictions, histories, posts):
+    makers = {
+        "ablation": lambda: plots.ablation_chart(val_predictions, PAPER, n_resamples=N_RESAMPLES),
+        "loss": lambda: plots.training_curve(histories, "loss"),
+        "f1": lambda: plots.training_curve(histories, "f1"),
+        "confusion": lambda: plots.confusion_matrix_plot(np.array([[30, 5, 5], [4, 12, 4], [2, 1, 3]]), "t"),
+        "class_counts": lambda: plots.class_counts_chart(
+            pd.DataFrame({"before": [60, 30, 10], "after": [34, 33, 33]}, index=list(LABELS))),
+        "class_balance": lambda: explore.class_balance_figure(posts),
+        "text_length": lambda: explore.text_length_figure(posts),
+        "languages": lambda: explore.language_figure(posts),
+        "image_sizes": lambda: explore.image_size_figure(posts),
+    }
+    for name, make in makers.items():
+        first = _png_bytes(make(), tmp_path / f"{name}_1.png")
+        second = _png_bytes(make(), tmp_path / f"{name}_2.png")
+        assert first == second, name
+        assert b"Software" not in _text_chunk_keys(first), name
+    assert plt.get_fignums() == []  # the saver closed every figure
+
+
+# --- the bootstrap interval -----------------------------------------------------------------
+
+def _ids(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    to_id = {name: i for i, name in enumerate(LABELS)}
+    return frame["gold"].map(to_id).to_numpy(), frame["pred"].map(to_id).to_numpy()
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "weighted_f1"])
+def test_bootstrap_interval_contains_estimate_narrows_and_is_seeded(metric):
+    small, large = _ids(_predictions(80, 0.7, seed=1)), _ids(_predictions(2000, 0.7, seed=1))
+    point = metrics.classification_metrics(*small)[metric]
+    low, high = metrics.bootstrap_interval(*small, metric, n_resamples=200, seed=3)
+    assert low <= point <= high and low < high
+    big_low, big_high = metrics.bootstrap_interval(*large, metric, n_resamples=200, seed=3)
+    assert big_high - big_low < 0.5 * (high - low)
+    assert metrics.bootstrap_interval(*small, metric, n_resamples=200, seed=3) == (low, high)
+    assert metrics.bootstrap_interval(*small, metric, n_resamples=200, seed=4) != (low, high)
+
+
+def test_bootstrap_interval_level_and_callable():
+    gold, pred = _ids(_predictions(200, 0.6, seed=2))
+    wide = metrics.bootstrap_interval(gold, pred, "accuracy", n_resamples=300, seed=0, level=0.99)
+    narrow = metrics.bootstrap_interval(gold, pred, "accuracy", n_resamples=300, seed=0, level=0.5)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
+    mean_correct = metrics.bootstrap_interval(gold, pred, lambda t, p: float(np.mean(t == p)), n_resamples=300, seed=0)
+    assert mean_correct == pytest.approx(metrics.bootstrap_interval(gold, pred, "accuracy", n_resamples=300, seed=0))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"y_true": [], "y_pred": []},
+    {"y_true": [0, 1], "y_pred": [0]},
+    {"metric": "recall"},
+    {"n_resamples": 0},
+    {"level": 1.0},
+])
+def test_bootstrap_interval_rejects_bad_arguments(kwargs):
+    args = {"y_true": [0, 1, 2, 0], "y_pred": [0, 1, 1, 0], **kwargs}
+    with pytest.raises(ValueError):
+        metrics.bootstrap_interval(**args)
