@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import io, stamps
+from .notebook import PROFILE_ENV
 from .profiles import PROFILES, REPO_ROOT, get_profile
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -113,8 +116,6 @@ def run_study(
             notebooks after it are not run.
         KeyError / TypeError: for an unknown profile or override (checked before running).
     """
-    import papermill as pm  # imported here so that ``--help`` stays fast
-
     overrides = resolve_paths(dict(overrides or {}))
     cfg = get_profile(profile, **overrides)  # fail fast on bad names and values
     out_dir = cfg.paths.notebooks
@@ -144,23 +145,73 @@ def run_study(
             earlier.append((nb.name, stamp))
             continue
         output = out_dir / nb.name
-        print(f"[msa-study] {nb.name} (profile {profile}; {reason}) ...", flush=True)
+        print(f"[msa-study] {nb.name} (profile {profile}; {reason})", flush=True)
         previous = stamps.mark_running(results_dir, nb, stamp)  # a run that dies part-way stays stale
         before = stamps.snapshot(results_dir)
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(nb), str(output),
-                parameters={"profile": profile, "overrides": overrides},
-                cwd=str(nb.parent), kernel_name="python3", progress_bar=False,
-            )
+            _execute(nb, output, profile, overrides)
         except Exception as err:  # papermill's execution error, a dead kernel, ...
             raise StudyFailed(nb.name, output, err) from err
         times[nb.name] = round(time.perf_counter() - t0, 1)
-        earlier.append((nb.name, stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous, hashes)))
-        print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s -> {output}", flush=True)
+        stamp = stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous, hashes)
+        earlier.append((nb.name, stamp))
+        print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s; wrote {describe_outputs(stamp['outputs'])}",
+              flush=True)
     _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
+
+
+def _execute(notebook: Path, output: Path, profile: str, overrides: dict[str, Any]) -> None:
+    """Run one notebook with papermill: parameters injected, a tqdm bar over its cells.
+
+    The kernel talks to papermill over IPC (Unix sockets in a temporary folder), not TCP: nothing
+    listens on a network port, and ipykernel has no reason to warn about unencrypted TCP.
+    ``$MSA_PROFILE`` is set to ``profile`` for the kernel, so that
+    :func:`msa_utils.notebook.setup` cannot pick up another profile from the caller's environment.
+
+    Raises:
+        Exception: papermill's ``PapermillExecutionError`` (with the failing cell), or a kernel error.
+    """
+    import papermill as pm  # imported here so that ``--help`` stays fast
+    from traitlets.config import Config
+
+    saved = os.environ.get(PROFILE_ENV)
+    os.environ[PROFILE_ENV] = profile
+    try:
+        with tempfile.TemporaryDirectory(prefix="msa-kernel-") as sockets:
+            pm.execute_notebook(
+                str(notebook), str(output),
+                parameters={"profile": profile, "overrides": overrides},
+                cwd=str(notebook.parent), kernel_name="python3", progress_bar=True,
+                config=Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}),
+            )
+    finally:
+        if saved is None:
+            os.environ.pop(PROFILE_ENV, None)
+        else:
+            os.environ[PROFILE_ENV] = saved
+
+
+def describe_outputs(outputs: Sequence[str] | dict[str, str], shown: int = 4) -> str:
+    """A short account of the files a notebook wrote, for the runner's one line per notebook.
+
+    ``["metrics/full.json", "metrics/full_history.csv", "REPORT.md"]`` gives
+    ``"REPORT.md, metrics/ (2 files)"``: top-level files by name, folders with their file count,
+    the executed notebooks left out; at most ``shown`` items, then ``"and N more"``.
+    """
+    groups: dict[str, int] = {}
+    for name in sorted(outputs):
+        if name.startswith("notebooks/"):
+            continue
+        top, sep, _ = name.partition("/")
+        key = f"{top}/" if sep else top
+        groups[key] = groups.get(key, 0) + 1
+    items = [key if not key.endswith("/") else f"{key} ({n} file{'s' if n > 1 else ''})" for key, n in groups.items()]
+    if not items:
+        return "no result files"
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _two_digits(number: str) -> str:

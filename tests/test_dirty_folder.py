@@ -19,6 +19,8 @@ from msa_utils.data_report import DataReport
 from msa_utils.profiles import DEFAULT_DATA_DIR
 from msa_utils.study import run_study
 
+pytestmark = pytest.mark.slow  # runs notebooks 01-04 twice
+
 REAL_PER_CLASS = 8
 
 

@@ -48,6 +48,7 @@ def chain(tmp_path, kill_flag=None):
     return notebooks, results, overrides, ran
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_what_is_up_to_date_and_redoes_what_is_missing_or_stale(tmp_path, capsys):
     notebooks, results, overrides, ran = chain(tmp_path)
     study = lambda **kw: run_study("smoke", overrides, notebook_dir=notebooks, **kw)  # noqa: E731
@@ -86,6 +87,7 @@ def test_a_rerun_skips_what_is_up_to_date_and_redoes_what_is_missing_or_stale(tm
     assert ran() == ["01", "02", "03"]
 
 
+@pytest.mark.slow
 def test_killing_the_runner_and_rerunning_redoes_only_the_interrupted_notebook_and_after(tmp_path, capsys):
     kill_flag = tmp_path / "kill-the-runner"
     notebooks, results, overrides, ran = chain(tmp_path, kill_flag)

@@ -25,12 +25,17 @@ def test_parse_overrides_reads_json_values():
         parse_overrides(["max_epochs"])
 
 
-def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("MSA_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("MSA_PROFILE", "cpu")  # the runner's profile wins in its kernels
     folder = tmp_path / "notebooks"
     folder.mkdir()
     log = tmp_path / "log.jsonl"
-    record = f"import json\nopen({str(log)!r}, 'a').write(json.dumps([profile, overrides]) + '\\n')"
+    record = (f"import json, os, pathlib\nopen({str(log)!r}, 'a').write(json.dumps([profile, overrides, "
+              "os.environ['MSA_PROFILE']]) + '\\n')\n"
+              "out = pathlib.Path(os.environ['MSA_RESULTS_DIR']) / 'tables'\nout.mkdir(exist_ok=True)\n"
+              "(out / 'a.csv').write_text('x')")
     write_notebook(folder / "01_first.ipynb", record)
     write_notebook(folder / "02_broken.ipynb", record, "raise ValueError('bad input in cell two')")
     write_notebook(folder / "03_never.ipynb", record)
@@ -40,7 +45,10 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
         run_study("smoke", {"max_epochs": 1}, notebook_dir=folder)
     message = str(failure.value)
     assert "02_broken.ipynb" in message and "bad input in cell two" in message and "rerun the same command" in message
-    assert [json.loads(line) for line in log.read_text().splitlines()] == [["smoke", {"max_epochs": 1}]] * 2
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [["smoke", {"max_epochs": 1}, "smoke"]] * 2
+    printed = capfd.readouterr()
+    assert "[msa-study] 01_first.ipynb done in" in printed.out and "wrote tables/ (1 file)" in printed.out
+    assert "without encryption" not in printed.out + printed.err  # the kernels talk over IPC, not TCP
     assert (tmp_path / "results" / "notebooks" / "02_broken.ipynb").exists()  # saved with the traceback
     assert not (tmp_path / "results" / "notebooks" / "03_never.ipynb").exists()
 
@@ -81,3 +89,12 @@ def test_help_lists_every_profile_field(capsys):
         main(["--help"])
     shown = capsys.readouterr().out
     assert all(f"  {f.name} = " in shown for f in dataclasses.fields(Profile) if f.name != "name")
+
+
+def test_describe_outputs_groups_folders_and_skips_executed_notebooks():
+    from msa_utils.study import describe_outputs
+
+    outputs = ["REPORT.md", "metrics/full.json", "metrics/full_history.csv", "notebooks/04_finetune.ipynb"]
+    assert describe_outputs(outputs) == "REPORT.md, metrics/ (2 files)"
+    assert describe_outputs(["notebooks/01_explore.ipynb"]) == "no result files"
+    assert describe_outputs([f"f{i}.txt" for i in range(6)], shown=4) == "f0.txt, f1.txt, f2.txt, f3.txt and 2 more"
