@@ -7,7 +7,7 @@
 ``smoke``  tiny sizes and a small sample; runs in seconds, for the tests.
 
 The runner (:mod:`msa_utils.study`) passes ``profile`` (and optional ``overrides``) to every
-notebook as papermill parameters; each notebook calls :func:`get_profile`.
+notebook as papermill parameters; each notebook resolves them with :func:`msa_utils.notebook.setup`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (this package is installed in editable mode from it)."""
 
 DEFAULT_DATA_DIR = REPO_ROOT / "data" / "mvsa_ecnu"
+
+PROFILE_ENV = "MSA_PROFILE"
+"""Environment variable that, when set, names the profile a notebook runs on (its parameters
+cell says ``cpu``; :func:`msa_utils.notebook.setup` reads it): the tests run the notebooks under
+nbval with ``MSA_PROFILE=smoke``, and the runner (:mod:`msa_utils.study`) sets it to the profile
+it passes."""
 
 NOT_IN_RUN_KEY = {"run_key": False}
 """Field metadata of the few profile fields that cannot change what training produces: the
@@ -173,39 +179,47 @@ class StudyPaths:
 
     @property
     def data_report(self) -> Path:
+        """Every post repaired, excluded or noted, and why (notebook 01; :mod:`msa_utils.data_report`)."""
         return self.results / "data_report.csv"
 
     @property
     def posts(self) -> Path:
-        """The cleaned, translated table written by notebook 02."""
+        """The post table written by notebook 01 (:func:`msa_utils.posts.save_posts`)."""
         return self.results / "posts.csv"
 
     @property
     def splits(self) -> Path:
+        """``train_guids.txt`` and ``val_guids.txt`` (notebook 03; :func:`msa_utils.splits.save_split`)."""
         return self.results / "splits"
 
     @property
     def figures(self) -> Path:
+        """Every figure, ``NN_name.png`` by the notebook that drew it (:func:`msa_utils.plots.save_figure`)."""
         return self.results / "figures"
 
     @property
     def metrics(self) -> Path:
+        """Scores, histories and tables as JSON / CSV (notebooks 03-05); ``REPORT.md`` is built from them."""
         return self.results / "metrics"
 
     @property
     def checkpoints(self) -> Path:
+        """Best-epoch classifiers and resumable training states (notebooks 04-05; not versioned)."""
         return self.results / "checkpoints"
 
     @property
     def predictions(self) -> Path:
+        """Validation predictions of every model and the test predictions (notebooks 04-05)."""
         return self.results / "predictions"
 
     @property
     def notebooks(self) -> Path:
+        """The executed notebooks, and the runner's stamps under ``.stamps/`` (:mod:`msa_utils.stamps`)."""
         return self.results / "notebooks"
 
     @property
     def translation_cache(self) -> Path:
+        """Translations already made, never asked for twice (:class:`msa_utils.translate.TranslationCache`)."""
         return self.results / "translation_cache.json"
 
 
@@ -250,7 +264,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str = "cpu", **overrides: Any) -> Profile:
+def get_profile(name: str = "cpu", /, **overrides: Any) -> Profile:
     """Return the named profile with ``overrides`` applied.
 
     ``results_dir`` / ``cache_dir`` overrides of ``None`` are ignored, so notebooks can pass their
@@ -260,11 +274,14 @@ def get_profile(name: str = "cpu", **overrides: Any) -> Profile:
 
     Raises:
         KeyError: if ``name`` is not a known profile.
-        TypeError: if an override is not a field of :class:`Profile`.
+        TypeError: if an override is not a field of :class:`Profile`, or is ``name`` (the
+            profile's name is chosen, not overridden).
         ValueError: if a value is of the wrong type or out of range (see ``Profile.__post_init__``).
     """
     if name not in PROFILES:
         raise KeyError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    if "name" in overrides:
+        raise TypeError("the profile's name cannot be overridden: choose the profile itself (msa-study --profile)")
     env = {"results_dir": os.environ.get("MSA_RESULTS_DIR"), "cache_dir": os.environ.get("MSA_CACHE_DIR")}
     env = {k: str(Path(v).resolve()) if v else v for k, v in env.items()}
     merged = {k: v for k, v in env.items() if v}
@@ -272,7 +289,7 @@ def get_profile(name: str = "cpu", **overrides: Any) -> Profile:
     known = {f.name for f in dataclasses.fields(Profile)}
     unknown = sorted(set(merged) - known)
     if unknown:
-        raise TypeError(f"unknown profile fields {unknown}; known: {sorted(known)}")
+        raise TypeError(f"unknown profile fields {unknown}; known: {sorted(known - {'name'})}")
     if isinstance(merged.get("head_hidden"), list):
         merged["head_hidden"] = tuple(merged["head_hidden"])
     return dataclasses.replace(PROFILES[name], **merged)

@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import io, stamps
-from .notebook import PROFILE_ENV
-from .profiles import PROFILES, REPO_ROOT, get_profile
+from .profiles import PROFILE_ENV, PROFILES, REPO_ROOT, get_profile
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -49,8 +48,7 @@ class StudyFailed(RuntimeError):
         super().__init__(
             f"{notebook} failed" + (f" in cell [{cell}]" if cell is not None else "") + f": {what}\n"
             f"The executed notebook, with the traceback, is {output}.\n"
-            "Fix the cause and rerun the same command: the notebooks before it are up to date "
-            "and are skipped."
+            "Fix the cause and rerun the same command: notebooks that are up to date are skipped."
         )
         self.notebook, self.output = notebook, output
 
@@ -114,10 +112,15 @@ def run_study(
     Raises:
         StudyFailed: at the first failing notebook (its executed copy is saved first); the
             notebooks after it are not run.
-        KeyError / TypeError: for an unknown profile or override (checked before running).
+        KeyError / TypeError / ValueError: for an unknown profile, field or bad value (checked
+            before running).
+        FileNotFoundError: if the profile's ``data_dir`` is not a folder.
     """
     overrides = resolve_paths(dict(overrides or {}))
     cfg = get_profile(profile, **overrides)  # fail fast on bad names and values
+    if not Path(cfg.data_dir).is_dir():
+        raise FileNotFoundError(f"data_dir {cfg.data_dir} is not a folder (the MVSA layout: data/, train.txt, "
+                                "test_without_label.txt)")
     out_dir = cfg.paths.notebooks
     out_dir.mkdir(parents=True, exist_ok=True)
     notebooks = study_notebooks(notebook_dir)
@@ -126,7 +129,9 @@ def run_study(
     selected = [nb for nb in notebooks
                 if (start is None or nb.name[:2] >= start) and (not only or nb.name[:2] in set(only))]
     if not selected:
-        raise ValueError(f"no notebook of {notebook_dir} matches --from {start} / --only {only}")
+        asked = " ".join(part for part in (f"--from {start}" if start else "",
+                                           f"--only {' '.join(only)}" if only else "") if part)
+        raise ValueError(f"no notebook of {notebook_dir} matches {asked}")
     force = force or start is not None or bool(only)
     results_dir = Path(cfg.results_dir)
     context = stamps.RunContext.of(profile, cfg.to_dict())

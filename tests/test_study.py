@@ -98,3 +98,13 @@ def test_describe_outputs_groups_folders_and_skips_executed_notebooks():
     assert describe_outputs(outputs) == "REPORT.md, metrics/ (2 files)"
     assert describe_outputs(["notebooks/01_explore.ipynb"]) == "no result files"
     assert describe_outputs([f"f{i}.txt" for i in range(6)], shown=4) == "f0.txt, f1.txt, f2.txt, f3.txt and 2 more"
+
+
+def test_a_bad_name_or_data_folder_fails_before_any_notebook_runs(tmp_path, capsys):
+    from msa_utils.study import main
+
+    assert main(["--set", "name=mine"]) == 2
+    assert "cannot be overridden" in capsys.readouterr().err
+    assert main(["--set", f"data_dir={tmp_path / 'nowhere'}", "--set", f"results_dir={tmp_path / 'r'}"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "notebooks" / "01_explore.ipynb").exists()
