@@ -32,7 +32,9 @@ LABEL_FILES = {"train": "train.txt", "test": "test_without_label.txt"}
 TEST_TAG = "null"
 """The tag every row of ``test_without_label.txt`` carries."""
 
-COLUMNS = ["guid", "split", "tag", "label", "text_raw", "encoding", "image_file", "has_text", "has_image"]
+LOADED_COLUMNS = ["guid", "split", "tag", "label", "text_raw", "encoding", "image_file", "has_text", "has_image"]
+"""The columns :func:`load_mvsa` returns: the first stage of the post table, whose full schema is
+:data:`msa_utils.posts.COLUMNS`."""
 
 _FILE_RE = re.compile(r"^(.+)\.(txt|jpg)$")
 """``data/`` file names of a post, ``<guid>.txt|jpg``; the stem must pass :func:`is_guid` (so
@@ -88,10 +90,6 @@ def looks_like_mojibake(text: str) -> bool:
     return False
 
 
-UNDECODABLE = "decoded_gb18030_with_replacement"
-"""The repair reason of bytes that are valid in none of the encodings tried."""
-
-
 def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
     """Decode the bytes of one MVSA text file.
 
@@ -116,12 +114,12 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
     """
     if raw.startswith(codecs.BOM_UTF8):
         try:
-            return raw[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8", "utf8_bom_removed"
+            return raw[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8", reasons.UTF8_BOM_REMOVED
         except UnicodeDecodeError:
             pass
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
-            return raw.decode("utf-16"), "utf-16", "decoded_utf16"
+            return raw.decode("utf-16"), "utf-16", reasons.DECODED_UTF16
         except UnicodeDecodeError:
             pass
     if b"\x00" in raw:  # no text holds NUL characters: UTF-16 without a byte-order mark, or not text
@@ -141,12 +139,12 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
             except UnicodeDecodeError:
                 gb = None
             if gb is not None and all(_is_cjk(ch) for ch in gb if ord(ch) >= 128):
-                return gb, "gb18030", "decoded_gb18030_not_utf8"
+                return gb, "gb18030", reasons.DECODED_GB18030_NOT_UTF8
         return text, "utf-8", None
     try:
-        return raw.decode("gb18030"), "gb18030", "decoded_gb18030"
+        return raw.decode("gb18030"), "gb18030", reasons.DECODED_GB18030
     except UnicodeDecodeError:
-        return raw.decode("gb18030", errors="replace"), "gb18030", UNDECODABLE
+        return raw.decode("gb18030", errors="replace"), "gb18030", reasons.DECODED_GB18030_WITH_REPLACEMENT
 
 
 def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
@@ -165,11 +163,11 @@ def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
         except UnicodeDecodeError:
             text = None
         if text is not None and not any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\r\n\t" for ch in text):
-            return text, "utf-16", "decoded_utf16_no_bom"
+            return text, "utf-16", reasons.DECODED_UTF16_NO_BOM
     text, encoding, repair = decode_text_bytes(raw.replace(b"\x00", b""))
-    if repair == UNDECODABLE:
+    if repair == reasons.DECODED_GB18030_WITH_REPLACEMENT:
         return text, encoding, repair
-    return text, encoding, "nul_bytes_removed" + (f"+{repair}" if repair else "")
+    return text, encoding, reasons.nul_bytes_removed(repair)
 
 
 def join_lines(text: str) -> str:
@@ -375,7 +373,7 @@ def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str, boo
     if len(raw) > MAX_TEXT_BYTES:  # grew while we looked
         return exclude(reasons.TEXT_TOO_LARGE, f"has over {MAX_TEXT_BYTES:,} bytes")
     text, encoding, repair = decode_text_bytes(raw)
-    if repair == UNDECODABLE:
+    if repair == reasons.DECODED_GB18030_WITH_REPLACEMENT:
         report.add(reasons.UNDECODABLE_TEXT, guid,
                    f"data/{guid}.txt is valid in none of UTF-8, UTF-16, GB18030; "
                    "row kept with has_text=False, the trainer skips it")
@@ -444,11 +442,11 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
                    f"data/{guid}.jpg not found; row kept with has_image=False, the trainer skips it")
     frame["label"] = frame["tag"].map(LABEL2ID).where(frame["split"] == "train").astype("Int64")
 
-    listed = set(frame["guid"]) | report_guids_excluded(report)
+    listed = set(frame["guid"]) | set(report.guids(stage=STAGE, action="excluded"))
     for guid in sorted((text_guids | image_guids) - listed):
         report.add(reasons.UNLABELLED_UNUSED, guid, "in data/ but on no usable line of either label file; not used")
     frame["guid"] = frame["guid"].astype(int)
-    return frame[COLUMNS]
+    return frame[LOADED_COLUMNS]
 
 
 def label_file_guids(path: str | os.PathLike) -> list[int]:
@@ -471,8 +469,3 @@ def listed_guids(data_dir: str | os.PathLike) -> set[int]:
         FileNotFoundError: if a label file is missing.
     """
     return {g for name in LABEL_FILES.values() for g in label_file_guids(Path(data_dir) / name)}
-
-
-def report_guids_excluded(report: DataReport) -> set[int]:
-    """Guids that the ``load`` stage excluded from the label files (not 'unlabelled')."""
-    return set(report.guids(stage=STAGE, action="excluded"))

@@ -14,14 +14,14 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import pandas as pd
 
 from . import io, reasons
 
 Action = Literal["repaired", "excluded", "noted"]
-ACTIONS: tuple[str, ...] = reasons.ACTIONS
+"""The actions of :data:`msa_utils.reasons.ACTIONS`, as a type."""
 COLUMNS = ["stage", "guid", "action", "reason", "detail"]
 
 
@@ -66,10 +66,6 @@ class DataReport:
         registered = reasons.lookup(reason)
         self.entries.append(ReportEntry(registered.stage, None if guid is None else int(guid), registered.action,
                                         reason, str(detail)))
-
-    def extend(self, other: "DataReport | Iterable[ReportEntry]") -> None:
-        """Append the entries of another report (or any iterable of entries)."""
-        self.entries.extend(other.entries if isinstance(other, DataReport) else other)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -125,12 +121,7 @@ class DataReport:
         report = cls()
         for row in frame.itertuples(index=False):
             guid = None if pd.isna(row.guid) else int(row.guid)
-            if row.action not in ACTIONS:
-                raise ValueError(f"{path}: action must be one of {ACTIONS}, got {row.action!r}")
+            if row.action not in reasons.ACTIONS:
+                raise ValueError(f"{path}: action must be one of {reasons.ACTIONS}, got {row.action!r}")
             report.entries.append(ReportEntry(row.stage, guid, row.action, row.reason, str(row.detail)))
         return report
-
-    def replace_stage(self, stage: str, other: "DataReport") -> None:
-        """Drop every entry of ``stage`` and append ``other``'s (for idempotent reruns of a stage)."""
-        self.entries = [e for e in self.entries if e.stage != stage]
-        self.extend(other)

@@ -20,6 +20,7 @@ from .features import FeatureSet, NullInputs, load_or_extract_features
 from .posts import load_posts, usable
 from .profiles import Profile
 from .splits import load_split
+from .summary import BACKBONE_FILE
 
 PARTS = ("train", "val", "test")
 """The parts of the data: the split of ``train.txt`` (train, val) and the usable test posts."""
@@ -85,12 +86,12 @@ def prepare(cfg: Profile) -> StudyData:
 
 
 def write_backbone_card(data: StudyData) -> Path:
-    """Write ``metrics/backbone.json``: the backbone's name, how reports describe it
-    (``backbone.describe()``, naming the checkpoint actually loaded) and its fingerprint.
+    """Write ``metrics/backbone.json`` (:data:`msa_utils.summary.BACKBONE_FILE`): the backbone's
+    name and how reports describe it (``backbone.describe()``, naming the checkpoint actually
+    loaded), for ``REPORT.md``.
 
     Returns:
         The path written.
     """
-    card = {"name": data.backbone.name, "description": data.backbone.describe(),
-            "fingerprint": data.backbone.fingerprint()}
-    return io.write_json(data.cfg.paths.metrics / "backbone.json", card)
+    card = {"name": data.backbone.name, "description": data.backbone.describe()}
+    return io.write_json(data.cfg.paths.metrics / BACKBONE_FILE, card)

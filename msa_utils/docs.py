@@ -50,7 +50,7 @@ def study_times(root: Path) -> str:
 
 BLOCKS: list[tuple[str, str, Callable[[Path], str]]] = [
     ("README.md", "results", readme_results),
-    ("docs/data-handling.md", "reasons", lambda root: reasons.markdown_table()),
+    ("docs/data-handling.md", "reasons", lambda root: reasons.reasons_table()),
     ("docs/performance.md", "study-times", study_times),
 ]
 """Every generated block: (path relative to :data:`ROOT`, block name, function of the repository

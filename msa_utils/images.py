@@ -85,7 +85,7 @@ def to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
         rgb = Image.alpha_composite(background, rgba).convert("RGB")
     else:
         rgb = image.convert("RGB")
-    return rgb, f"mode_{mode}_to_RGB"
+    return rgb, reasons.mode_to_rgb(mode)
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, draft: tuple[int, int] | None = None) -> Image.Image:

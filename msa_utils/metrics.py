@@ -18,6 +18,22 @@ from sklearn.preprocessing import StandardScaler
 from . import LABELS
 
 
+def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The paper's headline F1: per-class F1 averaged with the classes' support as weights, over
+    the three classes of :data:`msa_utils.LABELS` (a class absent from both arrays counts 0).
+
+    Args:
+        y_true, y_pred: (N,) gold and predicted class ids.
+    """
+    return float(f1_score(y_true, y_pred, labels=list(range(len(LABELS))), average="weighted", zero_division=0))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Unweighted mean of the per-class F1 over the classes present in either array (scikit-learn's
+    default). Args: (N,) gold and predicted class ids."""
+    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Accuracy, weighted F1, macro F1 and the F1 of each class.
 
@@ -41,8 +57,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
     per_class = f1_score(y_true, y_pred, labels=ids, average=None, zero_division=0)
     out = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "weighted_f1": float(f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "weighted_f1": weighted_f1(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred),
     }
     out.update({f"f1_{name}": float(f) for name, f in zip(LABELS, per_class)})
     return out
@@ -62,10 +78,15 @@ def majority_baseline(train_labels: np.ndarray, val_labels: np.ndarray) -> dict[
 def pooled_features(text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor) -> np.ndarray:
     """One vector per post: masked mean of the text tokens next to the mean of the image tokens.
 
+    This is the linear probe's own summary of the features the classifier reads (a baseline's
+    input, deliberately the simplest one), not a preparation of them: those are the backbone's
+    (:meth:`msa_utils.encoders.FrozenBackbone.prepare`), and the mean over the prepared image tokens
+    equals the mean over the encoder's own when they are average-pooled from a square grid.
+
     Args:
-        text_states: (N, L, Dt) frozen text-encoder states.
+        text_states: (N, L, Dt) prepared text states.
         text_mask: (N, L) 1 for real tokens, 0 for padding.
-        image_states: (N, Li, Di) frozen image-encoder states.
+        image_states: (N, Li', Di) prepared image states.
 
     Returns:
         (N, Dt + Di) float32 array.
@@ -116,8 +137,8 @@ def linear_probe(
 
 _NAMED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": lambda t, p: float(accuracy_score(t, p)),
-    "weighted_f1": lambda t, p: float(f1_score(t, p, labels=list(range(len(LABELS))), average="weighted", zero_division=0)),
-    "macro_f1": lambda t, p: float(f1_score(t, p, average="macro", zero_division=0)),
+    "weighted_f1": weighted_f1,
+    "macro_f1": macro_f1,
 }
 
 

@@ -117,15 +117,11 @@ class ClassifierConfig:
         """Inverse of :meth:`to_dict`.
 
         Raises:
-            TypeError: on unknown keys (``image_grid`` / ``backbone``: a checkpoint written before
-                pooling moved to the backbone, whose classifier pooled internally; retrain it).
+            TypeError: on unknown keys (e.g. a checkpoint of another version of this class).
         """
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            legacy = {"image_grid", "backbone"} & set(unknown)
-            hint = (" (a checkpoint from before image-token pooling moved to the backbone; retrain it)"
-                    if legacy else "")
-            raise TypeError(f"unknown ClassifierConfig fields {unknown}{hint}")
+            raise TypeError(f"unknown ClassifierConfig fields {unknown}")
         return cls(**data)
 
 

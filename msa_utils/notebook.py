@@ -4,8 +4,9 @@ Every notebook has a parameters cell of literals (papermill's convention) and th
 
     cfg = setup(profile, overrides)
 
-which resolves the profile, fixes every random seed, sets torch's CPU threads and the plotting
-defaults (:mod:`msa_utils.runtime`), and prints one line saying what runs where.
+which resolves the profile, fixes every random seed (:mod:`msa_utils.runtime`), sets torch's CPU
+threads and the plotting defaults (:func:`msa_utils.plots.set_style`), and prints one line
+saying what runs where.
 """
 
 from __future__ import annotations
@@ -15,15 +16,9 @@ from typing import Any
 
 import torch
 
-from .profiles import Profile, get_profile
+from .profiles import PROFILE_ENV, Profile, get_profile
 from .plots import set_style
 from .runtime import set_seed
-
-PROFILE_ENV = "MSA_PROFILE"
-"""Environment variable that, when set, names the profile a notebook runs on (its parameters
-cell says ``cpu``): the tests run the notebooks under nbval with ``MSA_PROFILE=smoke``, and the
-runner (:mod:`msa_utils.study`) sets it to the profile it passes."""
-
 
 def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, announce: bool = True) -> Profile:
     """Resolve the profile and set the process up for it; the first call of every notebook.

@@ -24,10 +24,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from sklearn.metrics import f1_score
 
 from . import LABEL2ID, LABELS, io
-from .metrics import bootstrap_interval
+from .metrics import bootstrap_interval, weighted_f1
 from .summary import VARIANT_TITLES
 
 CURVES = {
@@ -213,7 +212,7 @@ def ablation_chart(
         pred = _label_ids(frame["pred"], name)
         sizes.append(len(frame))
         correct_rows.append(pd.DataFrame({"model": tick, "correct": (gold == pred).astype(float)}))
-        f1 = float(f1_score(gold, pred, labels=list(range(len(LABELS))), average="weighted", zero_division=0))
+        f1 = weighted_f1(gold, pred)
         low, high = bootstrap_interval(gold, pred, "weighted_f1", n_resamples=n_resamples, seed=seed)
         f1_rows.append((f1, low, high))
     correct = pd.concat(correct_rows, ignore_index=True)

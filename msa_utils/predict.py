@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import LABELS, io
+from . import LABELS, io, reasons
 from .data import LABEL_FILES, label_file_guids
 from .data_report import DataReport
 from .dataset import StudyData
@@ -65,8 +65,8 @@ def predict_test(data: StudyData, model: torch.nn.Module) -> pd.DataFrame:
     io.write_csv(paths.predictions / "test_predictions.txt", table)
     missing = [g for g in guids if g not in tags]
     report = DataReport.load(paths.data_report).to_frame()
-    why = report["guid"].isin(missing) & ((report["action"] == "excluded") | (report["reason"] == "not_in_sample"))
-    reasons = report[why].groupby("guid")["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
+    why = report["guid"].isin(missing) & ((report["action"] == "excluded") | (report["reason"] == reasons.NOT_IN_SAMPLE))
+    why_by_guid = report[why].groupby("guid")["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
     io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame(
-        {"guid": missing, "reason": [reasons.get(g, "not usable (see data_report.csv)") for g in missing]}))
+        {"guid": missing, "reason": [why_by_guid.get(g, "not usable (see data_report.csv)") for g in missing]}))
     return table

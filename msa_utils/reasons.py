@@ -4,7 +4,7 @@ Each :class:`Reason` says which stage writes it, which action it stands for (``r
 ``excluded`` or ``noted``), the input it is about and what the study does with it.
 :meth:`msa_utils.data_report.DataReport.add` takes a code, looks it up here with :func:`lookup`
 and refuses codes the registry lacks, so the report, the code and the documentation
-(:func:`markdown_table`, rendered into ``docs/data-handling.md`` by ``python -m msa_utils.docs``)
+(:func:`reasons_table`, rendered into ``docs/data-handling.md`` by ``python -m msa_utils.docs``)
 cannot drift apart.
 
 Most reasons are one fixed code (module constants such as :data:`EMPTY_TEXT_FILE`). Three are
@@ -373,7 +373,7 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def markdown_table() -> str:
+def reasons_table() -> str:
     """The registry as Markdown: one table per stage, in pipeline order.
 
     Columns: input / case, what the study does, the ``reason`` code, the action, and the policy

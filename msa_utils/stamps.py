@@ -23,7 +23,7 @@ changes its modification time. Results and stamps are compared by content.
 
 Not part of the inputs: the feature cache under ``cache/`` (it checks itself) and the network.
 A rerun with a network that was missing before does not retranslate by itself: run with
-``--from 02`` (or ``--force``).
+``--from 01`` (or ``--force``).
 """
 
 from __future__ import annotations

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import LABELS, io
 from .posts import usable
 from .profiles import Profile
+from .splits import load_split
 
 PAPER = {
     "full": {"accuracy": 0.73, "weighted_f1": 0.73},
@@ -85,7 +87,7 @@ def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFr
 
     Args:
         posts: the post table (:func:`msa_utils.posts.load_posts`).
-        split: ``{"train", "val"}`` guid arrays (:func:`load_split`).
+        split: ``{"train", "val"}`` guid arrays (:func:`msa_utils.splits.load_split`).
 
     Returns:
         Rows ``positive, negative, neutral, total``; columns ``train``, ``val`` (posts per class)
@@ -104,6 +106,7 @@ def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFr
     test = posts[(posts["split"] == "test") & usable(posts)]
     table["test"] = [0] * len(LABELS) + [len(test)]
     return table
+
 
 def standard_error(accuracy: float, n: int) -> float:
     """Binomial standard error ``sqrt(p (1 - p) / n)`` of an accuracy ``p`` measured on ``n`` posts."""
@@ -230,7 +233,7 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
     rows.append({"the paper's claim": "(ours) the fusion model beats a linear probe on the same features",
                  "paper: accuracy difference": "–", "ours": f"{round(probe, 3) + 0.0:+.3f} weighted F1", "same direction": "–"})
     full = load_variant_metrics(metrics_dir, "full")
-    n_val = len((Path(results_dir) / "splits" / "val_guids.txt").read_text(encoding="utf-8").split())
+    n_val = len(load_split(Path(results_dir) / "splits")["val"])
     accuracy = float(full["val"]["accuracy"])
     return "\n".join([
         markdown_table(main),

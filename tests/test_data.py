@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from msa_utils.data import COLUMNS, decode_text_bytes, load_mvsa, looks_like_mojibake
+from msa_utils.data import LOADED_COLUMNS, decode_text_bytes, load_mvsa, looks_like_mojibake
 from msa_utils.posts import sample_posts
 from msa_utils.data_report import DataReport
 
@@ -26,7 +26,7 @@ def _entries(report: DataReport, reason: str) -> list[int]:
 def test_sample_columns_types_and_splits(mvsa_sample):
     report = DataReport()
     frame = load_mvsa(mvsa_sample, report)
-    assert list(frame.columns) == COLUMNS
+    assert list(frame.columns) == LOADED_COLUMNS
     assert len(frame) == 8
     assert frame["label"].dtype == "Int64"
     train = frame[frame["split"] == "train"].set_index("guid")

@@ -14,9 +14,10 @@ from PIL import Image
 from torch import nn
 
 import msa_utils.encoders as encoders_module
-from msa_utils.encoders import (BACKBONES, CompactBackbone, FlavaBackbone, load_backbone, state_dict_sha256,
+from msa_utils.encoders import (BACKBONES, CompactBackbone, FlavaBackbone, add_state_dicts, load_backbone,
                                 to_rgb_images)
 from msa_utils.features import FeatureSet, NullInputs, pool_image_tokens
+from msa_utils.hashing import Digest
 from msa_utils.images import load_image, to_rgb
 from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import get_profile
@@ -169,10 +170,10 @@ def test_fingerprint_tracks_preprocessing_and_weights(flava_backbone, compact_ba
                             tokenizer=tokenizer, image_model=image_model)
     assert grid2.fingerprint() == compact_backbone.fingerprint()
     layer = nn.Linear(3, 2)
-    before = state_dict_sha256(layer)
+    before = add_state_dicts(Digest(), layer).hexdigest()
     with torch.no_grad():
         layer.weight[0, 0] += 1e-3
-    assert state_dict_sha256(layer) != before
+    assert add_state_dicts(Digest(), layer).hexdigest() != before
 
 
 def test_load_backbone_errors(tiny_flava_dir):

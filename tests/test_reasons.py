@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from msa_utils import docs, reasons
-from msa_utils.data import UNDECODABLE, decode_text_bytes
+from msa_utils.data import decode_text_bytes
+from msa_utils.reasons import DECODED_GB18030_WITH_REPLACEMENT as UNDECODABLE
 from msa_utils.data_report import DataReport
 
 from conftest import MVSA_DIR, REPO_ROOT
@@ -324,7 +325,7 @@ def test_the_static_check_accepts_registry_codes():
 # --------------------------------------------------------------------------------------------
 
 def test_markdown_table_lists_every_reason_by_stage():
-    table = reasons.markdown_table()
+    table = reasons.reasons_table()
     for code in reasons.REASONS:
         assert f"`{code}`" in table, code
     headings = [line for line in table.splitlines() if line.startswith("### ")]
@@ -335,7 +336,7 @@ def test_markdown_table_lists_every_reason_by_stage():
 def test_docs_block_is_up_to_date():
     content = (REPO_ROOT / "docs" / "data-handling.md").read_text(encoding="utf-8")
     block = content.split("<!-- reasons:start -->\n", 1)[1].split("<!-- reasons:end -->", 1)[0]
-    assert block == reasons.markdown_table().rstrip() + "\n"
+    assert block == reasons.reasons_table().rstrip() + "\n"
     assert docs.main(["--check"]) == 0
 
 
@@ -351,7 +352,7 @@ def test_replace_block_and_check(tmp_path, capsys, monkeypatch):
     assert docs.main(["--check", "--root", str(tmp_path)]) == 0
     text = page.read_text()
     assert text.startswith("# Title\n\n<!-- reasons:start -->\n### ") and text.endswith("<!-- reasons:end -->\n\nafter\n")
-    assert docs.replace_block(page, "reasons", reasons.markdown_table()) is False
+    assert docs.replace_block(page, "reasons", reasons.reasons_table()) is False
     assert docs.replace_block(page, "reasons", "new") is True
     assert "<!-- reasons:start -->\nnew\n<!-- reasons:end -->" in page.read_text()
 

@@ -57,6 +57,7 @@ def test_report_has_the_tables(metrics_dir, tmp_path):
 def test_readme_block_gives_each_claim_the_direction_our_run_shows(metrics_dir, tmp_path):
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "val_guids.txt").write_text("".join(f"{g}\n" for g in range(100)))
+    (tmp_path / "splits" / "train_guids.txt").write_text("".join(f"{g}\n" for g in range(100, 500)))
     text = readme_results(tmp_path)
     assert "| image + text | 0.710 | 0.700 | 0.600 | 0.730 | 0.730 |" in text
     assert "| image + text beats text alone | +0.100 | +0.050 | yes |" in text  # full 0.71 vs no_image 0.66
