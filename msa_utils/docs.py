@@ -97,15 +97,20 @@ def replace_block(path: str | os.PathLike, name: str, text: str) -> bool:
             (the message names the file).
     """
     path = Path(path)
-    content = path.read_text(encoding="utf-8")
-    try:
-        new = render_block(content, name, text)
-    except ValueError as error:
-        raise ValueError(f"{path}: generated block {name!r}: {error}") from None
+    content, new = _render_file(path, name, text)
     if new == content:
         return False
     io.write_text(path, new)
     return True
+
+
+def _render_file(path: Path, name: str, text: str) -> tuple[str, str]:
+    """``(content of path, content with block name rendered)``; errors name the file."""
+    content = path.read_text(encoding="utf-8")
+    try:
+        return content, render_block(content, name, text)
+    except ValueError as error:
+        raise ValueError(f"{path}: generated block {name!r}: {error}") from None
 
 
 def stale_files(root: str | os.PathLike = ROOT) -> list[str]:
@@ -116,12 +121,7 @@ def stale_files(root: str | os.PathLike = ROOT) -> list[str]:
     """
     stale = []
     for rel, name, render in BLOCKS:
-        path = Path(root) / rel
-        content = path.read_text(encoding="utf-8")
-        try:
-            new = render_block(content, name, render(Path(root)))
-        except ValueError as error:
-            raise ValueError(f"{path}: generated block {name!r}: {error}") from None
+        content, new = _render_file(Path(root) / rel, name, render(Path(root)))
         if new != content and rel not in stale:
             stale.append(rel)
     return stale

@@ -35,6 +35,9 @@ VARIANT_TITLES = {
 }
 
 
+MAIN_COLUMNS = ["model", "accuracy", "weighted_f1", "macro_f1", "paper_accuracy", "paper_weighted_f1"]
+"""The columns of the main results table, in REPORT.md and in the README."""
+
 BACKBONE_FILE = "backbone.json"
 """Written by notebook 04 under ``metrics/`` (:func:`msa_utils.dataset.write_backbone_card`)."""
 
@@ -146,7 +149,7 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, split_counts: pd.Data
     history = pd.read_csv(paths.metrics / "full_history.csv")
     n_val = int(split_counts.loc["total", "val"])
     accuracy = float(full["val"]["accuracy"])
-    main = table.reset_index(drop=True)[["model", "accuracy", "weighted_f1", "macro_f1", "paper_accuracy", "paper_weighted_f1"]]
+    main = table.reset_index(drop=True)[MAIN_COLUMNS]
     per_class = table.reset_index(drop=True)[["model"] + [f"f1_{c}" for c in LABELS]]
     backbone = io.read_json(paths.metrics / BACKBONE_FILE)["description"]
     lines = [
@@ -219,8 +222,7 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
     """
     metrics_dir = Path(results_dir) / "metrics"
     table = results_table(metrics_dir)
-    main = table.reset_index(drop=True)[["model", "accuracy", "weighted_f1", "macro_f1", "paper_accuracy",
-                                         "paper_weighted_f1"]]
+    main = table.reset_index(drop=True)[MAIN_COLUMNS]
     main.columns = [f"model (validation, `{profile}` profile)", "accuracy", "weighted F1", "macro F1",
                     "paper: accuracy", "paper: weighted F1"]
     rows = []
