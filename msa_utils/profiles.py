@@ -31,6 +31,13 @@ cell says ``cpu``; :func:`msa_utils.notebook.setup` reads it): the tests run the
 nbval with ``MSA_PROFILE=smoke``, and the runner (:mod:`msa_utils.study`) sets it to the profile
 it passes."""
 
+HEADS = ("mlp", "linear", "token_attention", "modality_sum", "attention")
+"""Classifier heads on the multimodal encoder (:class:`msa_utils.model.MultimodalClassifier`):
+``mlp`` the paper's 3-layer MLP on the CLS token; ``linear`` one linear layer on it; and the three
+alternatives the paper reports it tried: ``token_attention`` a softmax-weighted sum over all
+output tokens, ``modality_sum`` weighted sums of the text and of the image embeddings combined
+with the CLS token, ``attention`` multi-head attention layers in place of the MLP."""
+
 NOT_IN_RUN_KEY = {"run_key": False}
 """Field metadata of the few profile fields that cannot change what training produces: the
 profile's name, where files are, and how fast the frozen encoders or translation run (the data
@@ -70,9 +77,25 @@ class Profile:
         max_epochs: upper bound on training epochs (paper: 10).
         patience: early stopping: stop after this many epochs without a better validation
             weighted F1 (the paper does not state its patience; 3 is ours).
-        val_fraction: validation share of the stratified split of ``train.txt`` (paper: 0.2).
+        early_stopping: keep the best validation epoch and stop after ``patience`` epochs without
+            improvement (paper: yes); ``False`` trains ``max_epochs`` and keeps the last epoch.
+        val_fraction: validation share of the grouped, stratified split of the labelled posts
+            left after the test part (paper: 0.2, an 8:2 split).
+        test_fraction: share of the labelled posts set aside as the test part, before anything
+            else, and never read by any choice (ours; the paper has none). Realised as one of
+            ``round(1 / test_fraction)`` stratified group folds.
         resample: inverse-class-frequency re-sampling of the training split (paper: yes).
-        seed: seed of the split, the sampler, the initialisation and dropout.
+        class_weighted_loss: cross-entropy weighted by inverse class frequency (the alternative
+            the paper rejected; used without ``resample`` in the claims' variants).
+        head: the classifier head on the multimodal encoder (one of :data:`HEADS`): the paper's
+            3-layer MLP on the CLS token (``"mlp"``) or one of the alternatives it compared.
+        train_fusion: train the projections and the multimodal encoder (paper: yes); ``False``
+            freezes them at their initialisation (FLAVA: pretrained; compact: random) and
+            trains the head only.
+        text_top_layers: fine-tune this many top layers of the text encoder (paper: 0, frozen);
+            the states below them are computed once and cached.
+        seed: seed of the grouped split; training run ``k`` of a variant uses ``seed + k``.
+        seeds: training runs per variant, with seeds ``seed, seed + 1, ...`` (ours: 3).
         encode_batch_size: posts per forward pass of the frozen encoders.
         cache_dtype: dtype of cached features, ``"float32"`` or ``"float16"``.
         num_threads: torch CPU threads (``None``: torch's default).
@@ -102,9 +125,16 @@ class Profile:
     batch_size: int = 32
     max_epochs: int = 10
     patience: int = 3
+    early_stopping: bool = True
     val_fraction: float = 0.2
+    test_fraction: float = 0.2
     resample: bool = True
+    class_weighted_loss: bool = False
+    head: str = "mlp"
+    train_fusion: bool = True
+    text_top_layers: int = 0
     seed: int = 0
+    seeds: int = field(default=3, metadata=NOT_IN_RUN_KEY)
     encode_batch_size: int = field(default=32, metadata=NOT_IN_RUN_KEY)
     cache_dtype: str = "float32"
     num_threads: int | None = field(default=None, metadata=NOT_IN_RUN_KEY)
@@ -122,25 +152,29 @@ class Profile:
             return isinstance(v, int) and not isinstance(v, bool)
 
         for name in ("max_text_tokens", "image_size", "image_grid", "fusion_hidden", "fusion_layers", "fusion_heads",
-                     "batch_size", "max_epochs", "patience", "encode_batch_size"):
+                     "batch_size", "max_epochs", "patience", "encode_batch_size", "seeds"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 fail(name, "a positive integer")
-        if not is_int(self.seed) or self.seed < 0:
-            fail("seed", "a non-negative integer")
+        for name in ("seed", "text_top_layers"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 0:
+                fail(name, "a non-negative integer")
         for name in ("train_sample", "test_sample", "num_threads"):
             value = getattr(self, name)
             if value is not None and (not is_int(value) or value < 1):
                 fail(name, "null or a positive integer")
-        for name, low, high in (("dropout", 0.0, 1.0), ("fusion_dropout", 0.0, 1.0), ("val_fraction", 0.0, 1.0)):
+        for name in ("dropout", "fusion_dropout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high \
-                    or (name == "val_fraction" and value == 0):
-                fail(name, f"a number in [{low}, {high})" if name != "val_fraction" else "a number in (0, 1)")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                fail(name, "a number in [0, 1)")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 0.5:
+                fail(name, "a number in [0.05, 0.5]")
         for name in ("lr", "translate_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 fail(name, "a positive number")
-        for name in ("translate", "resample"):
+        for name in ("translate", "resample", "class_weighted_loss", "train_fusion", "early_stopping"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "true or false")
         for name in ("name", "flava_name_or_path", "data_dir", "results_dir", "cache_dir"):
@@ -150,6 +184,8 @@ class Profile:
             fail("backbone", " or ".join(repr(name) for name in sorted(BACKBONES)))
         if not (self.device in ("cpu", "cuda", "auto") or str(self.device).startswith("cuda:")):
             fail("device", "'cpu', 'cuda', 'cuda:N' or 'auto'")
+        if self.head not in HEADS:
+            fail("head", " or ".join(repr(h) for h in HEADS))
         if self.cache_dtype not in ("float32", "float16", "bfloat16"):
             fail("cache_dtype", "'float32', 'float16' or 'bfloat16'")
         if len(self.head_hidden) != 2 or not all(is_int(w) and w > 0 for w in self.head_hidden):
@@ -259,6 +295,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=8,
         max_epochs=2,
         patience=1,
+        seeds=2,
         encode_batch_size=16,
     ),
 }
