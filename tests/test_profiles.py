@@ -16,7 +16,12 @@ def test_profiles_keep_the_papers_recipe():
 @pytest.mark.parametrize("override, message", [
     ({"max_epochs": "abc"}, "max_epochs must be a positive integer"),
     ({"max_epochs": 0}, "max_epochs must be a positive integer"),
-    ({"val_fraction": 1.0}, r"val_fraction must be a number in \(0, 1\)"),
+    ({"val_fraction": 1.0}, r"val_fraction must be a number in \[0.05, 0.5\]"),
+    ({"test_fraction": 0.0}, r"test_fraction must be a number in \[0.05, 0.5\]"),
+    ({"head": "mlp3"}, r"head must be 'mlp' or"),
+    ({"seeds": 0}, r"seeds must be a positive integer"),
+    ({"text_top_layers": -1}, r"text_top_layers must be a non-negative integer"),
+    ({"early_stopping": "no"}, r"early_stopping must be true or false"),
     ({"dropout": -0.1}, "dropout"),
     ({"translate": "yes"}, "translate must be true or false"),
     ({"backbone": "clip"}, "backbone"),
