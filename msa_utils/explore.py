@@ -19,7 +19,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from . import LABELS
-from .hashing import file_sha256
+from . import hashing
 from .images import ImageLoadError, load_image
 
 SPLIT_ORDER = ("train", "test")
@@ -173,12 +173,8 @@ def encoding_counts(frame: pd.DataFrame) -> pd.Series:
 
 def file_hashes(frame: pd.DataFrame, data_dir: str | os.PathLike, column: str = "image_file") -> pd.Series:
     """SHA-256 of each file named in ``column`` (relative to ``data_dir``); ``None`` if it is not a
-    regular file (missing, a folder, a FIFO: never opened). Files are read in chunks."""
-    data_dir = Path(data_dir)
-    hashes = []
-    for rel in frame[column]:
-        path = data_dir / rel
-        hashes.append(file_sha256(path) if path.is_file() else None)
+    regular file (:func:`msa_utils.hashing.file_hashes`)."""
+    hashes = hashing.file_hashes(Path(data_dir) / rel for rel in frame[column])
     return pd.Series(hashes, index=frame.index, name="sha256", dtype=object)
 
 

@@ -26,8 +26,9 @@ import hashlib
 import inspect
 import json
 import os
+from pathlib import Path
 import types
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -106,3 +107,13 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+def file_hashes(paths: Iterable[str | os.PathLike]) -> list[str | None]:
+    """:func:`file_sha256` of each path; ``None`` where the path is not a regular file (missing,
+    a folder, a FIFO: never opened).
+
+    Raises:
+        OSError: if a regular file cannot be read.
+    """
+    return [file_sha256(path) if Path(path).is_file() else None for path in paths]

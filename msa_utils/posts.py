@@ -6,8 +6,9 @@ recording what it repaired, left out or noticed in one :class:`~msa_utils.data_r
 1. **load** (:func:`msa_utils.data.load_mvsa`): label files, text decoding;
 2. **sample** (:func:`sample_posts`, ``smoke`` runs only);
 3. **images** (:func:`msa_utils.images.inspect_images`): every image opened, bounded, decoded;
-4. **clean** (:func:`msa_utils.text.clean_posts`): the paper's "noise removed, lower-cased";
-5. **translate** (:func:`msa_utils.translate.translate_posts`): language detection, translation.
+4. **content** (:func:`group_content`): posts sharing a text or an image grouped, copies reported;
+5. **clean** (:func:`msa_utils.text.clean_posts`): the paper's "noise removed, lower-cased";
+6. **translate** (:func:`msa_utils.translate.translate_posts`): language detection, translation.
 
 Notebook 01 calls it and writes ``posts.csv`` and ``data_report.csv`` (:func:`save_posts`);
 every later notebook reads the table back with :func:`load_posts`. :data:`COLUMNS` is the
@@ -27,7 +28,7 @@ from .data import listed_guids, load_mvsa
 from .data_report import DataReport
 from .images import inspect_images
 from .profiles import Profile, StudyPaths
-from .splits import stratified_subset
+from .splits import post_groups, stratified_subset
 from .text import clean_posts
 from .translate import translate_posts
 
@@ -45,6 +46,7 @@ COLUMNS: dict[str, str] = {
     "width": "Int64",       # image width [px], <NA> when unreadable
     "height": "Int64",      # image height [px], <NA> when unreadable
     "image_file": "string",  # the image's path relative to the data folder
+    "content_group": "int64",  # posts sharing their decoded text or image bytes share it (splits.content_groups)
     "text_raw": "string",   # decoded text, line endings joined
     "text_clean": "string",  # cleaned (noise removed, lower-cased)
     "text_en": "string",    # cleaned English translation, or text_clean where not translated
@@ -86,6 +88,7 @@ def build_posts(cfg: Profile) -> PostTable:
     posts = load_mvsa(cfg.data_dir, report)
     posts = sample_posts(posts, cfg.train_sample, cfg.test_sample, cfg.seed, report)
     posts = inspect_images(posts, cfg.data_dir, report)
+    posts = group_content(posts, cfg.data_dir, report)
     posts = clean_posts(posts, report)
     posts = translate_posts(posts, cfg.paths.translation_cache, report, enabled=cfg.translate,
                             timeout_s=cfg.translate_timeout_s)
@@ -126,6 +129,36 @@ def sample_posts(frame: pd.DataFrame, train_sample: int | None, test_sample: int
             report.add(reasons.NOT_IN_SAMPLE, guid,
                        f"left out of the sample (train_sample={train_sample}, test_sample={test_sample})")
     return frame[keep].copy()
+
+
+def group_content(frame: pd.DataFrame, data_dir, report: DataReport | None = None) -> pd.DataFrame:
+    """Add the ``content_group`` column: posts with the same decoded text or the same image bytes
+    share a group (:func:`msa_utils.splits.post_groups`), so that splits keep them together.
+
+    Every labelled post in a group with another labelled post is reported (``noted``):
+    ``duplicate_content`` when the group's tags agree, ``duplicate_content_conflicting_labels``
+    when they differ, naming the other guids.
+
+    Returns:
+        A copy of ``frame`` with ``content_group`` (int64).
+
+    Raises:
+        OSError: if an existing image file cannot be read.
+    """
+    frame = frame.copy()
+    frame["content_group"] = post_groups(frame, data_dir)
+    labelled = frame[frame["split"] == "train"]
+    if report is not None:
+        for _, members in labelled.groupby("content_group"):
+            if len(members) < 2:
+                continue
+            reason = (reasons.DUPLICATE_CONTENT_CONFLICTING_LABELS if members["label"].nunique() > 1
+                      else reasons.DUPLICATE_CONTENT)
+            tags = dict(zip(members["guid"], members["tag"]))
+            for guid in members["guid"]:
+                others = ", ".join(f"{g} ({tags[g]})" for g in members["guid"] if g != guid)
+                report.add(reason, guid, f"same text or image as {others}")
+    return frame
 
 
 def check_posts(table: PostTable, data_dir) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STAGES: tuple[str, ...] = ("load", "sample", "images", "clean", "translate")
+STAGES: tuple[str, ...] = ("load", "sample", "images", "content", "clean", "translate")
 """The stages that write the report, in pipeline order."""
 ACTIONS: tuple[str, ...] = ("repaired", "excluded", "noted")
 """What a stage did about an item: repaired it, left it out, or noticed it and kept it as is."""
@@ -134,6 +134,9 @@ IMAGE_TRUNCATED = "image_truncated"
 MODE_TO_RGB = "mode_{mode}_to_RGB"
 FORMAT_MISMATCH = "format_mismatch"
 IMAGE_TINY = "image_tiny"
+# content
+DUPLICATE_CONTENT = "duplicate_content"
+DUPLICATE_CONTENT_CONFLICTING_LABELS = "duplicate_content_conflicting_labels"
 # clean
 GARBLED_CHARACTERS_REMOVED = "garbled_characters_removed"
 EMPTY_AFTER_CLEANING = "empty_after_cleaning"
@@ -252,6 +255,16 @@ _REGISTRY: tuple[Reason, ...] = (
     Reason(IMAGE_TINY, "images", "noted", "tiny image (a side under 16 px, e.g. a 1 x 1 tracking pixel)",
            "kept, resized like any other",
            policy="it still is the post's image; the note lets a reader find it"),
+    # ---- content ----
+    Reason(DUPLICATE_CONTENT, "content", "noted",
+           "labelled post with the same decoded text or image bytes as another labelled post, same tag",
+           "kept; every copy goes to the same part of every split (`msa_utils.splits`)",
+           policy="a copy in training would score its twin in validation or test by memory"),
+    Reason(DUPLICATE_CONTENT_CONFLICTING_LABELS, "content", "noted",
+           "labelled post with the same decoded text or image bytes as another labelled post, another tag",
+           "kept with its own tag; every copy goes to the same part of every split",
+           policy="we cannot tell which tag is right; grouping keeps either copy from being scored against a "
+                  "model trained on the other"),
     # ---- clean ----
     Reason(GARBLED_CHARACTERS_REMOVED, "clean", "repaired",
            "lost characters (`?` before a letter or digit, tokens of only `?`, U+FFFD, control characters)",
@@ -363,6 +376,7 @@ _STAGE_TITLES = {
     "load": "Reading the files (stage `load`)",
     "sample": "Sampling (stage `sample`)",
     "images": "Checking the images (stage `images`)",
+    "content": "Shared content (stage `content`)",
     "clean": "Cleaning the text (stage `clean`)",
     "translate": "Translating (stage `translate`)",
 }
