@@ -196,13 +196,53 @@ class FrozenBackbone:
 
     def build_classifier(self, profile) -> "MultimodalClassifier":
         """The classifier trained on this backbone's prepared states, sized by ``profile``
-        (a :class:`msa_utils.profiles.Profile`). Randomly initialised parts follow the global torch
-        seed: the caller seeds first (:func:`msa_utils.runtime.set_seed`)."""
+        (a :class:`msa_utils.profiles.Profile`), with the head ``profile.head``; with
+        ``profile.train_fusion`` False its projections and multimodal encoder are frozen
+        (:meth:`msa_utils.model.MultimodalClassifier.freeze_fusion`). Randomly initialised parts
+        follow the global torch seed: the caller seeds first (:func:`msa_utils.runtime.set_seed`)."""
         raise NotImplementedError
 
     def describe(self) -> str:
         """One line naming this backbone (and the checkpoint loaded) for the report."""
         raise NotImplementedError
+
+    # -- optional: fine-tuning the top text layers (msa_utils.text_finetune) ---------------------
+    def encode_text_below(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, top_layers: int) -> torch.Tensor:
+        """The hidden states ENTERING the top ``top_layers`` layers of the text encoder (no
+        gradients, eval mode, on ``device``): what :func:`msa_utils.text_finetune.text_below_features`
+        caches so that only a copy of the top layers (:meth:`text_top`) runs during training.
+
+        Args:
+            input_ids, attention_mask: ``(batch, L)`` as from :meth:`tokenize` (``L`` may be cut
+                below ``max_text_tokens``).
+            top_layers: ``1..`` the number of text-encoder layers.
+
+        Returns:
+            ``(batch, L, text_dim)``; ``text_top(top_layers)(states, attention_mask)`` equals
+            :meth:`encode_text` on real (non-padding) positions.
+
+        Raises:
+            ValueError: if ``top_layers`` is not an integer in ``1..num_layers``.
+            NotImplementedError: if this backbone does not support it (the base class).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot fine-tune the top layers of its text encoder "
+                                  "(encode_text_below is not implemented)")
+
+    def text_top(self, top_layers: int) -> nn.Module:
+        """A trainable DEEP COPY of the top ``top_layers`` layers of the text encoder, plus whatever
+        follows them up to the states :meth:`encode_text` returns, as a
+        :class:`msa_utils.text_finetune.TextTopLayers`:
+        ``forward(states (B, L, text_dim), attention_mask (B, L)) -> (B, L, text_dim)``.
+
+        The copy has ``requires_grad=True`` and is in eval mode, like the frozen encoder; training
+        it never changes :attr:`text_encoder`.
+
+        Raises:
+            ValueError: if ``top_layers`` is not an integer in ``1..num_layers``.
+            NotImplementedError: if this backbone does not support it (the base class).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot fine-tune the top layers of its text encoder "
+                                  "(text_top is not implemented)")
 
     # -- shared -------------------------------------------------------------------------------
     def prepare(self, features: FeatureSet) -> FeatureSet:
@@ -404,6 +444,33 @@ class FlavaBackbone(FrozenBackbone):
         )
         return out.hidden_states[-1]
 
+    def encode_text_below(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, top_layers: int) -> torch.Tensor:
+        """``flava.text_model(..., output_hidden_states=True).hidden_states[-1 - top_layers]``:
+        ``(batch, L, 768)``, the input of the top ``top_layers`` of FLAVA's text layers (12 in
+        ``facebook/flava-full``); see :meth:`FrozenBackbone.encode_text_below`.
+
+        Raises:
+            ValueError: if ``top_layers`` is not an integer in ``1..num_hidden_layers``.
+        """
+        from msa_utils.text_finetune import encode_below
+
+        return encode_below(self.text_encoder, input_ids, attention_mask, top_layers, self.device)
+
+    def text_top(self, top_layers: int) -> nn.Module:
+        """Deep copies of the top ``top_layers`` ``FlavaLayer`` s of ``FlavaTextModel.encoder``
+        (pre-layernorm transformer layers), trainable; see :meth:`FrozenBackbone.text_top`.
+
+        Nothing follows them: :meth:`encode_text` returns ``hidden_states[-1]``, the last layer's
+        output BEFORE ``FlavaTextModel``'s final ``layernorm`` (what ``FlavaModel.forward`` feeds
+        to ``text_to_mm_projection``), so that layernorm is not copied.
+
+        Raises:
+            ValueError: if ``top_layers`` is not an integer in ``1..num_hidden_layers``.
+        """
+        from msa_utils.text_finetune import TextTopLayers
+
+        return TextTopLayers.from_encoder(self.text_encoder, top_layers, backbone_name=self.name)
+
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``flava.image_model(...).hidden_states[-1]``: ``(batch, 197, 768)`` at 224 px."""
@@ -429,12 +496,21 @@ class FlavaBackbone(FrozenBackbone):
 
     def build_classifier(self, profile) -> "MultimodalClassifier":
         """The paper's model: FLAVA's pretrained projections and multimodal encoder (deep copies) +
-        a new head of widths ``profile.head_hidden`` with dropout ``profile.dropout``
-        (:meth:`msa_utils.model.MultimodalClassifier.from_flava`), on ``device``. The head's
-        initialisation follows the global torch seed (the caller seeds)."""
+        a new head ``profile.head`` (paper: ``"mlp"``) of widths ``profile.head_hidden`` with
+        dropout ``profile.dropout`` (:meth:`msa_utils.model.MultimodalClassifier.from_flava`), on
+        ``device``. With ``profile.train_fusion`` False the pretrained projections and multimodal
+        encoder are frozen as loaded (:meth:`~msa_utils.model.MultimodalClassifier.freeze_fusion`)
+        and only the head trains. The head's initialisation follows the global torch seed (the
+        caller seeds).
+
+        Raises:
+            ValueError: for an unknown ``profile.head``.
+        """
         from msa_utils.model import MultimodalClassifier
 
-        return MultimodalClassifier.from_flava(self.flava, head_hidden=profile.head_hidden, dropout=profile.dropout)
+        model = MultimodalClassifier.from_flava(self.flava, head_hidden=profile.head_hidden, dropout=profile.dropout,
+                                                head=profile.head)
+        return model if profile.train_fusion else model.freeze_fusion()
 
     def describe(self) -> str:
         """E.g. ``FLAVA (`facebook/flava-full`): frozen text and image encoders, pretrained
@@ -559,6 +635,31 @@ class CompactBackbone(FrozenBackbone):
         )
         return out.last_hidden_state
 
+    def encode_text_below(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, top_layers: int) -> torch.Tensor:
+        """MiniLM ``(..., output_hidden_states=True).hidden_states[-1 - top_layers]``:
+        ``(batch, L, 384)``, the input of the top ``top_layers`` of its 6 BERT layers; see
+        :meth:`FrozenBackbone.encode_text_below`.
+
+        Raises:
+            ValueError: if ``top_layers`` is not an integer in ``1..6``.
+        """
+        from msa_utils.text_finetune import encode_below
+
+        return encode_below(self.text_encoder, input_ids, attention_mask, top_layers, self.device)
+
+    def text_top(self, top_layers: int) -> nn.Module:
+        """Deep copies of the top ``top_layers`` ``BertLayer`` s of MiniLM, trainable; see
+        :meth:`FrozenBackbone.text_top`. Nothing follows them: BERT is post-layernorm (each layer
+        ends with its own LayerNorm) and ``BertModel`` adds nothing after the last layer, so its
+        output is :meth:`encode_text`'s ``last_hidden_state`` (the pooler is not used).
+
+        Raises:
+            ValueError: if ``top_layers`` is not an integer in ``1..6``.
+        """
+        from msa_utils.text_finetune import TextTopLayers
+
+        return TextTopLayers.from_encoder(self.text_encoder, top_layers, backbone_name=self.name)
+
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """EfficientNet-Lite0 ``extract_features`` as tokens: ``(batch, h*w, 1280)``, h = w = 7 at 224 px."""
@@ -596,13 +697,23 @@ class CompactBackbone(FrozenBackbone):
         return pool_image_tokens(image_states, self.image_grid)
 
     def build_classifier(self, profile) -> "MultimodalClassifier":
-        """A small FLAVA-style multimodal encoder trained from scratch + the 3-layer head, sized by
-        ``profile`` (:meth:`msa_utils.model.MultimodalClassifier.compact`: ``fusion_hidden``,
-        ``fusion_layers``, ``fusion_heads``, ``fusion_dropout``, ``head_hidden``, ``dropout``),
-        on ``device``. Initialisation follows the global torch seed (the caller seeds)."""
+        """A small FLAVA-style multimodal encoder trained from scratch + the head ``profile.head``
+        (paper: the 3-layer MLP), sized by ``profile``
+        (:meth:`msa_utils.model.MultimodalClassifier.compact`: ``fusion_hidden``,
+        ``fusion_layers``, ``fusion_heads``, ``fusion_dropout``, ``head_hidden``, ``dropout``,
+        ``head``), on ``device``. With ``profile.train_fusion`` False the projections and the
+        multimodal encoder stay frozen at their RANDOM initialisation
+        (:meth:`~msa_utils.model.MultimodalClassifier.freeze_fusion`) and only the head trains.
+        Initialisation follows the global torch seed (the caller seeds).
+
+        Raises:
+            ValueError: for an unknown ``profile.head`` or ``fusion_hidden`` not a multiple of
+                ``fusion_heads``.
+        """
         from msa_utils.model import MultimodalClassifier
 
-        return MultimodalClassifier.compact(self.text_dim, self.image_dim, profile).to(self.device)
+        model = MultimodalClassifier.compact(self.text_dim, self.image_dim, profile).to(self.device)
+        return model if profile.train_fusion else model.freeze_fusion()
 
     def describe(self) -> str:
         """E.g. ``compact: MiniLM-L6 text + EfficientNet-Lite0 image encoders (frozen, from PyPI

@@ -1,4 +1,4 @@
-"""The trained part of the model: projections + multimodal encoder + 3-layer MLP head.
+"""The trained part of the model: projections + multimodal encoder + a classifier head.
 
 Follows the paper ("Multimodal Sentiment Analysis Using the FLAVA Model"): FLAVA's text and image
 encoders are frozen; its multimodal encoder is trained; a 3-layer MLP with dropout 0.3 on the
@@ -11,14 +11,35 @@ The forward pass reproduces the multimodal half of ``transformers.FlavaModel.for
     text_proj  = text_projection(text_states)            # (B, Lt, H)  = text_to_mm_projection
     x    = cat([image_proj, text_proj], dim=1)           # image tokens first, then text
     mask = cat([ones(B, Li + 1), text_mask], dim=1)      # +1: the CLS token the encoder prepends
-    h    = FlavaMultimodalModel(x, attention_mask=mask).last_hidden_state   # (B, 1 + Li + Lt, H)
-    logits = head(h[:, 0])                               # (B, 3)
+    h    = FlavaMultimodalModel(x, attention_mask=mask).last_hidden_state   # (B, T, H), T = 1 + Li + Lt
+    logits = head(summarise(h, mask, text_proj, text_mask, image_proj))      # (B, 3)
+
+The head (``ClassifierConfig.head``, one of :data:`msa_utils.profiles.HEADS`) is the paper's
+choice or one of the alternatives its section on the classifier head reports as 7-8 points worse
+(the paper gives no formulas; these are our readings of its one-line descriptions).
+:meth:`MultimodalClassifier.summarise` computes the head's input, ``self.head`` maps it to logits;
+head-specific scoring / query parameters live in ``self.pool`` (``None`` for the CLS-token heads):
+
+``mlp``              the paper's: 3-layer MLP (:func:`build_head`) on the CLS token ``h[:, 0]`` (B, H).
+``linear``           Dropout + Linear(H, 3) on the CLS token.
+``token_attention``  (a) ``w = softmax(Linear(H, 1)(h))`` over the non-padding tokens (CLS, image
+                     tokens, real text tokens), ``sum_t w_t h_t`` (B, H) -> the 3-layer MLP.
+``modality_sum``     (b) softmax-weighted sums of ``text_proj`` (padding masked; zeros for a post
+                     without any real text token) and of ``image_proj``, each with its own
+                     Linear(H, 1) score, concatenated with the CLS token: ``[h[:, 0], text, image]``
+                     (B, 3H) -> the 3-layer MLP (input width 3H).
+``attention``        (c) multi-head attention in place of the MLP: one learned query attends over
+                     ``h`` (``torch.nn.MultiheadAttention``, ``num_heads`` heads, padding masked),
+                     Dropout, LayerNorm -> Linear(H, 3).
+
+Every head is invariant to text padding: padded positions get exactly zero weight.
 
 One code path serves both backbones: :meth:`MultimodalClassifier.from_flava` copies FLAVA's
 pretrained projections and multimodal encoder (768 wide, 6 layers, 12 heads);
 :meth:`MultimodalClassifier.compact` builds the same modules from scratch at a small width.
 Which one a backbone uses is the backbone's choice
-(:meth:`msa_utils.encoders.FrozenBackbone.build_classifier`).
+(:meth:`msa_utils.encoders.FrozenBackbone.build_classifier`), which also freezes the fusion part
+(:meth:`MultimodalClassifier.freeze_fusion`) when the profile says ``train_fusion=False``.
 
 The classifier reads PREPARED token states (:meth:`msa_utils.encoders.FrozenBackbone.prepare`:
 e.g. the compact backbone's image tokens already pooled); it never pools itself.
@@ -44,12 +65,17 @@ from transformers.utils import ModelOutput
 
 from msa_utils.features import NullInputs
 from msa_utils.io import atomic_path, write_json
+# profiles imports encoders, which imports this module only inside functions: no import cycle.
+from msa_utils.profiles import HEADS
 
 CONFIG_NAME = "config.json"
 MULTIMODAL_EXTRA_FIELDS = ("hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
                            "initializer_range", "layer_norm_eps", "qkv_bias")
 """``FlavaMultimodalConfig`` fields that :meth:`MultimodalClassifier.from_flava` carries over."""
 WEIGHTS_NAME = "model.safetensors"
+FUSION_MODULES = ("text_projection", "image_projection", "multimodal")
+"""The submodules of :class:`MultimodalClassifier` below the head, frozen by
+:meth:`MultimodalClassifier.freeze_fusion`; every other parameter belongs to the head."""
 
 
 @dataclass
@@ -61,17 +87,25 @@ class ClassifierConfig:
         image_dim: width ``Di`` of the frozen image states (FLAVA 768, EfficientNet-Lite0 1280).
         hidden_size: width ``H`` of the multimodal encoder.
         num_layers: transformer layers of the multimodal encoder.
-        num_heads: attention heads of the multimodal encoder.
+        num_heads: attention heads of the multimodal encoder (and of the ``attention`` head).
         intermediate_size: feed-forward width of the multimodal encoder (usually ``4 * H``).
-        head_hidden: widths of the MLP head's two hidden layers.
-        dropout: dropout after each hidden layer of the head (paper: 0.3).
+        head_hidden: widths of the two hidden layers of the 3-layer MLP (heads ``mlp``,
+            ``token_attention``, ``modality_sum``).
+        dropout: dropout of the head (after each hidden layer of the MLP; before the linear
+            layer of ``linear``; after the attention of ``attention``) (paper: 0.3).
         num_labels: number of classes (3).
+        head: the classifier head, one of :data:`msa_utils.profiles.HEADS` (see the module
+            docstring); a config saved before this field existed loads as ``"mlp"``.
         multimodal_config: extra ``FlavaMultimodalConfig`` fields (activation, layer-norm eps,
             encoder dropouts, ``qkv_bias`` ...); the fields above take precedence.
 
     How many image tokens the classifier reads is not part of its config: the multimodal encoder
     accepts any number, and the backbone prepares (pools) them
     (:meth:`msa_utils.encoders.FrozenBackbone.prepare`).
+
+    Raises (on construction):
+        ValueError: if ``head_hidden`` has not 2 widths, ``hidden_size`` is not a multiple of
+            ``num_heads``, or ``head`` is not in :data:`~msa_utils.profiles.HEADS`.
     """
 
     text_dim: int
@@ -83,6 +117,7 @@ class ClassifierConfig:
     head_hidden: tuple[int, int] = (256, 128)
     dropout: float = 0.3
     num_labels: int = 3
+    head: str = "mlp"
     multimodal_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,6 +128,8 @@ class ClassifierConfig:
             self.intermediate_size = 4 * self.hidden_size
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
 
     def flava_multimodal_config(self) -> FlavaMultimodalConfig:
         """The ``FlavaMultimodalConfig`` of the multimodal encoder (``use_cls_token=True``)."""
@@ -114,10 +151,12 @@ class ClassifierConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
-        """Inverse of :meth:`to_dict`.
+        """Inverse of :meth:`to_dict`; missing keys take their defaults (a config written before
+        ``head`` existed gives ``head="mlp"``, the only head there was).
 
         Raises:
             TypeError: on unknown keys (e.g. a checkpoint of another version of this class).
+            ValueError: on invalid values (see the class docstring).
         """
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -131,7 +170,8 @@ class ClassifierOutput(ModelOutput):
 
     Attributes:
         logits: ``(batch, num_labels)`` unnormalised class scores.
-        cls_embedding: ``(batch, hidden_size)`` the multimodal CLS token (``last_hidden_state[:, 0]``).
+        cls_embedding: ``(batch, hidden_size)`` the multimodal CLS token (``last_hidden_state[:, 0]``),
+            whatever the head.
     """
 
     logits: torch.Tensor | None = None
@@ -141,7 +181,11 @@ class ClassifierOutput(ModelOutput):
 def build_head(hidden_size: int, head_hidden: Sequence[int], dropout: float, num_labels: int = 3) -> nn.Sequential:
     """The paper's 3-layer MLP: Linear-ReLU-Dropout-Linear-ReLU-Dropout-Linear.
 
-    Maps ``(batch, hidden_size)`` to ``(batch, num_labels)``.
+    Maps ``(batch, hidden_size)`` to ``(batch, num_labels)`` (``hidden_size`` is the input width:
+    ``3 H`` for the ``modality_sum`` head).
+
+    Raises:
+        ValueError: if ``head_hidden`` does not hold exactly two widths.
     """
     h1, h2 = head_hidden
     return nn.Sequential(
@@ -151,38 +195,162 @@ def build_head(hidden_size: int, head_hidden: Sequence[int], dropout: float, num
     )
 
 
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax of ``scores`` over the last dimension, restricted to the positions where ``mask``
+    is nonzero.
+
+    Args:
+        scores: ``(batch, L)`` float scores.
+        mask: ``(batch, L)``, nonzero (1 / True) for real positions, 0 for padding.
+
+    Returns:
+        ``(batch, L)`` weights: exactly 0 at masked positions and summing to 1 over the real ones;
+        a row WITHOUT any real position gets all-zero weights (no NaN, zero gradient), so a
+        weighted sum over it is the zero vector.
+    """
+    keep = mask != 0
+    scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1) * keep.to(scores.dtype)
+
+
+def weighted_sum(weights: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``sum_t weights[:, t] * tokens[:, t]``: ``(batch, L)`` and ``(batch, L, H)`` to ``(batch, H)``."""
+    return torch.bmm(weights.unsqueeze(1), tokens).squeeze(1)
+
+
+class TokenAttentionPool(nn.Module):
+    """Head ``token_attention`` (the paper's alternative (a)): a softmax-weighted sum over all
+    non-padding output tokens of the multimodal encoder, with one learned score per token,
+    ``Linear(H, 1)``. The weighted sum (B, H) then goes through the 3-layer MLP."""
+
+    def __init__(self, hidden_size: int) -> None:
+        """``hidden_size``: the width ``H`` of the tokens."""
+        super().__init__()
+        self.score = nn.Linear(hidden_size, 1)
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``states (B, T, H)``, ``attention_mask (B, T)`` (0 for padding) -> ``(B, H)``."""
+        return weighted_sum(masked_softmax(self.score(states).squeeze(-1), attention_mask), states)
+
+
+class ModalitySumPool(nn.Module):
+    """Head ``modality_sum`` (the paper's alternative (b)): softmax-weighted sums of the projected
+    text tokens and of the projected image tokens (the multimodal encoder's inputs), each with its
+    own learned score ``Linear(H, 1)``, concatenated with the multimodal CLS token.
+
+    Text padding is masked; a post with no real text token (e.g. the "without text" ablation)
+    gets a zero text sum. The result (B, 3H) then goes through the 3-layer MLP of input width 3H.
+    """
+
+    def __init__(self, hidden_size: int) -> None:
+        """``hidden_size``: the width ``H`` of the projections and of the CLS token."""
+        super().__init__()
+        self.text_score = nn.Linear(hidden_size, 1)
+        self.image_score = nn.Linear(hidden_size, 1)
+
+    def forward(self, cls_embedding: torch.Tensor, text_proj: torch.Tensor, text_mask: torch.Tensor,
+                image_proj: torch.Tensor) -> torch.Tensor:
+        """``cls_embedding (B, H)``, ``text_proj (B, Lt, H)``, ``text_mask (B, Lt)``,
+        ``image_proj (B, Li, H)`` -> ``[cls_embedding, text sum, image sum]`` ``(B, 3H)``."""
+        text = weighted_sum(masked_softmax(self.text_score(text_proj).squeeze(-1), text_mask), text_proj)
+        image = weighted_sum(torch.softmax(self.image_score(image_proj).squeeze(-1), dim=-1), image_proj)
+        return torch.cat([cls_embedding, text, image], dim=-1)
+
+
+class AttentionPool(nn.Module):
+    """Head ``attention`` (the paper's alternative (c), multi-head attention in place of the MLP):
+    one learned query ``(1, 1, H)`` attends over the multimodal encoder's output tokens with
+    ``torch.nn.MultiheadAttention`` (``batch_first``, padding excluded by ``key_padding_mask``),
+    then Dropout and LayerNorm; a ``Linear(H, num_labels)`` (the classifier's ``head``) follows.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
+        """``hidden_size`` ``H``, ``num_heads`` (must divide ``H``), ``dropout`` after the attention.
+
+        Raises:
+            AssertionError: from ``torch.nn.MultiheadAttention`` if ``num_heads`` does not divide ``H``.
+        """
+        super().__init__()
+        self.query = nn.Parameter(torch.empty(1, 1, hidden_size))
+        nn.init.normal_(self.query, std=0.02)
+        self.attention = nn.MultiheadAttention(hidden_size, num_heads, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``states (B, T, H)``, ``attention_mask (B, T)`` (0 for padding; at least one real token
+        per row, e.g. the CLS token) -> ``(B, H)``."""
+        query = self.query.expand(states.shape[0], -1, -1).to(states.dtype)
+        attended, _ = self.attention(query, states, states, key_padding_mask=attention_mask == 0, need_weights=False)
+        return self.norm(self.dropout(attended.squeeze(1)))
+
+
+def build_classifier_head(config: ClassifierConfig) -> tuple[nn.Module | None, nn.Module]:
+    """``(pool, head)`` of ``config.head`` (see the module docstring): ``pool`` computes the head's
+    input from the encoder's tokens (``None`` for the CLS-token heads ``mlp`` and ``linear``),
+    ``head`` maps it, ``(batch, input width)``, to ``(batch, num_labels)`` logits.
+
+    The ``mlp`` head is exactly :func:`build_head` (state-dict keys ``head.0.weight`` ...).
+
+    Raises:
+        ValueError: for a head not in :data:`~msa_utils.profiles.HEADS`.
+    """
+    hidden, labels = config.hidden_size, config.num_labels
+    if config.head == "mlp":
+        return None, build_head(hidden, config.head_hidden, config.dropout, labels)
+    if config.head == "linear":
+        return None, nn.Sequential(nn.Dropout(config.dropout), nn.Linear(hidden, labels))
+    if config.head == "token_attention":
+        return TokenAttentionPool(hidden), build_head(hidden, config.head_hidden, config.dropout, labels)
+    if config.head == "modality_sum":
+        return ModalitySumPool(hidden), build_head(3 * hidden, config.head_hidden, config.dropout, labels)
+    if config.head == "attention":
+        return AttentionPool(hidden, config.num_heads, config.dropout), nn.Linear(hidden, labels)
+    raise ValueError(f"head must be one of {HEADS}, got {config.head!r}")
+
+
 class MultimodalClassifier(nn.Module):
-    """Projections + FLAVA multimodal encoder + MLP head, on frozen token states.
+    """Projections + FLAVA multimodal encoder + a classifier head, on frozen token states.
 
     Modules: ``text_projection`` (Dt -> H), ``image_projection`` (Di -> H), ``multimodal``
-    (``FlavaMultimodalModel`` with a CLS token and no pooler), ``head`` (:func:`build_head`).
-    See the module docstring for the computation.
+    (``FlavaMultimodalModel`` with a CLS token and no pooler) -- together :data:`FUSION_MODULES` --
+    then ``pool`` (the head's scoring / query parameters; ``None`` for ``mlp`` and ``linear``) and
+    ``head`` (the layers that give the logits; :func:`build_head` for ``mlp``), built by
+    :func:`build_classifier_head` from ``config.head``. See the module docstring for the computation.
     """
 
     def __init__(self, config: ClassifierConfig) -> None:
-        """Build every module from ``config`` (random initialisation)."""
+        """Build every module from ``config`` (random initialisation, following the global torch
+        seed; the ``mlp`` classifier draws exactly the random numbers it drew before other heads
+        existed)."""
         super().__init__()
         self.config = config
         self.text_projection = nn.Linear(config.text_dim, config.hidden_size)
         self.image_projection = nn.Linear(config.image_dim, config.hidden_size)
         self.multimodal = FlavaMultimodalModel(config.flava_multimodal_config(), add_pooling_layer=False)
-        self.head = build_head(config.hidden_size, config.head_hidden, config.dropout, config.num_labels)
+        self.pool, self.head = build_classifier_head(config)
 
     # -- constructors -------------------------------------------------------------------------
     @classmethod
     def from_flava(cls, flava_model, head_hidden: Sequence[int] = (512, 256), dropout: float = 0.3,
-                   num_labels: int = 3) -> "MultimodalClassifier":
+                   num_labels: int = 3, head: str = "mlp") -> "MultimodalClassifier":
         """The paper's model: FLAVA's pretrained ``text_to_mm_projection``, ``image_to_mm_projection``
         and ``multimodal_model`` + a new head.
 
         The pretrained modules are DEEP-COPIED (weights equal, storage not shared), so training the
         classifier never changes ``flava_model`` and its frozen encoders; the copy of the
-        multimodal encoder drops its pooler, which the CLS-token head does not use.
+        multimodal encoder drops its pooler, which the heads do not use. Every parameter of the
+        result requires grad (call :meth:`freeze_fusion` to train the head only).
 
         Args:
             flava_model: a ``transformers.FlavaModel`` (e.g. ``FlavaBackbone.flava``).
-            head_hidden: widths of the head's two hidden layers (not stated in the paper).
+            head_hidden: widths of the MLP's two hidden layers (not stated in the paper).
             dropout: head dropout (paper: 0.3).
+            num_labels: number of classes.
+            head: one of :data:`msa_utils.profiles.HEADS` (paper: ``"mlp"``).
+
+        Raises:
+            ValueError: for an unknown ``head`` or bad ``head_hidden`` (:class:`ClassifierConfig`).
         """
         mm_config = flava_model.config.multimodal_config
         config = ClassifierConfig(
@@ -195,6 +363,7 @@ class MultimodalClassifier(nn.Module):
             head_hidden=tuple(head_hidden),
             dropout=dropout,
             num_labels=num_labels,
+            head=head,
             multimodal_config={k: getattr(mm_config, k) for k in MULTIMODAL_EXTRA_FIELDS},
         )
         model = cls(config)
@@ -211,11 +380,17 @@ class MultimodalClassifier(nn.Module):
     def compact(cls, text_dim: int, image_dim: int, profile) -> "MultimodalClassifier":
         """A multimodal encoder trained from scratch, sized by a :class:`msa_utils.profiles.Profile`
         (``fusion_hidden``, ``fusion_layers``, ``fusion_heads``, ``fusion_dropout``, ``head_hidden``,
-        ``dropout``), intermediate size ``4 * fusion_hidden``. It reads however many image tokens
-        the backbone prepares (``image_grid ** 2`` for the compact backbone).
+        ``dropout``, ``head``), intermediate size ``4 * fusion_hidden``. It reads however many image
+        tokens the backbone prepares (``image_grid ** 2`` for the compact backbone). Every
+        parameter requires grad (``profile.train_fusion`` is the backbone's to apply:
+        :meth:`msa_utils.encoders.CompactBackbone.build_classifier`).
 
         Args:
             text_dim, image_dim: widths of the backbone's text and image token states.
+            profile: the run's :class:`~msa_utils.profiles.Profile`.
+
+        Raises:
+            ValueError: if ``fusion_hidden`` is not a multiple of ``fusion_heads``.
         """
         config = ClassifierConfig(
             text_dim=text_dim,
@@ -226,12 +401,31 @@ class MultimodalClassifier(nn.Module):
             intermediate_size=4 * profile.fusion_hidden,
             head_hidden=tuple(profile.head_hidden),
             dropout=profile.dropout,
+            head=profile.head,
             multimodal_config={
                 "hidden_dropout_prob": profile.fusion_dropout,
                 "attention_probs_dropout_prob": profile.fusion_dropout,
             },
         )
         return cls(config)
+
+    def freeze_fusion(self) -> "MultimodalClassifier":
+        """Freeze the projections and the multimodal encoder (:data:`FUSION_MODULES`) at their
+        current weights (``requires_grad_(False)``), so that only the head (``pool`` and ``head``)
+        trains: the paper's "frozen multimodal encoder" setting, which it reports hurts.
+
+        Train/eval mode is not touched: dropout inside the frozen encoder still follows
+        ``train()`` / ``eval()``. It is 0 in FLAVA's pretrained configuration
+        (``facebook/flava-full``) and ``profile.fusion_dropout`` for the compact encoder (0 in
+        every shipped profile), so the frozen encoder is then deterministic; with a nonzero
+        ``fusion_dropout`` it would act as noise on the head's input during training.
+
+        Returns:
+            ``self`` (for chaining).
+        """
+        for name in FUSION_MODULES:
+            getattr(self, name).requires_grad_(False)
+        return self
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor) -> ClassifierOutput:
@@ -270,8 +464,28 @@ class MultimodalClassifier(nn.Module):
         attention_mask = torch.cat([image_mask, text_mask], dim=1)
         hidden = torch.cat([image_proj, text_proj], dim=1)
         states = self.multimodal(hidden, attention_mask=attention_mask, return_dict=True).last_hidden_state
-        cls_embedding = states[:, 0]
-        return ClassifierOutput(logits=self.head(cls_embedding), cls_embedding=cls_embedding)
+        summary = self.summarise(states, attention_mask, text_proj, text_mask, image_proj)
+        return ClassifierOutput(logits=self.head(summary), cls_embedding=states[:, 0])
+
+    def summarise(self, states: torch.Tensor, attention_mask: torch.Tensor, text_proj: torch.Tensor,
+                  text_mask: torch.Tensor, image_proj: torch.Tensor) -> torch.Tensor:
+        """The input of ``self.head`` for ``config.head`` (see the module docstring).
+
+        Args:
+            states: ``(batch, T, H)`` the multimodal encoder's output, ``T = 1 + Li + Lt``
+                (CLS, image tokens, text tokens).
+            attention_mask: ``(batch, T)``, 0 at text padding.
+            text_proj: ``(batch, Lt, H)``; text_mask: ``(batch, Lt)``; image_proj: ``(batch, Li, H)``:
+                the encoder's projected inputs (read by ``modality_sum`` only).
+
+        Returns:
+            ``(batch, H)``, or ``(batch, 3 H)`` for ``modality_sum``.
+        """
+        if self.config.head in ("mlp", "linear"):
+            return states[:, 0]
+        if self.config.head == "modality_sum":
+            return self.pool(states[:, 0], text_proj, text_mask, image_proj)
+        return self.pool(states, attention_mask)  # token_attention, attention
 
     # -- persistence --------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
@@ -290,7 +504,8 @@ class MultimodalClassifier(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "MultimodalClassifier":
-        """Rebuild a classifier written by :meth:`save_pretrained` (safetensors only, no pickle).
+        """Rebuild a classifier written by :meth:`save_pretrained` (safetensors only, no pickle),
+        with its head; every parameter requires grad (a frozen fusion part is not recorded).
 
         Raises:
             FileNotFoundError: if ``config.json`` or ``model.safetensors`` is missing.
