@@ -1,6 +1,6 @@
-"""The study's data as a model reads it: features and labels of the train, val and test parts.
+"""The study's data as a model reads it: features and labels of the train, val, test and unlabelled parts.
 
-:func:`prepare` is the first step of notebooks 04 and 05: it reads the post table (notebook 01)
+:func:`prepare` is the first step of notebooks 04-06: it reads the post table (notebook 01)
 and the split (notebook 03), loads the frozen backbone named by the profile, and gets the
 frozen-encoder features of every usable post from the cache (computing and caching them the
 first time, :mod:`msa_utils.features`), prepared for the classifier by the backbone.
@@ -20,10 +20,17 @@ from .features import FeatureSet, NullInputs, load_or_extract_features
 from .posts import load_posts, usable
 from .profiles import Profile
 from .splits import load_split
-from .summary import BACKBONE_FILE
 
-PARTS = ("train", "val", "test")
-"""The parts of the data: the split of ``train.txt`` (train, val) and the usable test posts."""
+LABELLED_PARTS = ("train", "val", "test")
+"""The parts of the usable labelled posts of ``train.txt`` (notebook 03): training, validation
+(early stopping and every choice) and the held-out test part (scores only)."""
+
+BACKBONE_FILE = "backbone.json"
+"""Written under ``metrics/`` by :func:`write_backbone_card` (notebook 04), read by the report."""
+
+PARTS = (*LABELLED_PARTS, "unlabelled")
+"""Every part: the labelled ones and the usable posts of ``test_without_label.txt``, which are
+predicted for the study's prediction file and never scored."""
 
 
 @dataclass
@@ -33,12 +40,12 @@ class StudyData:
     Attributes:
         cfg: the profile.
         posts: the post table (:func:`msa_utils.posts.load_posts`).
-        split: ``{"train", "val"}`` guid arrays (notebook 03).
+        split: ``{"train", "val", "test"}`` guid arrays (notebook 03).
         backbone: the frozen backbone (:func:`msa_utils.encoders.load_backbone`); it builds
             the classifier (for FLAVA, from its pretrained multimodal encoder).
-        features: ``{"train", "val", "test"}`` prepared features (``backbone.prepare``), rows in
-            the guid order of each part.
-        labels: ``{"train", "val"}`` ``(N,)`` int64 class ids aligned with ``features``.
+        features: :data:`PARTS` -> prepared features (``backbone.prepare``), rows in the guid
+            order of each part.
+        labels: :data:`LABELLED_PARTS` -> ``(N,)`` int64 class ids aligned with ``features``.
         nulls: the prepared frozen-encoder outputs of the masked inputs, for the ablations.
     """
 
@@ -54,7 +61,7 @@ class StudyData:
 def prepare(cfg: Profile) -> StudyData:
     """Load the backbone and the prepared features of every usable post.
 
-    The train and val parts follow the saved split; the test part is every usable post of
+    The labelled parts follow the saved split; the unlabelled part is every usable post of
     ``test_without_label.txt``, by guid. Features of all three are computed by the frozen encoders
     once and cached under ``cfg.cache_dir``; later runs, and the ablations, read the cache.
 
@@ -64,8 +71,8 @@ def prepare(cfg: Profile) -> StudyData:
     """
     posts = load_posts(cfg.paths)
     split = load_split(cfg.paths.splits)
-    test_guids = np.sort(posts.loc[(posts["split"] == "test") & usable(posts), "guid"].to_numpy())
-    parts = {"train": np.asarray(split["train"]), "val": np.asarray(split["val"]), "test": test_guids}
+    unlabelled = np.sort(posts.loc[(posts["split"] == "test") & usable(posts), "guid"].to_numpy())
+    parts = {**{part: np.asarray(split[part]) for part in LABELLED_PARTS}, "unlabelled": unlabelled}
     wanted = np.concatenate([parts[part] for part in PARTS])
     rows = posts.set_index("guid").loc[wanted]
     backbone = load_backbone(cfg)
@@ -81,12 +88,12 @@ def prepare(cfg: Profile) -> StudyData:
     prepared = backbone.prepare(cached)
     features = {part: prepared.subset(guids) for part, guids in parts.items()}
     labelled = posts.set_index("guid")["label"]
-    labels = {part: labelled.loc[parts[part]].to_numpy(dtype=np.int64) for part in ("train", "val")}
+    labels = {part: labelled.loc[parts[part]].to_numpy(dtype=np.int64) for part in LABELLED_PARTS}
     return StudyData(cfg, posts, split, backbone, features, labels, backbone.null_inputs())
 
 
 def write_backbone_card(data: StudyData) -> Path:
-    """Write ``metrics/backbone.json`` (:data:`msa_utils.summary.BACKBONE_FILE`): the backbone's
+    """Write ``metrics/backbone.json`` (:data:`BACKBONE_FILE`): the backbone's
     name and how reports describe it (``backbone.describe()``, naming the checkpoint actually
     loaded), for ``REPORT.md``.
 

@@ -1,7 +1,6 @@
-"""Evaluation metrics and the two reference baselines (majority class, linear probe).
-
-Metrics follow the paper (accuracy, weighted F1) and add macro F1 and per-class F1, all from
-:mod:`sklearn.metrics`.
+"""Evaluation metrics: the paper's accuracy and weighted F1, plus macro F1 and per-class F1, all
+from :mod:`sklearn.metrics`, and a bootstrap interval over posts. (The baselines are in
+:mod:`msa_utils.baselines`; comparisons of variants over seeds in :mod:`msa_utils.compare`.)
 """
 
 from __future__ import annotations
@@ -9,11 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, make_scorer
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from . import LABELS
 
@@ -67,72 +62,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """(3, 3) confusion matrix, rows gold, columns predicted, in the order of :data:`LABELS`."""
     return confusion_matrix(y_true, y_pred, labels=list(range(len(LABELS))))
-
-
-def majority_baseline(train_labels: np.ndarray, val_labels: np.ndarray) -> dict[str, float]:
-    """Metrics on validation of always predicting the most frequent training class."""
-    majority = int(np.bincount(np.asarray(train_labels, dtype=np.int64)).argmax())
-    return classification_metrics(val_labels, np.full(len(val_labels), majority))
-
-
-def pooled_features(text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor) -> np.ndarray:
-    """One vector per post: masked mean of the text tokens next to the mean of the image tokens.
-
-    This is the linear probe's own summary of the features the classifier reads (a baseline's
-    input, deliberately the simplest one), not a preparation of them: those are the backbone's
-    (:meth:`msa_utils.encoders.FrozenBackbone.prepare`), and the mean over the prepared image tokens
-    equals the mean over the encoder's own when they are average-pooled from a square grid.
-
-    Args:
-        text_states: (N, L, Dt) prepared text states.
-        text_mask: (N, L) 1 for real tokens, 0 for padding.
-        image_states: (N, Li', Di) prepared image states.
-
-    Returns:
-        (N, Dt + Di) float32 array.
-    """
-    mask = text_mask.unsqueeze(-1).float()
-    text = (text_states.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-    image = image_states.float().mean(1)
-    return torch.cat([text, image], dim=1).numpy()
-
-
-def linear_probe(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    val_x: np.ndarray,
-    val_y: np.ndarray,
-    seed: int = 0,
-    cs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 0.1, 1.0),
-) -> tuple[dict[str, float], np.ndarray]:
-    """Logistic regression on pooled frozen features: the bar a trained fusion model has to clear.
-
-    Standardises the features, then fits :class:`sklearn.linear_model.LogisticRegressionCV`
-    choosing the inverse regularisation ``C`` by 5-fold stratified cross-validation on the
-    *training* split (weighted F1), with balanced class weights. Validation is used only to report.
-
-    Args:
-        train_x: (N_train, D) features; train_y: (N_train,) class ids.
-        val_x: (N_val, D) features; val_y: (N_val,) class ids.
-        seed: random state of the solver.
-        cs: the grid of ``C`` values.
-
-    Returns:
-        (metrics on validation as in :func:`classification_metrics` plus ``"C"``, (N_val,) predictions).
-    """
-    probe = make_pipeline(
-        StandardScaler(),
-        LogisticRegressionCV(
-            Cs=list(cs), cv=5, scoring=make_scorer(f1_score, average="weighted", zero_division=0),
-            class_weight="balanced", max_iter=2000,
-            l1_ratios=(0.0,), random_state=seed, use_legacy_attributes=False,
-        ),
-    )
-    probe.fit(train_x, train_y)
-    pred = probe.predict(val_x)
-    out = classification_metrics(val_y, pred)
-    out["C"] = float(probe[-1].C_)
-    return out, pred
 
 
 _NAMED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {

@@ -40,7 +40,8 @@ class TrainingProgress:
         epoch: last completed epoch (1-based; 0 = none).
         history: one dict per completed epoch (the rows of :attr:`msa_utils.train.FitResult.history`).
         best_f1: best validation weighted F1 so far (-1 before the first epoch).
-        best_epoch: the epoch that reached it.
+        best_epoch: the epoch whose weights are kept (the one that reached ``best_f1``; the
+            last one when training without early stopping).
         since_best: epochs since the last improvement (early stopping counter).
         finished: True once training has ended (early stop or epoch bound).
     """

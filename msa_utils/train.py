@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from . import LABELS
 from .features import FeatureSet, NullInputs
 from .metrics import classification_metrics
 from .model import mask_modality, trim_text_padding
@@ -45,7 +46,8 @@ class FitResult:
         history: one row per epoch: ``epoch, train_loss, val_loss, val_accuracy,
             val_weighted_f1, val_macro_f1, val_f1_positive, val_f1_negative, val_f1_neutral,
             seconds``.
-        best_epoch: 1-based epoch whose weights the model holds after :func:`fit`.
+        best_epoch: 1-based epoch whose weights the model holds after :func:`fit` (the best
+            validation epoch; the last one without early stopping).
         stopped_early: True if training ended before ``max_epochs``.
     """
 
@@ -114,6 +116,8 @@ def fit(
     max_epochs: int = 10,
     patience: int = 3,
     resample: bool = True,
+    class_weighted_loss: bool = False,
+    early_stopping: bool = True,
     seed: int = 0,
     drop: Drop = None,
     nulls: NullInputs | None = None,
@@ -128,8 +132,10 @@ def fit(
 
     Each epoch draws ``len(train)`` posts (with replacement, by inverse class frequency, when
     ``resample``; otherwise a seeded shuffle), takes Adam steps on the mean cross-entropy of
-    each batch, then evaluates on the whole validation split. The model is left holding the
-    weights of the epoch with the highest validation weighted F1 (ties keep the earlier epoch).
+    each batch (weighted by class when ``class_weighted_loss``), then evaluates on the whole
+    validation split. With ``early_stopping`` the model is left holding the weights of the epoch
+    with the highest validation weighted F1 (ties keep the earlier epoch); without it, training
+    runs ``max_epochs`` and the model keeps the last epoch's weights.
 
     Args:
         model: a module whose ``forward(text_states (B,L,Dt), text_mask (B,L), image_states
@@ -140,13 +146,18 @@ def fit(
         lr: Adam learning rate. batch_size: posts per step. max_epochs: epoch bound.
         patience: stop after this many epochs without a better validation weighted F1.
         resample: inverse-class-frequency re-sampling (the paper's), else plain shuffling.
+        class_weighted_loss: weight the training cross-entropy of class ``c`` by
+            ``N / (3 * count(c))`` (scikit-learn's "balanced" weights; the alternative to
+            re-sampling the paper rejected). The validation loss is never weighted.
+        early_stopping: stop after ``patience`` epochs without a better validation weighted F1
+            and keep the best epoch (the paper's); ``False``: all ``max_epochs``, the last kept.
         seed: seeds the sampler's generator (initialisation and dropout follow the global seed,
             see :func:`msa_utils.runtime.set_seed`).
         drop: ``"image"`` or ``"text"`` to train without that modality (ablation), else None.
         nulls: the masked-modality inputs (``backbone.null_inputs()``), required when ``drop`` is set.
         device: where to train (``"auto"`` allowed; :func:`msa_utils.runtime.resolve_device`).
-        on_best: called as ``on_best(model, epoch)`` whenever validation improves (e.g. to save
-            a checkpoint).
+        on_best: called as ``on_best(model, epoch)`` whenever the kept weights change (validation
+            improved, or every epoch without early stopping; e.g. to save a checkpoint).
         progress: show tqdm progress bars.
         state_path: if given, the whole training state is written there after every epoch
             (:mod:`msa_utils.resume`), and a state left by an interrupted run with the same
@@ -173,6 +184,10 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     train_y = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
+    loss_weights = None
+    if class_weighted_loss:
+        counts = torch.bincount(train_y, minlength=len(LABELS)).double()
+        loss_weights = (len(train_y) / (len(LABELS) * counts.clamp(min=1))).float().to(device)
     if resample:
         sampler = make_sampler(train_y.numpy(), seed)
     else:
@@ -197,7 +212,7 @@ def fit(
         for step, s in enumerate(tqdm(steps, desc=f"epoch {epoch}", disable=not progress, leave=False, mininterval=2.0)):
             index = order[s : s + batch_size]
             logits = model(*_batch(train, index, drop, nulls, device)).logits
-            loss = F.cross_entropy(logits, train_y[index].to(device))
+            loss = F.cross_entropy(logits, train_y[index].to(device), weight=loss_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -215,14 +230,17 @@ def fit(
             "seconds": time.perf_counter() - start,
         })
         state.epoch = epoch
-        if scores["weighted_f1"] > state.best_f1:
-            state.best_f1, state.best_epoch, state.since_best = scores["weighted_f1"], epoch, 0
+        improved = scores["weighted_f1"] > state.best_f1
+        if improved:
+            state.best_f1, state.since_best = scores["weighted_f1"], 0
+        else:
+            state.since_best += 1
+        if improved or not early_stopping:  # the epoch whose weights are kept
+            state.best_epoch = epoch
             best_state = copy.deepcopy(model.state_dict())
             if on_best is not None:
                 on_best(model, epoch)
-        else:
-            state.since_best += 1
-        state.finished = state.since_best >= patience or epoch == max_epochs
+        state.finished = (early_stopping and state.since_best >= patience) or epoch == max_epochs
         if state_path is not None:
             save_training_state(state_path, state_key, model, optimizer, generator, best_state, state)
     model.load_state_dict(best_state)
