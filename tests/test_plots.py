@@ -35,9 +35,12 @@ def _predictions(n: int, accuracy: float, seed: int) -> pd.DataFrame:
 
 
 def _history(epochs: int, seed: int) -> pd.DataFrame:
+    """Two training seeds, the second stopping one epoch earlier."""
     rng = np.random.default_rng(seed)
-    epoch = np.arange(1, epochs + 1)
+    epoch = np.concatenate([np.arange(1, epochs + 1), np.arange(1, epochs)])
+    epochs = len(epoch)
     return pd.DataFrame({
+        "seed": [0] * (len(epoch) // 2 + 1) + [1] * (len(epoch) // 2),
         "epoch": epoch,
         "train_loss": 0.9 / epoch,
         "val_loss": 0.8 + 0.05 * rng.random(epochs),
@@ -47,8 +50,21 @@ def _history(epochs: int, seed: int) -> pd.DataFrame:
 
 
 @pytest.fixture
-def val_predictions():
-    return {name: _predictions(40, acc, seed) for seed, (name, acc) in enumerate(zip(VARIANTS, (0.7, 0.6, 0.55)))}
+def runs():
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"variant": name, "seed": seed, "test_accuracy": acc + 0.02 * rng.random(),
+                          "test_weighted_f1": acc - 0.01 + 0.02 * rng.random()}
+                         for name, acc in zip(VARIANTS, (0.7, 0.6, 0.55)) for seed in range(3)])
+
+
+@pytest.fixture
+def claims():
+    return pd.DataFrame({"id": ["1b", "2a", "3"], "claim": ["epochs", "full beats no image", "image over text"],
+                         "difference": [np.nan, 0.04, -0.05], "low": [np.nan, 0.01, -0.09],
+                         "high": [np.nan, 0.07, 0.01], "verdict": ["inconclusive", "supported", "inconclusive"]})
+
+
+TITLES = {"full": "image + text", "no_image": "without image", "no_text": "without text"}
 
 
 @pytest.fixture
@@ -110,42 +126,42 @@ def test_only_one_saver():
 
 # --- the figures ----------------------------------------------------------------------------
 
-def test_ablation_chart(tmp_path, val_predictions):
-    fig = plots.ablation_chart(val_predictions, PAPER, n_resamples=N_RESAMPLES)
+def test_scores_chart(runs):
+    baselines = pd.DataFrame({"title": ["majority class"], "test_accuracy": [0.6], "test_weighted_f1": [0.45]},
+                             index=["majority"])
+    fig = plots.scores_chart(runs, PAPER, TITLES, baselines)
     assert isinstance(fig, Figure)
-    assert _axes_labels(fig) == [("model", "validation accuracy", "accuracy"),
-                                 ("model", "validation weighted F1", "weighted F1")]
+    assert [(ax.get_ylabel(), ax.get_title()) for ax in fig.axes] == [("test accuracy", "accuracy"),
+                                                                       ("test weighted F1", "weighted F1")]
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["image + text", "without image", "without text"]
-    # seaborn's interval for the accuracy is bootstrap_interval's (same scheme and seed)
-    gold = val_predictions["full"]["gold"].to_numpy()
-    pred = val_predictions["full"]["pred"].to_numpy()
-    low, high = metrics.bootstrap_interval(gold, pred, "accuracy", n_resamples=N_RESAMPLES, seed=0)
     drawn = np.concatenate([line.get_ydata() for line in fig.axes[0].lines])
-    assert np.isclose(drawn, low).any() and np.isclose(drawn, high).any()
-    # the paper's markers are drawn
-    assert np.isclose(drawn, PAPER["full"]["accuracy"]).any()
+    full = runs.loc[runs["variant"] == "full", "test_accuracy"]
+    # seaborn's error bar is the mean ± one standard deviation over the seeds
+    assert np.isclose(drawn, full.mean() - full.std(ddof=1)).any() and np.isclose(drawn, full.mean() + full.std(ddof=1)).any()
+    assert np.isclose(drawn, PAPER["full"]["accuracy"]).any() and np.isclose(drawn, 0.6).any()
+    with pytest.raises(ValueError):
+        plots.scores_chart(runs.iloc[:0], PAPER, TITLES)
 
 
-def test_ablation_chart_rejects_unknown_labels(val_predictions):
-    val_predictions["full"].loc[0, "pred"] = "angry"
-    with pytest.raises(ValueError, match="angry"):
-        plots.ablation_chart(val_predictions, PAPER, n_resamples=N_RESAMPLES)
+def test_claims_chart_draws_each_interval_and_skips_rows_without_one(claims):
+    fig = plots.claims_chart(claims)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["2a: full beats no image", "3: image over text"]
+    with pytest.raises(ValueError):
+        plots.claims_chart(claims.iloc[:1])
 
 
 def test_training_curves(histories):
     for metric, ylabel in (("loss", "loss (cross-entropy)"), ("accuracy", "validation accuracy"),
                            ("f1", "validation weighted F1")):
-        fig = plots.training_curve(histories, metric)
+        fig = plots.training_curve(histories, metric, TITLES)
         (ax,) = fig.axes
         assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", ylabel)
-        assert ax.get_title().endswith("per epoch")
+        assert ax.get_title().endswith("per epoch (mean ± std over seeds)")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(label.startswith("image + text (best epochs ") for label in labels)
     with pytest.raises(KeyError):
-        plots.training_curve(histories, "recall")
-
-
-def test_best_epoch_is_first_highest_weighted_f1():
-    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_weighted_f1": [0.5, 0.7, 0.7, 0.6]})
-    assert plots.best_epoch(history) == 2
+        plots.training_curve(histories, "recall", TITLES)
 
 
 def test_confusion_matrix_plot():
@@ -171,11 +187,12 @@ def test_exploration_figures(posts):
     assert [ax.get_xlabel() for ax in explore.image_size_figure(posts).axes] == ["width [px]", "height [px]", "megapixels"]
 
 
-def test_every_figure_is_deterministic(tmp_path, val_predictions, histories, posts):
+def test_every_figure_is_deterministic(tmp_path, runs, claims, histories, posts):
     makers = {
-        "ablation": lambda: plots.ablation_chart(val_predictions, PAPER, n_resamples=N_RESAMPLES),
-        "loss": lambda: plots.training_curve(histories, "loss"),
-        "f1": lambda: plots.training_curve(histories, "f1"),
+        "scores": lambda: plots.scores_chart(runs, PAPER, TITLES),
+        "claims": lambda: plots.claims_chart(claims),
+        "loss": lambda: plots.training_curve(histories, "loss", TITLES),
+        "f1": lambda: plots.training_curve(histories, "f1", TITLES),
         "confusion": lambda: plots.confusion_matrix_plot(np.array([[30, 5, 5], [4, 12, 4], [2, 1, 3]]), "t"),
         "class_counts": lambda: plots.class_counts_chart(
             pd.DataFrame({"before": [60, 30, 10], "after": [34, 33, 33]}, index=list(LABELS))),
