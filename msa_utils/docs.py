@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from . import io, reasons, summary
+from .tables import markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root (the folder holding ``msa_utils/`` and ``docs/``)."""
@@ -43,7 +44,7 @@ def study_times(root: Path) -> str:
     notebooks = [c for c in runs.columns if c.endswith(".ipynb")]
     table = runs[["date", "wall_s", "peak_rss_gib", *notebooks]].copy()
     table.columns = ["date", "wall [s]", "peak memory [GiB]", *(c.split("_")[0] for c in notebooks)]
-    return (summary.markdown_table(table, floatfmt=".1f") + "\n\n"
+    return (markdown_table(table, floatfmt=".1f") + "\n\n"
             f"Cold runs of the `cpu` profile, one row per `python benchmarks/time_study.py` (from `{STUDY_TIMES}`; "
             "the numbered columns are each notebook's seconds).")
 
