@@ -1,4 +1,4 @@
-"""Time the whole study (notebooks 01-06 via ``msa-study``) on a profile, as a user runs it.
+"""Time the whole study (notebooks 01-07 via ``msa-study``) on a profile, as a user runs it.
 
     python benchmarks/time_study.py                 # cpu profile, cold: feature cache and checkpoints removed first
     python benchmarks/time_study.py --warm          # keep them (a rerun then skips finished work)

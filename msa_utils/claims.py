@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import LABEL2ID, LABELS, compare, io
-from .profiles import StudyPaths
+from .profiles import Profile, StudyPaths
 from .tables import markdown_table
 from .variants import BASELINES, VARIANTS
 
@@ -172,8 +172,13 @@ def better_probe(paths: StudyPaths) -> str:
     return str(baselines.loc[["probe_balanced", "probe_unbalanced"], "val_weighted_f1"].idxmax())
 
 
-def claims_table(paths: StudyPaths, seed: int = 0) -> pd.DataFrame:
-    """One row per claim of :data:`CLAIMS` whose models have run.
+def claims_table(cfg: Profile, seed: int = 0) -> pd.DataFrame:
+    """One row per claim of :data:`CLAIMS` whose models have run under the profile ``cfg``.
+
+    A claim this run cannot test gets the verdict ``"not tested"`` and a note saying why: its two
+    models have the same settings (an override gave the recipe the variant's setting, e.g.
+    ``--set head=attention``), or, for the best epochs (1b), training stops before epoch 6 or
+    keeps no best epoch.
 
     Columns: ``id, claim, paper, ours, difference, low, high, n_seeds, n_posts, verdict, note``:
     ``ours`` the models' test scores (mean ± std over seeds, n), ``difference`` the paired
@@ -181,8 +186,10 @@ def claims_table(paths: StudyPaths, seed: int = 0) -> pd.DataFrame:
     ours minus the paper's figure) with its 95% interval ``[low, high]``.
 
     Args:
+        cfg: the profile of the run (its results folder, recipe and epochs).
         seed: seed of the bootstrap.
     """
+    paths = cfg.paths
     runs = load_runs(paths)
     available = set(runs["variant"]) | set(BASELINES)
     probe = better_probe(paths)
@@ -192,8 +199,30 @@ def claims_table(paths: StudyPaths, seed: int = 0) -> pd.DataFrame:
         worse = probe if claim.worse == "probe" else claim.worse
         if better not in available or (worse is not None and worse not in available):
             continue
+        untestable = _untestable(cfg, claim, better, worse)
+        if untestable:
+            rows.append({"id": claim.id, "claim": claim.text, "paper": claim.paper, "ours": "–", "difference": np.nan,
+                         "low": np.nan, "high": np.nan, "n_seeds": cfg.seeds, "n_posts": np.nan,
+                         "verdict": NOT_TESTED, "note": untestable})
+            continue
         rows.append(_claim_row(paths, runs, claim, better, worse, seed))
     return pd.DataFrame(rows)
+
+
+NOT_TESTED = "not tested"
+"""The verdict of a claim a run cannot test (:func:`claims_table` says why in the note)."""
+
+
+def _untestable(cfg: Profile, claim: Claim, better: str, worse: str | None) -> str:
+    """Why ``claim`` cannot be tested under ``cfg`` (``""`` if it can)."""
+    if claim.expected == "epochs" and (not cfg.early_stopping or cfg.max_epochs < max(PAPER_STRONGEST_EPOCHS)):
+        return (f"needs early stopping and at least {max(PAPER_STRONGEST_EPOCHS)} epochs (this run: "
+                f"early_stopping={cfg.early_stopping}, max_epochs={cfg.max_epochs})")
+    if better in VARIANTS and worse in VARIANTS:
+        a, b = VARIANTS[better], VARIANTS[worse]
+        if a.drop == b.drop and a.profile(cfg, 0).run_key_settings() == b.profile(cfg, 0).run_key_settings():
+            return f"{better} and {worse} have the same settings in this run (an override gave the recipe the variant's)"
+    return ""
 
 
 def _claim_row(paths: StudyPaths, runs: pd.DataFrame, claim: Claim, better: str, worse: str | None, seed: int) -> dict:
@@ -246,8 +275,8 @@ def _note(runs: pd.DataFrame, claim: Claim, better: str, worse: str) -> str:
                 f"epoch {mean(better, 'mean_epoch_seconds'):.1f} vs {mean(worse, 'mean_epoch_seconds'):.1f}")
     if claim.id == "7":
         best = runs.loc[runs["variant"] == worse, "best_val_epoch"].astype(int).tolist()
-        return (f"without them the best validation epoch was {', '.join(map(str, best))} of "
-                f"{int(mean(worse, 'epochs_run'))} (the last epoch is kept)")
+        return (f"without them each seed trained {int(mean(worse, 'epochs_run'))} epochs and kept the last; their best "
+                f"validation epochs were {', '.join(map(str, best))}")
     if claim.better == "probe" or claim.worse == "probe":
         return f"the probe with the better validation score: {BASELINES[better if claim.better == 'probe' else worse]}"
     return ""
@@ -271,19 +300,21 @@ def mean_probabilities(paths: StudyPaths, model: str, part: str) -> tuple[np.nda
     return mean.index.to_numpy(), mean.to_numpy()
 
 
-def write_claims(paths: StudyPaths, seed: int = 0) -> pd.DataFrame:
+def write_claims(cfg: Profile) -> pd.DataFrame:
     """Write ``metrics/claims.csv`` (every run of every variant, one row per variant x seed),
-    ``metrics/claims_table.csv`` (:func:`claims_table`) and ``claims.md`` (:func:`claims_markdown`);
-    return the claims table."""
+    ``metrics/claims_table.csv`` (:func:`claims_table`, bootstrap seeded with ``cfg.seed``) and
+    ``claims.md`` (:func:`claims_markdown`); return the claims table."""
+    paths = cfg.paths
     io.write_csv(paths.metrics / "claims.csv", load_runs(paths).round(6))
-    table = claims_table(paths, seed=seed)
+    table = claims_table(cfg, seed=cfg.seed)
     io.write_csv(paths.metrics / "claims_table.csv", table.round(6))
     io.write_text(paths.results / "claims.md", claims_markdown(table))
     return table
 
 
-def claims_markdown(table: pd.DataFrame) -> str:
-    """The claims table as Markdown: claim, the paper's figure, ours, the interval, the verdict."""
+def claims_markdown(table: pd.DataFrame, notes: bool = True) -> str:
+    """The claims table as Markdown: claim, the paper's figure, ours, the interval, the verdict
+    (and, with ``notes``, each claim's note: cost, convergence, the probe used)."""
     def interval(row) -> str:
         if pd.isna(row["difference"]):
             return "–"
@@ -295,4 +326,4 @@ def claims_markdown(table: pd.DataFrame) -> str:
         "difference [95% interval]": [interval(r) for _, r in table.iterrows()],
         "verdict": table["verdict"], "note": table["note"],
     })
-    return markdown_table(shown)
+    return markdown_table(shown if notes else shown.drop(columns="note"))

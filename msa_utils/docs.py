@@ -43,7 +43,7 @@ def study_times(root: Path) -> str:
     runs = runs[(runs["profile"] == "cpu") & (runs["cache"] == "cold")]
     notebooks = [c for c in runs.columns if c.endswith(".ipynb")]
     table = runs[["date", "wall_s", "peak_rss_gib", *notebooks]].copy()
-    table.columns = ["date", "wall [s]", "peak memory [GiB]", *(c.split("_")[0] for c in notebooks)]
+    table.columns = ["date", "wall [s]", "peak memory [GiB]", *(c.removesuffix(".ipynb") for c in notebooks)]
     return (markdown_table(table, floatfmt=".1f") + "\n\n"
             f"Cold runs of the `cpu` profile, one row per `python benchmarks/time_study.py` (from `{STUDY_TIMES}`; "
             "the numbered columns are each notebook's seconds).")

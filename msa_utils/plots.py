@@ -169,8 +169,10 @@ def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, s
             ax.plot([i + 0.25 for i, _ in shown], [v for _, v in shown], marker="D", markersize=7,
                     markerfacecolor="none", markeredgecolor=PAPER_COLOR, markeredgewidth=1.5, linestyle="none")
         if baselines is not None:
-            for (base, row), color in zip(baselines.iterrows(), sns.color_palette("muted", len(baselines))):
-                ax.axhline(row[f"test_{key}"], color=color, linestyle="--", linewidth=1, label=row["title"])
+            styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]  # equal values stay distinguishable
+            for i, ((base, row), color) in enumerate(zip(baselines.iterrows(), sns.color_palette("muted", len(baselines)))):
+                ax.axhline(row[f"test_{key}"], color=color, linestyle=styles[i % len(styles)], linewidth=1.2,
+                           label=row["title"])
         ax.set_xticks(range(len(ticks)), ticks, rotation=35, ha="right", fontsize=8)
         ax.set_xlabel("")
         ax.set_ylabel(f"test {name}")
@@ -192,7 +194,8 @@ def claims_chart(claims: pd.DataFrame) -> Figure:
 
     Args:
         claims: :func:`msa_utils.claims.claims_table` (columns ``id``, ``claim``, ``difference``,
-            ``low``, ``high``, ``verdict``); rows without a difference (e.g. best epochs) are left out.
+            ``low``, ``high``, ``verdict``); rows without a difference (the best epochs, claims not
+            tested) are left out.
 
     Returns:
         The figure: one horizontal interval per claim, a vertical line at 0.
@@ -214,7 +217,8 @@ def claims_chart(claims: pd.DataFrame) -> Figure:
     ax.set_yticks(y, [label if len(label) < 70 else label[:67] + "..." for label in labels], fontsize=8)
     ax.set_xlabel("test weighted F1: claimed better minus worse (1a: ours minus the paper's 0.73)")
     handles = [Line2D([], [], marker="o", color=c, linestyle="none", label=v) for v, c in colors.items()]
-    ax.legend(handles=handles, fontsize=8, loc="lower right", frameon=False)
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.0 / (len(shown) + 3)),
+              ncols=3, frameon=False)
     ax.set_title("The paper's claims on the held-out test part (95% paired bootstrap intervals over posts and seeds)",
                  fontsize=10)
     ax.grid(axis="x", alpha=0.3)
@@ -232,7 +236,7 @@ def confusion_matrix_plot(matrix: np.ndarray, title: str = "") -> Figure:
 
     Args:
         matrix: (3, 3) non-negative counts.
-        title: axes title; `` (n = <total>)`` is appended.
+        title: axes title; a second line ``(n = <total>)`` is added.
 
     Returns:
         The figure: x label ``predicted``, y label ``gold``.
@@ -255,7 +259,7 @@ def confusion_matrix_plot(matrix: np.ndarray, title: str = "") -> Figure:
     ax.set_ylabel("gold")
     ax.tick_params(axis="y", labelrotation=0)
     total = int(matrix.sum())
-    ax.set_title(f"{title} (n = {total})" if title else f"n = {total}", fontsize=10)
+    ax.set_title(f"{title}\n(n = {total})" if title else f"n = {total}", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -114,11 +114,12 @@ def copies_across_parts(labels: np.ndarray, groups: np.ndarray, parts: Sequence[
         A Series of counts: content groups of 2 or more posts, the posts in them, posts whose
         group straddles ``parts``, and posts whose group straddles a plain stratified split
         (``train_test_split(stratify=labels, test_size=fraction)``: the paper's protocol, and
-        this study's before its parts were grouped).
+        this study's before its parts were grouped; not stratified if a class has one post).
     """
     sizes = pd.Series(groups).value_counts()
     shared = sizes[sizes > 1]
-    plain = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
+    stratify = labels if np.unique(labels, return_counts=True)[1].min() >= 2 else None  # a class of 1 post cannot be
+    plain = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=stratify, random_state=seed)
     return pd.Series({
         "content groups of 2 or more posts": len(shared),
         "posts in those groups": int(shared.sum()),
@@ -184,8 +185,20 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed:
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # small classes: we warn above, in our own words
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        kept, held = next(folds.split(free, labels[free], groups[free]))
-    return np.sort(np.concatenate([free[kept], np.flatnonzero(forced)])), np.sort(free[held])
+        try:
+            kept, held = next(folds.split(free, labels[free], groups[free]))
+        except ValueError as error:
+            raise ValueError(f"cannot hold out {fraction:.0%} of {len(free)} posts in {n_splits} stratified group folds "
+                             f"(posts per class: {np.bincount(labels[free].astype(int)).tolist()}): {error}") from error
+    kept = np.sort(np.concatenate([free[kept], np.flatnonzero(forced)]))
+    held = np.sort(free[held])
+    for part, positions in (("held", held), ("kept", kept)):
+        missing = sorted(set(classes.tolist()) - set(labels[positions].tolist()))
+        if missing and not (part == "held" and set(missing) <= set(classes[counts == 1].tolist())):
+            names = [LABELS[int(c)] if 0 <= int(c) < len(LABELS) else int(c) for c in missing]
+            warnings.warn(f"the {part} part has no post of class {names}: its posts share too few distinct contents "
+                          "to be spread over the parts (groups stay whole)", UserWarning, stacklevel=2)
+    return kept, held
 
 
 def study_split(guids: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_fraction: float = 0.2,
@@ -216,8 +229,15 @@ def study_split(guids: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_
         raise ValueError(f"guids {guids.shape}, labels {labels.shape} and groups {groups.shape} differ in shape")
     if len(np.unique(guids)) != len(guids):
         raise ValueError("guids must be unique")
-    rest, test = grouped_split(labels, groups, test_fraction, seed)
-    train, val = grouped_split(labels[rest], groups[rest], val_fraction, seed)
+    try:
+        rest, test = grouped_split(labels, groups, test_fraction, seed)
+    except ValueError as error:
+        raise ValueError(f"setting the test part aside: {error}") from error
+    try:
+        train, val = grouped_split(labels[rest], groups[rest], val_fraction, seed)
+    except ValueError as error:
+        raise ValueError(f"splitting the {len(rest)} posts left after the test part into training and validation: "
+                         f"{error}") from error
     return {"train": np.sort(guids[rest[train]]), "val": np.sort(guids[rest[val]]), "test": np.sort(guids[test])}
 
 

@@ -1,4 +1,4 @@
-"""Run the whole study: notebooks 01-06 in order with papermill, on one profile.
+"""Run the whole study: notebooks 01-07 in order with papermill, on one profile.
 
 Usage::
 

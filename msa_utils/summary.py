@@ -8,6 +8,7 @@ ours and writes the report.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from . import LABELS, claims, io
 from .dataset import BACKBONE_FILE
 from .posts import usable
 from .predict import SELECTION_FILE
-from .profiles import Profile, StudyPaths
+from .profiles import PROFILES, REPO_ROOT, Profile, StudyPaths
 from .tables import markdown_table, mean_std
 
 PAPER = {
@@ -72,20 +73,31 @@ def main_table(paths: StudyPaths) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def changed_settings(cfg: Profile) -> dict:
+    """The fields of ``cfg`` that differ from its named profile (``--set`` overrides), except the
+    results and cache folders."""
+    default = PROFILES[cfg.name].to_dict()
+    return {k: v for k, v in cfg.to_dict().items() if v != default[k] and k not in ("results_dir", "cache_dir")}
+
+
 def protocol_text(cfg: Profile, counts: pd.DataFrame) -> str:
     """One paragraph: the parts, how they were made, the seeds, what the intervals cover."""
     total = counts.loc["total"]
+    seeds = (f"Each variant was trained with {cfg.seeds} seeds "
+             f"({', '.join(str(cfg.seed + k) for k in range(cfg.seeds))}); scores are mean ± standard deviation over "
+             f"them. Comparisons are paired (same seeds, same test posts): the 95% interval of a difference comes from "
+             f"{claims.N_RESAMPLES} bootstrap resamples of the test posts and of the seeds "
+             f"(`msa_utils.compare.paired_bootstrap`)." if cfg.seeds > 1 else
+             f"Each variant was trained with one seed ({cfg.seed}), so no interval covers the variation between "
+             f"seeds: the 95% interval of a difference comes from {claims.N_RESAMPLES} bootstrap resamples of the "
+             f"test posts only.")
     return (
         f"The {int(total[['train', 'val', 'test']].sum())} usable labelled posts of `train.txt` were split once "
         f"(seed {cfg.seed}) into a held-out **test** part of {int(total['test'])} posts "
         f"({cfg.test_fraction:.0%}), then {int(total['train'])} training and {int(total['val'])} validation posts "
         f"(8:2, as in the paper); every split is stratified by class and grouped by content (posts with the same "
         f"text or the same image bytes stay in one part). Validation chose every epoch, variant and "
-        f"hyperparameter; the test part only scores. Each variant was trained with {cfg.seeds} seeds "
-        f"({', '.join(str(cfg.seed + k) for k in range(cfg.seeds))}); scores are mean ± standard deviation over "
-        f"them. Comparisons are paired (same seeds, same test posts): the 95% interval of a difference comes from "
-        f"{claims.N_RESAMPLES} bootstrap resamples of the test posts and of the seeds "
-        f"(`msa_utils.compare.paired_bootstrap`). The paper's numbers are on its own validation split."
+        f"hyperparameter; the test part only scores. {seeds} The paper's numbers are on its own validation split."
     )
 
 
@@ -107,10 +119,17 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame,
     backbone = io.read_json(paths.metrics / BACKBONE_FILE)["description"]
     selection = io.read_json(paths.metrics / SELECTION_FILE)
     runs = claims.load_runs(paths, ["full"])
+    changed = changed_settings(cfg)
+    command = " ".join([f"msa-study --profile {cfg.name}",
+                        *(f"--set {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in changed.items())])
+    data_dir = Path(cfg.data_dir)
+    data_dir = data_dir.relative_to(REPO_ROOT) if data_dir.is_relative_to(REPO_ROOT) else data_dir
+    stopping = (f"Early stopping on validation weighted F1, patience {cfg.patience}" if cfg.early_stopping
+                else f"No early stopping ({cfg.max_epochs} epochs, the last kept)")
     lines = [
-        f"# Results: multimodal sentiment analysis on MVSA-Single, profile `{cfg.name}`",
+        f"# Results: multimodal sentiment analysis, profile `{cfg.name}`",
         "",
-        f"Produced by `msa-study --profile {cfg.name}` (notebooks 01-07). Backbone: {backbone}.",
+        f"Produced by `{command}` (notebooks 01-07) on `{data_dir}`. Backbone: {backbone}.",
         "",
         protocol_text(cfg, counts),
         "",
@@ -133,7 +152,7 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame,
         markdown_table(runs[["seed", "best_epoch", "epochs_run", "mean_epoch_seconds", "val_weighted_f1",
                              "test_accuracy", "test_weighted_f1", "test_macro_f1"]]),
         "",
-        f"Early stopping on validation weighted F1, patience {cfg.patience}; Adam lr {cfg.lr:g}, batch "
+        f"{stopping}; Adam lr {cfg.lr:g}, batch "
         f"{cfg.batch_size}, {'inverse-class-frequency re-sampling' if cfg.resample else 'no re-sampling'}.",
         "",
         "## Test predictions",
@@ -168,7 +187,7 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame,
 def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
     """The README's results block, rendered from the files of one results folder.
 
-    The claims table, the main scores beside the paper's, and where the numbers come from.
+    The claims table (without notes) and where the numbers come from.
     Written into README.md by ``python -m msa_utils.docs``; a test checks that README.md holds
     exactly this text.
 
@@ -176,21 +195,27 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
         FileNotFoundError: if the results folder lacks the files of notebooks 04-06.
     """
     paths = StudyPaths(Path(results_dir))
-    table = pd.read_csv(paths.metrics / "claims_table.csv", keep_default_na=False,
-                        na_values={"difference": [""], "low": [""], "high": [""]})
-    main = main_table(paths)
-    main = main[main["model"].isin([claims.VARIANTS[v].title for v in ("full", "no_image", "no_text")]
-                                   + [claims.BASELINES[b] for b in claims.BASELINES])]
+    table = load_claims_table(paths)
     runs = claims.load_runs(paths, ["full"])
+    selection = io.read_json(paths.metrics / SELECTION_FILE)
+    spread = mean_std(runs["test_weighted_f1"].mean(), runs["test_weighted_f1"].std(ddof=1), len(runs))
     return "\n".join([
-        claims.claims_markdown(table),
+        claims.claims_markdown(table, notes=False),
         "",
-        markdown_table(main[["model", "n", "test accuracy", "test weighted F1", "paper accuracy",
-                             "paper weighted F1"]]),
-        "",
-        f"Held-out test part of {int(table['n_posts'].iloc[0])} posts (never used for any choice), `{profile}` "
-        f"profile, {len(runs)} seeds per variant; intervals: paired bootstrap over test posts and seeds. The full "
-        f"model's seed spread: test weighted F1 {mean_std(runs['test_weighted_f1'].mean(), runs['test_weighted_f1'].std(ddof=1), len(runs))}. "
-        "Rendered from `results/` by `python -m msa_utils.docs`; every model and figure is in "
-        "[`results/REPORT.md`](results/REPORT.md).",
+        f"Test weighted F1 on a held-out part of {int(table['n_posts'].max())} posts that no choice read, "
+        f"`{profile}` profile, {len(runs)} seeds per model (the paper's recipe: {spread}); intervals: paired "
+        f"bootstrap over test posts and seeds. The prediction file comes from {selection['title']} "
+        f"(best validation score). Rendered from `results/` by `python -m msa_utils.docs`; every model, "
+        "note and figure is in [`results/REPORT.md`](results/REPORT.md).",
     ])
+
+
+def load_claims_table(paths: StudyPaths) -> pd.DataFrame:
+    """``metrics/claims_table.csv`` (:func:`msa_utils.claims.write_claims`) as written, empty
+    notes as ``""``, missing intervals and post counts (claims not tested) as NaN.
+
+    Raises:
+        FileNotFoundError: if notebook 06 has not run.
+    """
+    return pd.read_csv(paths.metrics / "claims_table.csv", keep_default_na=False,
+                       na_values={column: [""] for column in ("difference", "low", "high", "n_posts")})

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -392,8 +391,11 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
         raise ValueError(f"{len(texts)} texts but {len(features)} feature rows")
     if len(features) == 0:
         raise ValueError("no posts to encode")
+    if isinstance(top_layers, bool) or not isinstance(top_layers, int) or top_layers < 1:
+        # the upper bound is the backbone's to check (encode_text_below): no file exists beyond it
+        raise ValueError(f"top_layers must be a positive integer, got {top_layers!r}")
     key = text_below_cache_key(backbone, features.guids, texts, top_layers, dtype)
-    path = cache_path(cache_dir, f"{backbone.name}-below{int(top_layers)}", key)
+    path = cache_path(cache_dir, f"{backbone.name}-below{top_layers}", key)
     cached = None
     if path.exists():
         try:

@@ -169,7 +169,7 @@ def test_confusion_matrix_plot():
     fig = plots.confusion_matrix_plot(matrix, "full model, validation")
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted", "gold")
-    assert ax.get_title() == "full model, validation (n = 60)"
+    assert ax.get_title() == "full model, validation\n(n = 60)"
     assert [t.get_text() for t in ax.get_xticklabels()] == list(LABELS)
     assert [t.get_text() for t in ax.get_yticklabels()] == list(LABELS)
     cells = [t.get_text() for t in ax.texts]

@@ -3,6 +3,7 @@ backbones' encode_text_below / text_top), on the real MiniLM (compact) and the t
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -11,10 +12,11 @@ import torch
 
 from msa_utils.encoders import FrozenBackbone
 from msa_utils.features import FeatureSet, extract_features
+from msa_utils.io import read_json
 from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import get_profile
 from msa_utils.runtime import set_seed
-from msa_utils.text_finetune import (TEXT_TOP_CONFIG_NAME, TextTopClassifier, TextTopLayers, text_below_features)
+from msa_utils.text_finetune import TextTopClassifier, TextTopLayers, text_below_features
 
 BACKBONES = ("compact_backbone", "flava_backbone")
 LONG_TEXT = " ".join(["a long post that is cut at the maximum number of text tokens"] * 8)
@@ -113,8 +115,6 @@ def _models(backbone, top_layers=1):
     """``(plain classifier, TextTopClassifier on a deep copy of it)``, both in eval mode."""
     set_seed(0)
     classifier = backbone.build_classifier(get_profile("cpu"))
-    import copy
-
     model = TextTopClassifier.from_backbone(backbone, copy.deepcopy(classifier), top_layers)
     return classifier.eval(), model.eval()
 
@@ -166,6 +166,8 @@ def test_save_and_load(compact_backbone, flava_backbone, posts, tmp_path):
     folder = model.save_pretrained(tmp_path / "ckpt")
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert files == ["classifier/config.json", "classifier/model.safetensors", "text_top.json", "text_top.safetensors"]
+    assert read_json(folder / "text_top.json") == {"backbone": "flava", "num_layers": 2, "text_dim": 32,
+                                                   "top_layers": 2}
     loaded = TextTopClassifier.from_pretrained(folder, backbone).eval()
     assert loaded.top_layers == 2
     with torch.no_grad():
@@ -236,6 +238,9 @@ def test_text_below_features_rejects_mismatched_inputs(compact_backbone, posts, 
         text_below_features(backbone, features, texts, 1, tmp_path, dtype="int8", progress=False)
     with pytest.raises(ValueError, match="top_layers must be an integer in 1..6"):
         text_below_features(backbone, features, texts, 7, tmp_path, progress=False)
+    for bad in (0, True, 1.0):
+        with pytest.raises(ValueError, match="top_layers must be a positive integer"):
+            text_below_features(backbone, features, texts, bad, tmp_path, progress=False)
     assert not list(tmp_path.iterdir())
 
 
