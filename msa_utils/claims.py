@@ -17,7 +17,6 @@ monitors); accuracy is in every table beside it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
