@@ -12,8 +12,8 @@ Files written (the claims notebook and the report read them back, :mod:`msa_util
 
 - ``metrics/runs/<variant>.csv``: one row per seed (:data:`RUN_COLUMNS` + ``val_*`` / ``test_*`` metrics);
 - ``metrics/runs/<variant>_history.csv``: one row per seed and epoch;
-- ``predictions/runs/<variant>.csv``: class probabilities of every post of every part, per seed
-  (:data:`PREDICTION_COLUMNS`);
+- ``predictions/runs/<variant>.csv``: class probabilities of every post of the scored parts
+  (:data:`PREDICTED_PARTS`), per seed (:data:`PREDICTION_COLUMNS`);
 - ``metrics/baselines.csv`` and ``predictions/runs/baselines.csv`` likewise for the baselines;
 - ``checkpoints/<variant>/seed<k>/`` (best epoch) and ``checkpoints/<variant>/seed<k>_training_state.safetensors``.
 
@@ -97,6 +97,10 @@ RUN_COLUMNS = ["variant", "seed", "best_epoch", "best_val_epoch", "epochs_run", 
 """The first columns of ``metrics/runs/<variant>.csv``; then ``val_<metric>`` and ``test_<metric>``
 for every metric of :func:`msa_utils.metrics.classification_metrics`."""
 
+PREDICTED_PARTS = ("val", "test", "unlabelled")
+"""The parts whose predictions are written: what is scored, and the posts to predict (the training
+part's own predictions would triple the files and serve no table)."""
+
 PREDICTION_COLUMNS = ["model", "seed", "part", "guid", "gold", "pred", *(f"p_{c}" for c in LABELS)]
 """The columns of the prediction tables; ``gold`` is empty for the unlabelled part, ``p_*`` are
 class probabilities (softmax of the logits; 0/1 for the baselines without probabilities)."""
@@ -110,7 +114,7 @@ class VariantRuns:
         variant: the :class:`Variant`.
         runs: one row per seed (:data:`RUN_COLUMNS` + metrics).
         history: one row per seed and epoch (:class:`msa_utils.train.FitResult` history + ``seed``).
-        predictions: :data:`PREDICTION_COLUMNS`, every part, every seed.
+        predictions: :data:`PREDICTION_COLUMNS`, the :data:`PREDICTED_PARTS`, every seed.
     """
 
     variant: Variant
@@ -159,12 +163,12 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
                "batches_per_epoch": -(-len(data.labels["train"]) // run_cfg.batch_size),
                "mean_epoch_seconds": round(float(result.history["seconds"].mean()), 2),
                "trainable_parameters": sum(p.numel() for p in classifier.parameters() if p.requires_grad)}
-        for part in PARTS:
+        for part in PREDICTED_PARTS:
             logits = predict_logits(classifier, run_data.features[part], drop=variant.drop, nulls=data.nulls,
                                     device=device)
             probabilities = torch.softmax(logits, dim=1).numpy()
             predictions.append(_prediction_rows(data, name, seed, part, probabilities))
-            if part in LABELLED_PARTS and part != "train":
+            if part in LABELLED_PARTS:
                 scores = classification_metrics(data.labels[part], probabilities.argmax(1))
                 row.update({f"{part}_{metric}": value for metric, value in scores.items()})
         rows.append(row)
@@ -202,7 +206,7 @@ def run_baselines(data: StudyData) -> pd.DataFrame:
     rows, predictions = [], []
     for name, (estimator, inputs) in fitted.items():
         row = {"baseline": name, "title": BASELINES[name]}
-        for part in PARTS:
+        for part in PREDICTED_PARTS:
             probabilities = _full_probabilities(estimator, inputs[part])
             predictions.append(_prediction_rows(data, name, cfg.seed, part, probabilities))
             if part in ("val", "test"):
