@@ -145,24 +145,17 @@ def results_table(paths: StudyPaths) -> pd.DataFrame:
         name; columns ``title, n, <part>_<metric>_mean, <part>_<metric>_std`` for parts ``val``,
         ``test`` and metrics accuracy, weighted_f1, macro_f1.
     """
-    runs = load_runs(paths)
-    rows = []
-    for name, group in runs.groupby("variant", sort=False):
-        row = {"model": name, "title": VARIANTS[name].title, "n": len(group)}
-        for part in ("val", "test"):
-            for metric in ("accuracy", "weighted_f1", "macro_f1"):
-                row[f"{part}_{metric}_mean"] = group[f"{part}_{metric}"].mean()
-                row[f"{part}_{metric}_std"] = group[f"{part}_{metric}"].std(ddof=1) if len(group) > 1 else np.nan
-        rows.append(row)
-    baselines = pd.read_csv(paths.metrics / "baselines.csv", index_col="baseline")
-    for name, base in baselines.iterrows():
-        row = {"model": name, "title": BASELINES[name], "n": 1}
-        for part in ("val", "test"):
-            for metric in ("accuracy", "weighted_f1", "macro_f1"):
-                row[f"{part}_{metric}_mean"] = base[f"{part}_{metric}"]
-                row[f"{part}_{metric}_std"] = np.nan
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("model")
+    runs = load_runs(paths).assign(title=lambda r: r["variant"].map(lambda n: VARIANTS[n].title))
+    baselines = pd.read_csv(paths.metrics / "baselines.csv").rename(columns={"baseline": "variant"})
+    baselines["title"] = baselines["variant"].map(BASELINES)  # one deterministic row each: n 1, std NaN
+    scores = pd.concat([runs, baselines], ignore_index=True)
+    columns = [f"{part}_{metric}" for part in ("val", "test") for metric in ("accuracy", "weighted_f1", "macro_f1")]
+    grouped = scores.groupby("variant", sort=False)
+    table = pd.DataFrame({"title": grouped["title"].first(), "n": grouped.size()})
+    for column in columns:
+        table[f"{column}_mean"] = grouped[column].mean()
+        table[f"{column}_std"] = grouped[column].std(ddof=1)
+    return table.rename_axis("model")
 
 
 def better_probe(paths: StudyPaths) -> str:
