@@ -11,12 +11,9 @@ every oddity kept as is (e.g. a guid in ``data/`` that no label file uses) is re
 
 from __future__ import annotations
 
-import codecs
 import csv
 import os
 import re
-import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import pandas as pd
 
 from . import LABEL2ID, LABELS, reasons
 from .data_report import DataReport
+from .decoding import decode_text_bytes, join_lines, looks_like_mojibake  # noqa: F401 (re-exported)
 
 STAGE = "load"
 LABEL_FILES = {"train": "train.txt", "test": "test_without_label.txt"}
@@ -39,140 +37,6 @@ LOADED_COLUMNS = ["guid", "split", "tag", "label", "text_raw", "encoding", "imag
 _FILE_RE = re.compile(r"^(.+)\.(txt|jpg)$")
 """``data/`` file names of a post, ``<guid>.txt|jpg``; the stem must pass :func:`is_guid` (so
 ``0042.txt`` is not guid 42's text)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Text decoding
-# --------------------------------------------------------------------------------------------
-
-_EAST_ASIAN = {"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH", "FULLWIDTH"}
-
-
-def _script(ch: str) -> str:
-    """Script of a letter: first word of its Unicode name (``LATIN``, ``CYRILLIC`` ...); ``CJK`` for all East Asian ones."""
-    script = unicodedata.name(ch, "UNKNOWN").split(" ")[0]
-    return "CJK" if script in _EAST_ASIAN else script
-
-
-def _is_cjk(ch: str) -> bool:
-    """True for CJK ideographs, kana, hangul, CJK punctuation and full-width forms."""
-    cp = ord(ch)
-    return (
-        0x3000 <= cp <= 0x30FF  # CJK punctuation, hiragana, katakana
-        or 0x3400 <= cp <= 0x4DBF  # CJK extension A
-        or 0x4E00 <= cp <= 0x9FFF  # CJK unified ideographs
-        or 0xAC00 <= cp <= 0xD7AF  # hangul syllables
-        or 0xF900 <= cp <= 0xFAFF  # CJK compatibility ideographs
-        or 0xFF00 <= cp <= 0xFFEF  # half-/full-width forms
-    )
-
-
-def looks_like_mojibake(text: str) -> bool:
-    """True if a (valid UTF-8) text contains characters typical of mis-decoded bytes.
-
-    Suspicious are: private-use, unassigned, C1-control and modifier-symbol characters (e.g.
-    ``¯`` U+00AF) and letters of a script that makes up less than half of the text's letters
-    (e.g. one Cyrillic ``Ц`` in Latin text). A text in one foreign script (Russian, Greek ...)
-    or Latin text with accents (``está``) is not suspicious.
-    """
-    letters = [ch for ch in text if ch.isalpha()]
-    scripts = Counter(_script(ch) for ch in letters)
-    for ch in text:
-        if ord(ch) < 128:
-            continue
-        category = unicodedata.category(ch)
-        if category in ("Co", "Cn", "Cc", "Sk"):
-            return True
-        if ch.isalpha():
-            script = _script(ch)
-            if script not in ("LATIN", "CJK") and scripts[script] * 2 < len(letters):
-                return True
-    return False
-
-
-def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
-    """Decode the bytes of one MVSA text file.
-
-    The release's text files are ASCII or GBK/GB18030 (see SOURCE.md). Order tried:
-
-    0. a byte-order mark: UTF-8 (``"utf-8"``, reason ``"utf8_bom_removed"``) or UTF-16
-       (``"utf-16"``, reason ``"decoded_utf16"``). Bytes with NULs and no mark: UTF-16 in the
-       byte order the zeros point to (reason ``"decoded_utf16_no_bom"``) if they look like it,
-       else the NULs are removed and the rest decoded as below (reason ``"nul_bytes_removed"``).
-    1. ASCII → encoding ``"ascii"``.
-    2. strict UTF-8 → ``"utf-8"``, unless the result :func:`looks_like_mojibake` and the
-       GB18030 decode gives only CJK characters outside ASCII; then it is GBK bytes that happen
-       to be valid UTF-8 (guids 3323 and 4499) → ``"gb18030"``, reason
-       ``"decoded_gb18030_not_utf8"``.
-    3. strict GB18030 → ``"gb18030"``, reason ``"decoded_gb18030"``.
-    4. GB18030 with ``errors="replace"`` (U+FFFD for bad bytes) → ``"gb18030"``, reason
-       ``"decoded_gb18030_with_replacement"``.
-
-    Returns:
-        ``(text, encoding, repair_reason)``; ``repair_reason`` is ``None`` when nothing was
-        repaired. ``text`` is not yet stripped of line endings.
-    """
-    if raw.startswith(codecs.BOM_UTF8):
-        try:
-            return raw[len(codecs.BOM_UTF8):].decode("utf-8"), "utf-8", reasons.UTF8_BOM_REMOVED
-        except UnicodeDecodeError:
-            pass
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return raw.decode("utf-16"), "utf-16", reasons.DECODED_UTF16
-        except UnicodeDecodeError:
-            pass
-    if b"\x00" in raw:  # no text holds NUL characters: UTF-16 without a byte-order mark, or not text
-        return _decode_nul_bytes(raw)
-    try:
-        return raw.decode("ascii"), "ascii", None
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None:
-        if looks_like_mojibake(text):
-            try:
-                gb = raw.decode("gb18030")
-            except UnicodeDecodeError:
-                gb = None
-            if gb is not None and all(_is_cjk(ch) for ch in gb if ord(ch) >= 128):
-                return gb, "gb18030", reasons.DECODED_GB18030_NOT_UTF8
-        return text, "utf-8", None
-    try:
-        return raw.decode("gb18030"), "gb18030", reasons.DECODED_GB18030
-    except UnicodeDecodeError:
-        return raw.decode("gb18030", errors="replace"), "gb18030", reasons.DECODED_GB18030_WITH_REPLACEMENT
-
-
-def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
-    """Bytes with NULs: UTF-16 without a byte-order mark, or text with stray NULs.
-
-    UTF-16 if the zero bytes look like the high bytes of Latin text (at least a third of the
-    code units, all at one parity: odd offsets for little-endian) and the decode has no control
-    characters; else the NULs are removed (reason ``"nul_bytes_removed"``, joined with ``+`` to
-    the reason of decoding the rest, which must succeed as for any text).
-    """
-    units = len(raw) // 2
-    odd, even = raw[1::2].count(0), raw[0::2].count(0)
-    if len(raw) % 2 == 0 and units and max(odd, even) >= units / 3 and min(odd, even) == 0:
-        try:
-            text = raw.decode("utf-16-le" if odd else "utf-16-be")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and not any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\r\n\t" for ch in text):
-            return text, "utf-16", reasons.DECODED_UTF16_NO_BOM
-    text, encoding, repair = decode_text_bytes(raw.replace(b"\x00", b""))
-    if repair == reasons.DECODED_GB18030_WITH_REPLACEMENT:
-        return text, encoding, repair
-    return text, encoding, reasons.nul_bytes_removed(repair)
-
-
-def join_lines(text: str) -> str:
-    """Strip CR/LF: join the non-empty lines of ``text`` with one space, strip the ends."""
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,7 +239,7 @@ def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str, boo
     text, encoding, repair = decode_text_bytes(raw)
     if repair == reasons.DECODED_GB18030_WITH_REPLACEMENT:
         report.add(reasons.UNDECODABLE_TEXT, guid,
-                   f"data/{guid}.txt is valid in none of UTF-8, UTF-16, GB18030; "
+                   f"data/{guid}.txt decodes to text in none of UTF-8, UTF-16, GB18030, Windows-1252, Windows-1251; "
                    "row kept with has_text=False, the trainer skips it")
         return join_lines(text), encoding, False
     if repair is not None:

@@ -99,6 +99,8 @@ DECODED_UTF16 = "decoded_utf16"
 DECODED_UTF16_NO_BOM = "decoded_utf16_no_bom"
 DECODED_GB18030 = "decoded_gb18030"
 DECODED_GB18030_NOT_UTF8 = "decoded_gb18030_not_utf8"
+DECODED_WINDOWS_1252 = "decoded_windows_1252"
+DECODED_WINDOWS_1251 = "decoded_windows_1251"
 DECODED_GB18030_WITH_REPLACEMENT = "decoded_gb18030_with_replacement"
 """Not a report code of its own: the decoding of bytes valid in no encoding tried. A post's text
 decoded so is reported as :data:`UNDECODABLE_TEXT`; a label file as ``label_file_`` + this."""
@@ -134,10 +136,18 @@ IMAGE_TRUNCATED = "image_truncated"
 MODE_TO_RGB = "mode_{mode}_to_RGB"
 FORMAT_MISMATCH = "format_mismatch"
 IMAGE_TINY = "image_tiny"
+EXIF_ORIENTATION_APPLIED = "exif_orientation_applied"
+EXIF_UNREADABLE = "exif_unreadable"
+ANIMATED_FIRST_FRAME = "animated_first_frame"
 # content
 DUPLICATE_CONTENT = "duplicate_content"
 DUPLICATE_CONTENT_CONFLICTING_LABELS = "duplicate_content_conflicting_labels"
 # clean
+HTML_ENTITIES_UNESCAPED = "html_entities_unescaped"
+REPAIRED_BY_FTFY = "repaired_by_ftfy"
+COMPATIBILITY_FORMS_NORMALISED = "compatibility_forms_normalised"
+EMOJI_TO_WORDS = "emoji_to_words"
+FORMAT_CHARACTERS_REMOVED = "format_characters_removed"
 GARBLED_CHARACTERS_REMOVED = "garbled_characters_removed"
 EMPTY_AFTER_CLEANING = "empty_after_cleaning"
 # translate
@@ -149,14 +159,15 @@ UNTRANSLATED_RATE_LIMITED = "untranslated_rate_limited"
 UNTRANSLATED_ERROR = "untranslated_error"
 UNTRANSLATED_EMPTY_RESULT = "untranslated_empty_result"
 
-AFTER_NUL_REPAIRS: tuple[str, ...] = (UTF8_BOM_REMOVED, DECODED_UTF16, DECODED_GB18030, DECODED_GB18030_NOT_UTF8)
+AFTER_NUL_REPAIRS: tuple[str, ...] = (UTF8_BOM_REMOVED, DECODED_UTF16, DECODED_GB18030, DECODED_GB18030_NOT_UTF8,
+                                      DECODED_WINDOWS_1252, DECODED_WINDOWS_1251)
 """The repairs the rest of a text can need once its stray NULs are removed (the rest has no NULs,
 so no UTF-16 without a mark; bytes valid nowhere are reported as undecodable, not joined)."""
 TEXT_REPAIRS: tuple[str, ...] = (
     UTF8_BOM_REMOVED, DECODED_UTF16, DECODED_UTF16_NO_BOM, DECODED_GB18030, DECODED_GB18030_NOT_UTF8,
-    NUL_BYTES_REMOVED, *(f"{NUL_BYTES_REMOVED}+{repair}" for repair in AFTER_NUL_REPAIRS),
+    DECODED_WINDOWS_1252, DECODED_WINDOWS_1251, NUL_BYTES_REMOVED, *(f"{NUL_BYTES_REMOVED}+{repair}" for repair in AFTER_NUL_REPAIRS),
 )
-"""Every repair code :func:`msa_utils.data.decode_text_bytes` returns for a usable text."""
+"""Every repair code :func:`msa_utils.decoding.decode_text_bytes` returns for a usable text."""
 LABEL_FILE_REPAIRS: tuple[str, ...] = (*TEXT_REPAIRS, DECODED_GB18030_WITH_REPLACEMENT)
 """The values of ``label_file_{repair}``: a label file is decoded like a text, and also read
 when some bytes are valid nowhere (the lines they spoil are then excluded on their own)."""
@@ -172,7 +183,15 @@ _REGISTRY: tuple[Reason, ...] = (
     Reason(DECODED_UTF16_NO_BOM, "load", "repaired", "text in UTF-16 without a byte-order mark",
            "recognised by its zero bytes (at least a third of the bytes, all at odd or all at even offsets), "
            "decoded as UTF-16"),
-    Reason(DECODED_GB18030, "load", "repaired", "text in GBK / GB18030", "decoded as GB18030"),
+    Reason(DECODED_GB18030, "load", "repaired", "text in GBK / GB18030",
+           "decoded as GB18030 (the most plausible reading, or a tie)",
+           policy="bytes valid in several legacy encodings go to the reading with the fewest signs of "
+                  "mis-decoding (msa_utils.decoding.implausibility); ties to GB18030, the release's encoding"),
+    Reason(DECODED_WINDOWS_1252, "load", "repaired",
+           "text in Windows-1252 / Latin-1 (`Don\\x92t`, also valid GB18030 as `Don抰`)",
+           "decoded as Windows-1252 when its reading is more plausible than GB18030's"),
+    Reason(DECODED_WINDOWS_1251, "load", "repaired", "text in Windows-1251 (Cyrillic)",
+           "decoded as Windows-1251 when its reading is more plausible than GB18030's and Windows-1252's"),
     Reason(DECODED_GB18030_NOT_UTF8, "load", "repaired", "GBK bytes that happen to be valid UTF-8",
            "caught (the UTF-8 reading looks mis-decoded, the GB18030 reading is all CJK) and decoded as GB18030"),
     Reason(NUL_BYTES_REMOVED, "load", "repaired", "stray NUL bytes in a text (not UTF-16)",
@@ -182,7 +201,7 @@ _REGISTRY: tuple[Reason, ...] = (
            "NULs removed, the rest decoded and repaired; the code joins both repairs with '+' "
            "(`{repair}`: " + ", ".join(f"`{r}`" for r in AFTER_NUL_REPAIRS) + ")",
            members=AFTER_NUL_REPAIRS),
-    Reason(UNDECODABLE_TEXT, "load", "excluded", "text bytes valid in none of UTF-8, UTF-16, GB18030",
+    Reason(UNDECODABLE_TEXT, "load", "excluded", "text bytes that decode to text in none of UTF-8, UTF-16, GB18030, Windows-1252, Windows-1251",
            f"excluded rather than trained on as garbage ({_NOT_TRAINED}; the text is kept for display, "
            "with U+FFFD for the bad bytes)"),
     Reason(UNREADABLE_TEXT_FILE, "load", "excluded",
@@ -246,12 +265,27 @@ _REGISTRY: tuple[Reason, ...] = (
            f"excluded ({_NO_IMAGE})"),
     Reason(IMAGE_TRUNCATED, "images", "excluded", "truncated or corrupt image (decoding fails)",
            f"excluded ({_NO_IMAGE})"),
+    Reason(EXIF_ORIENTATION_APPLIED, "images", "repaired",
+           "camera picture stored sideways or mirrored, with an EXIF Orientation (2-8) saying how to show it",
+           "turned upright when loaded (Pillow's `ImageOps.exif_transpose`), before its size or pixels are used; "
+           "`width` / `height` in `posts.csv` are the upright ones; the detail gives the Orientation value"),
+    Reason(EXIF_UNREADABLE, "images", "noted",
+           "an EXIF block Pillow cannot parse, or an Orientation outside 1-8",
+           "the image is kept, never excluded for its EXIF: what Pillow could read of the block is used "
+           "(no readable Orientation: not turned)"),
     Reason(MODE_TO_RGB, "images", "repaired",
-           "image not in RGB: alpha, a palette (with a transparent colour or not), grayscale, CMYK, 16-bit, ...",
+           "image not in RGB: alpha, a palette (with a transparent colour or not), grayscale, CMYK, "
+           "16-bit, 32-bit or float, ...",
            "converted to RGB when loaded; alpha and transparent palette colours are composited on white, "
-           "so transparent pixels do not turn black (`{mode}`: the Pillow mode, e.g. `RGBA`, `P`, `L`, `CMYK`)"),
+           "so transparent pixels do not turn black; 16-bit, 32-bit and float images are scaled to 8 bit, "
+           "not clipped (16-bit and integers in 0..65535: value x 255 / 65535; floats in [0, 1]: x 255; "
+           "others: their min..max to 0..255) (`{mode}`: the Pillow mode, e.g. `RGBA`, `P`, `L`, `CMYK`, `I;16`)"),
+    Reason(ANIMATED_FIRST_FRAME, "images", "noted", "animated image (GIF, PNG, WebP) or a multi-page one",
+           "the first frame is used, transparency composited on white; the detail gives the frame count",
+           policy="one picture per post, as it shows before it moves"),
     Reason(FORMAT_MISMATCH, "images", "noted", "a `.jpg` file holding another format (PNG, GIF, ...)",
-           "read by its content"),
+           "read by its content; an MPO (a phone's multi-picture JPEG) is JPEG: its first picture is used, "
+           "not noted"),
     Reason(IMAGE_TINY, "images", "noted", "tiny image (a side under 16 px, e.g. a 1 x 1 tracking pixel)",
            "kept, resized like any other",
            policy="it still is the post's image; the note lets a reader find it"),
@@ -266,12 +300,25 @@ _REGISTRY: tuple[Reason, ...] = (
            policy="we cannot tell which tag is right; grouping keeps either copy from being scored against a "
                   "model trained on the other"),
     # ---- clean ----
+    Reason(HTML_ENTITIES_UNESCAPED, "clean", "repaired", "HTML entities, also escaped twice (`&amp;amp;lt;3`)",
+           "unescaped until none is left (`<3`)"),
+    Reason(REPAIRED_BY_FTFY, "clean", "repaired", "mojibake (`cafÃ©`) or C1 control characters",
+           "repaired by ftfy (`café`); curly quotes are kept"),
+    Reason(COMPATIBILITY_FORMS_NORMALISED, "clean", "repaired",
+           "compatibility forms: full-width `＠user ＃tag`, ligatures, `…`, ideographic space",
+           "Unicode NFKC (`@user #tag`, `fi`, `...`, a plain space), before mentions and hashtags are read"),
+    Reason(EMOJI_TO_WORDS, "clean", "repaired", "emoji (the text encoders' vocabulary reads them as `[UNK]`)",
+           "replaced by their English names (`😂` → `face with tears of joy`, the `emoji` package's table)"),
+    Reason(FORMAT_CHARACTERS_REMOVED, "clean", "repaired",
+           "invisible format characters (Unicode Cf: zero-width space and joiners, word joiner, BOM, "
+           "direction marks)",
+           "removed before mentions, hashtags and URLs are read (`#` U+200B `sunny` → `sunny`)"),
     Reason(GARBLED_CHARACTERS_REMOVED, "clean", "repaired",
            "lost characters (`?` before a letter or digit, tokens of only `?`, U+FFFD, control characters)",
            "removed",
            policy="a `?` that ends a word is kept as a question mark, although some are lost characters "
                   "too: we cannot tell them apart"),
-    Reason(EMPTY_AFTER_CLEANING, "clean", "noted", "text that cleans to nothing (only `RT`, mentions, URLs)",
+    Reason(EMPTY_AFTER_CLEANING, "clean", "noted", "text that cleans to nothing (only `RT`, mentions, URLs, invisible characters)",
            "kept with an empty text; the image still speaks"),
     # ---- translate ----
     Reason(TRANSLATED, "translate", "noted", "non-English text, translated",

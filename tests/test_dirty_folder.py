@@ -91,7 +91,7 @@ def dirty(tmp_path_factory):
         90019: ("positive", "decoded_gb18030"),  # GBK bytes, Chinese: decoded, then not translated
         90021: ("positive", "untranslated_network_unavailable"),  # Spanish, UTF-8, no network
     }
-    post(90001, b"bad \xff byte\r\n")
+    post(90001, b"bad \x81\x98\xff byte\r\n")  # text in none of UTF-8, GB18030, Windows-1252, Windows-1251
     post(90002, b"")
     post(90003, "😂😂😂\r\n".encode("utf-8"))
     post(90004, b"RT @someone: http://t.co/abc123\r\n")

@@ -92,11 +92,13 @@ def test_every_decoding_repair_is_registered():
     samples = [
         "Café".encode("utf-8-sig"), "Café".encode("utf-16"), "Café".encode("utf-16-le"),
         "今天天气很好".encode("gbk"), (MVSA_DIR / "data" / "3323.txt").read_bytes(),
-        b"hello\x00\x00world", b"a\x00\x00" + "今天".encode("gbk"), b"\x00" + "Café".encode("utf-8-sig"), b"bad \xff byte",
+        b"hello\x00\x00world", b"a\x00\x00" + "今天".encode("gbk"), b"\x00" + "Café".encode("utf-8-sig"), b"bad \x81\x98\xff byte",
+        "Don’t".encode("cp1252"), "Привет мир".encode("cp1251"),
     ]
     repairs = {decode_text_bytes(raw)[2] for raw in samples}
     assert repairs == {"utf8_bom_removed", "decoded_utf16", "decoded_utf16_no_bom", "decoded_gb18030",
-                       "decoded_gb18030_not_utf8", "nul_bytes_removed", "nul_bytes_removed+decoded_gb18030",
+                       "decoded_gb18030_not_utf8", "decoded_windows_1252", "decoded_windows_1251",
+                       "nul_bytes_removed", "nul_bytes_removed+decoded_gb18030",
                        "nul_bytes_removed+utf8_bom_removed", UNDECODABLE}
     for repair in repairs - {UNDECODABLE}:
         assert repair in reasons.TEXT_REPAIRS
