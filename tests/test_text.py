@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -18,7 +20,13 @@ from msa_utils.data_report import DataReport
     ("truncated http:…", "truncated"),
     ("truncated htt…", "truncated"),
     ("truncated h…", "truncated"),
+    ("truncated htt...", "truncated"),  # the same after NFKC
     ("a hat… stays", "a hat… stays"),
+    ("Look at this pic.twitter.com/AbC123xyz so cute!", "Look at this so cute!"),  # no scheme
+    ("more at bit.ly/3xYzAbc", "more at"),
+    ("watch youtu.be/dQw4w9 and instagr.am/p/x1 and goo.gl/maps/abc", "watch and and"),
+    ("see WWW.Example.co.uk/page", "see"),
+    ("St.Louis/Missouri and U.S./Canada, 1.5kg/day, and/or", "St.Louis/Missouri and U.S./Canada, 1.5kg/day, and/or"),
 ])
 def test_remove_urls(raw, expected):
     assert T.collapse_whitespace(T.remove_urls(raw)) == expected
@@ -42,7 +50,7 @@ def test_strip_hashtag_signs_keeps_the_word_unsplit():
     ("nice ??? #???", "nice"),  # tokens made only of '?'
     ("really? what?? ok!?", "really? what?? ok!?"),  # real question marks kept
     ("Is it you?", "Is it you?"),
-    ("bad\ufffdchar\x07 here\ufeff", "bad char here"),
+    ("bad\ufffdchar\x07 here", "bad char here"),
 ])
 def test_remove_garbled(raw, expected):
     assert T.collapse_whitespace(T.remove_garbled(raw)) == expected
@@ -95,3 +103,90 @@ def test_clean_posts_reports_removed_lost_characters():
     assert out["text_clean"].tolist() == ["dont stop", "what?", "caf open"]
     # a real question mark and a '?' inside a URL are not lost characters
     assert report.guids(stage="clean", action="repaired", reason="garbled_characters_removed") == [1, 3]
+
+
+# --- repairs before the noise removal (posts from phones and the web; tests/data/mvsa_wild) ---
+
+WILD = Path(__file__).parent / "data" / "mvsa_wild"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("fish &amp;amp; chips &amp;lt;3", "fish & chips <3"),  # escaped twice
+    ("a < b &amp; c", "a < b & c"),  # a literal "<" (ftfy would leave this text alone)
+    ("&amp;amp;amp;lt;", "<"),  # four rounds
+    ("AT&T and 5 &lt 6", "AT&T and 5 < 6"),
+])
+def test_unescape_html_undoes_repeated_escaping(raw, expected):
+    assert T.unescape_html(raw) == expected
+
+
+def test_ftfy_repairs_mojibake_but_keeps_curly_quotes():
+    assert T.fix_with_ftfy("cafÃ© time, donâ€™t") == "café time, don’t"
+    assert T.fix_with_ftfy("don’t “quote”") == "don’t “quote”"
+    assert T.fix_with_ftfy("今天很好 Привет") == "今天很好 Привет"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("ＲＴ ＠ｕｓｅｒ：ｈｉ ＃ｈａｐｐｙ", "hi happy"),  # full-width retweet marker, mention, hashtag
+    ("ﬁne day…", "fine day..."),  # ligature, ellipsis
+    ("a\u3000b", "a b"),  # ideographic space
+    ("くらいまで？なw", "くらいまで?なw"),  # a full-width question mark is real, not a lost character
+])
+def test_full_width_and_compatibility_forms_behave_like_ascii(raw, expected):
+    assert T.clean_text(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("love it 😍🔥", "love it smiling face with heart-eyes fire"),
+    ("family 👨‍👩‍👧 day", "family family man woman girl day"),  # a ZWJ sequence is one emoji
+    ("go 🇫🇷!", "go france !"),  # a flag is a pair of regional indicators
+])
+def test_emoji_become_words_the_encoder_can_read(raw, expected):
+    assert T.clean_text(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("RT @user_a: \u200bgreat day\u2060 #\u200bsunny \u200b", "great day sunny"),  # zero-width, word joiner
+    ("\u200f@user \u202bمرحبا\u202c #\u200etag", "مرحبا tag"),  # direction marks and embeddings
+    ("soft\u00adhyphen, \ufeffbom, zero\u200cwidth\u200djoiners", "softhyphen, bom, zerowidthjoiners"),
+])
+def test_invisible_format_characters_go_before_mentions_and_hashtags(raw, expected):
+    assert T.clean_text(raw) == expected
+
+
+def test_clean_posts_reports_each_repair_under_its_own_reason():
+    texts = {
+        1: "Fish &amp;amp; chips",
+        2: "cafÃ© time",
+        3: "＃ｈａｐｐｙ day",
+        4: "so good 😍",
+        5: "great\u200b day",
+        6: "@user_b \u200b\u2060\ufeff\u200b",  # a mention and invisible characters only
+        7: "plain text",
+    }
+    frame = pd.DataFrame({"guid": list(texts), "text_raw": list(texts.values()), "has_text": True})
+    report = DataReport()
+    out = T.clean_posts(frame, report)
+    assert out["text_clean"].tolist() == ["fish & chips", "café time", "happy day",
+                                          "so good smiling face with heart-eyes", "great day", "", "plain text"]
+    reported = report.to_frame().groupby("reason")["guid"].apply(sorted).to_dict()
+    assert reported == {
+        "html_entities_unescaped": [1], "repaired_by_ftfy": [2], "compatibility_forms_normalised": [3],
+        "emoji_to_words": [4], "format_characters_removed": [5, 6], "empty_after_cleaning": [6],
+    }
+
+
+def test_wild_posts_clean_as_a_careful_person_would():
+    report = DataReport()
+    frame = T.clean_posts(load_mvsa(WILD, report), report).set_index("guid")
+    clean = frame["text_clean"]
+    assert clean[9506] == "don’t stop me now, i’m having such a good time"
+    assert clean[9507] == "“best day ever” – can’t stop smiling..."
+    assert clean[9508] == "fish & chips tonight <3 friday"
+    assert clean[9509] == "great day at the beach sunny"
+    assert clean[9510] == ""
+    assert clean[9512] == "look at this so cute! more at"
+    assert clean[9514] == "won $5 at bingo and $10 more!"
+    empty = report.guids(stage="clean", reason="empty_after_cleaning")
+    assert [guid for guid in empty if guid >= 9500] == [9510]  # 4001 and 4442 are real posts of only links
+    assert frame.loc[9510, "has_text"]  # reported as empty after cleaning, not as an empty file
