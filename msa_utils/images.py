@@ -3,6 +3,11 @@
 Pillow decodes lazily: ``Image.open`` reads only the header, so the size can be checked before
 any pixel is decoded. Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays
 on; :data:`MAX_PIXELS` is a tighter bound of ours.
+
+Images as phones and the web write them: the EXIF Orientation of a camera picture is applied
+(the image is turned upright; a corrupt EXIF block is ignored), 16-bit, 32-bit and float images
+are scaled to 8 bit (not clipped), an MPO (a phone's multi-picture JPEG) is read as the JPEG it
+is, and of an animated GIF / PNG / WebP the first frame is used.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from . import reasons
 from .data_report import DataReport
@@ -26,6 +32,10 @@ MIN_SIDE = 16
 tracking pixel or a broken thumbnail carries next to nothing (MVSA's smallest side is 48 px)."""
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+"""16-bit, 32-bit integer and 32-bit float modes: scaled to 8 bit by :func:`_to_8bit`."""
+_JPEG_FORMATS = ("JPEG", "MPO")
+"""Pillow's names of JPEG data: an MPO (multi-picture JPEG) is a JPEG with more frames after it."""
 
 
 class ImageLoadError(ValueError):
@@ -66,18 +76,43 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     return image
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float image (:data:`_WIDE_MODES`) scaled to an 8-bit ``L`` image.
+
+    Integers are scaled by their type's range: 16-bit modes, and mode ``I`` when every value lies
+    in 0..65535, as ``value * 255 / 65535``; float values in [0, 1] as ``value * 255``; any other
+    ``I`` or ``F`` image from its own min..max to 0..255 (NaN and infinities to the finite ends).
+    ``convert("RGB")`` would clip instead: a 16-bit image would come out almost all white.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
+    if image.mode != "F" and low >= 0 and high <= 65535:
+        scaled = values * (255 / 65535)
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255
+    else:
+        scaled = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
+
+
 def to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
     """Convert any Pillow mode to RGB; return ``(rgb_image, repair)``.
 
-    Palette images with transparency and every alpha mode are composited on white (so that
-    transparent pixels do not turn black); grayscale, CMYK, YCbCr, 16-bit etc. use
-    ``Image.convert("RGB")``. ``repair`` is ``None`` for an RGB input, else e.g.
-    ``"mode_RGBA_to_RGB"``.
+    Palette and grey images with a transparent colour (a transparent GIF frame too) and every alpha mode are
+    composited on white (so that transparent pixels do not turn black); 16-bit, 32-bit integer
+    and float images (``I;16``, ``I;16B``, ``I``, ``F``, ...) are scaled to 8 bit, not clipped
+    (see :func:`_to_8bit`); grayscale, CMYK, YCbCr etc. use ``Image.convert("RGB")``.
+    ``repair`` is ``None`` for an RGB input, else e.g. ``"mode_RGBA_to_RGB"``. Raises nothing of
+    its own (Pillow's errors for a not yet decoded, broken image pass through).
     """
     mode = image.mode
     if mode == "RGB":
         return image, None
-    if mode == "P" and "transparency" in image.info:
+    if mode in _WIDE_MODES:
+        return _to_8bit(image).convert("RGB"), reasons.mode_to_rgb(mode)
+    if mode in ("P", "L") and "transparency" in image.info:  # a palette or grey PNG/GIF with a transparent colour
         image = image.convert("RGBA")
     if image.mode in _ALPHA_MODES:
         rgba = image.convert("RGBA")
@@ -99,7 +134,9 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, draft: tup
             while decoding, to at least this size (faster; the whole stream is still read).
 
     Returns:
-        A decoded ``PIL.Image.Image`` in mode ``"RGB"``, detached from the file.
+        A decoded ``PIL.Image.Image`` in mode ``"RGB"``, detached from the file: turned upright by
+        its EXIF Orientation (an unreadable EXIF block is ignored), the first frame of an
+        animated or multi-picture file, 16-bit and float images scaled to 8 bit (:func:`to_rgb`).
 
     Raises:
         ImageLoadError: (a ``ValueError``) with ``reason`` ``"missing_file"``, ``"not_a_file"``
@@ -111,22 +148,72 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, draft: tup
     return _load(Path(path), max_pixels, draft)[0]
 
 
+def _exif_complaint(image: Image.Image) -> str | None:
+    """Pillow's first complaint about the raw EXIF block of ``image``, or ``None`` (no block, or sound).
+
+    Pillow skips, with a warning, the entries it cannot parse; a block that is no TIFF structure
+    at all raises (``SyntaxError``, ``struct.error``, ...), which is passed on.
+    """
+    raw = image.info.get("exif")
+    if not raw:
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Image.Exif().load(raw)
+    return "corrupt EXIF: " + " ".join(str(caught[0].message).split()) if caught else None
+
+
+def _upright(image: Image.Image) -> tuple[Image.Image, int | None, str | None]:
+    """``(image turned upright, EXIF Orientation applied (2-8) or None, EXIF problem or None)``.
+
+    A corrupt EXIF block, or one that makes Pillow raise anything at all, never stops a post:
+    what Pillow could read is used (none of it if it raised) and the problem is returned.
+    """
+    try:
+        problem = _exif_complaint(image)
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+        if orientation in (None, 1):
+            return image, None, problem
+        if orientation not in range(2, 9):
+            return image, None, f"EXIF Orientation {orientation!r} is not 1-8"
+        return ImageOps.exif_transpose(image), int(orientation), problem
+    except Exception as exc:  # noqa: BLE001 - untrusted EXIF: whatever the parser raises
+        return image, None, f"unreadable EXIF: {type(exc).__name__}: {exc}"
+
+
 def _load(path: Path, max_pixels: int, draft: tuple[int, int] | None = None) -> tuple[Image.Image, dict]:
-    """:func:`load_image`, also returning header facts (size, mode, format, repair)."""
+    """:func:`load_image`, also returning facts: upright ``width``/``height`` [px], ``mode``,
+    ``format``, ``frames``, ``orientation``, ``exif_problem``, ``repair``."""
     image = _open_checked(path, max_pixels)
     with image:
         facts = {"width": image.width, "height": image.height, "mode": image.mode, "format": image.format}
-        if draft is not None and image.format == "JPEG":
+        if draft is not None and image.format in _JPEG_FORMATS:
             image.draft("RGB", draft)
         try:
-            image.load()
+            image.load()  # the first frame
         except (OSError, ValueError, SyntaxError) as exc:
             raise ImageLoadError("truncated", f"cannot decode image {path}: {exc}") from exc
-        rgb, repair = to_rgb(image)
+        upright, facts["orientation"], facts["exif_problem"] = _upright(image)
+        if facts["orientation"] in (5, 6, 7, 8):  # a quarter turn: the header's sides swap
+            facts["width"], facts["height"] = facts["height"], facts["width"]
+        rgb, facts["repair"] = to_rgb(upright)
         if rgb is image:
             rgb = image.copy()
-    facts["repair"] = repair
+        facts["frames"] = _frame_count(image)  # last: counting seeks through the file
     return rgb, facts
+
+
+def _frame_count(image: Image.Image) -> int:
+    """Frames in an animated or multi-picture file, 1 for a still image.
+
+    Counting parses every later frame; where one is cut off or corrupt (Pillow raises anything
+    from ``EOFError`` to ``struct.error`` or ``IndexError``), the count is the frames read so
+    far plus that broken one. The first frame, already decoded, is unaffected.
+    """
+    try:
+        return getattr(image, "n_frames", 1)
+    except Exception:  # noqa: BLE001 - a broken later frame of an untrusted file
+        return image.tell() + 2
 
 
 def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: DataReport,
@@ -134,20 +221,29 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
     """Check every image of ``frame`` and add ``width``, ``height`` [px], ``mode``, ``image_ok``.
 
     Each image is opened, size-checked and decoded (JPEGs at 1/8 scale with ``draft``, which
-    still reads the whole stream, so truncation is caught; ~0.2 ms per MVSA image).
-    Reported under the stage ``"images"``: every unreadable image (``excluded``, reason
-    ``image_<reason>`` as in :class:`ImageLoadError`), every mode that needs a repair
-    (``repaired``, e.g. ``mode_RGBA_to_RGB``), content that does not match a ``.jpg`` name
-    (``noted``, ``format_mismatch``) and images with a side under :data:`MIN_SIDE` (``noted``,
-    ``image_tiny``; kept, resized like any other). Rows with ``has_image`` False (already reported by the
-    load stage) get ``image_ok`` False and no new entry.
+    still reads the whole stream, so truncation is caught; ~0.2 ms per MVSA image), as
+    :func:`load_image` would load it. Reported under the stage ``"images"``: every unreadable
+    image (``excluded``, reason ``image_<reason>`` as in :class:`ImageLoadError`), an EXIF
+    Orientation applied (``repaired``, ``exif_orientation_applied``), an EXIF block that cannot
+    be read (``noted``, ``exif_unreadable``; the image is kept as stored), every mode that needs
+    a repair (``repaired``, e.g. ``mode_RGBA_to_RGB``; 16-bit and float images scaled to 8 bit),
+    an animated or multi-page image (``noted``, ``animated_first_frame``, with the frame count;
+    not an MPO), content that does not match a ``.jpg`` name (``noted``, ``format_mismatch``; an
+    MPO is JPEG) and images with a side under :data:`MIN_SIDE` (``noted``, ``image_tiny``; kept,
+    resized like any other). Rows with ``has_image`` False (already reported by the load stage)
+    get ``image_ok`` False and no new entry.
 
     Args:
         frame: has columns ``guid``, ``image_file`` (relative to ``data_dir``), ``has_image``.
 
     Returns:
-        A copy of ``frame`` with ``width``/``height`` (``Int64``, ``<NA>`` when unknown),
-        ``mode`` (str, the file's original mode) and ``image_ok`` (bool).
+        A copy of ``frame`` with ``width``/``height`` [px] of the upright image (EXIF
+        Orientation applied; ``Int64``, ``<NA>`` when unknown), ``mode`` (str, the file's
+        original mode) and ``image_ok`` (bool).
+
+    Raises:
+        KeyError: if ``frame`` lacks one of the columns above. An unusable image raises
+        nothing: it is reported and its row gets ``image_ok`` False.
     """
     data_dir = Path(data_dir)
     widths, heights, modes, oks = [], [], [], []
@@ -160,9 +256,17 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
                 image, facts = _load(data_dir / rel, max_pixels, draft=(1, 1))
                 image.close()
                 width, height, mode, ok = facts["width"], facts["height"], facts["mode"], True
+                if facts["orientation"]:
+                    report.add(reasons.EXIF_ORIENTATION_APPLIED, guid,
+                               f"{rel}: EXIF Orientation={facts['orientation']} applied; upright {width}x{height} px")
+                if facts["exif_problem"]:
+                    report.add(reasons.EXIF_UNREADABLE, guid, f"{rel}: {facts['exif_problem']}; image kept")
                 if facts["repair"]:
                     report.add(facts["repair"], guid, f"{rel}: mode {mode} converted to RGB at load time")
-                if str(rel).lower().endswith((".jpg", ".jpeg")) and facts["format"] != "JPEG":
+                if facts["frames"] > 1 and facts["format"] not in _JPEG_FORMATS:
+                    report.add(reasons.ANIMATED_FIRST_FRAME, guid,
+                               f"{rel}: {facts['format']} with {facts['frames']} frames; the first frame used")
+                if str(rel).lower().endswith((".jpg", ".jpeg")) and facts["format"] not in _JPEG_FORMATS:
                     report.add(reasons.FORMAT_MISMATCH, guid, f"{rel} holds {facts['format']} data; read by content")
                 if min(width, height) < MIN_SIDE:
                     report.add(reasons.IMAGE_TINY, guid,
