@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from . import LABELS
 from . import hashing
 from .images import ImageLoadError, load_image
+from .post_text import draw_post_text
 
 SPLIT_ORDER = ("train", "test")
 
@@ -219,12 +220,27 @@ def example_posts(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFram
 
 def example_grid_figure(frame: pd.DataFrame, data_dir: str | os.PathLike, n: int = 8, seed: int = 0,
                         columns: int = 4, wrap: int = 34, text_column: str = "text_raw") -> Figure:
-    """A grid of ``n`` example posts: image, label (title) and wrapped text (below, <= 5 lines)."""
+    """A grid of ``n`` example posts: image, label (title) and wrapped text (below, <= 5 lines).
+
+    The texts are drawn as written (:func:`msa_utils.post_text.draw_post_text`: ``$`` is not
+    math, fonts fall back for CJK and symbols); characters no installed font has are drawn as
+    ``□`` and counted in the figure's footnote.
+
+    Args:
+        frame: posts with columns ``split``, ``tag``, ``guid``, ``image_ok``, ``image_file``
+            and ``text_column`` (drawn by :func:`example_posts` with ``n`` and ``seed``).
+        data_dir: folder the ``image_file`` paths are relative to.
+        columns: panels per row; wrap: characters per text line.
+
+    Returns:
+        The figure (one panel per post, empty panels hidden).
+    """
     examples = example_posts(frame, n, seed)
     rows = max(1, -(-len(examples) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 4.0 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
+    missing = 0
     for ax, (_, post) in zip(axes.ravel(), examples.iterrows()):
         try:
             ax.imshow(load_image(Path(data_dir) / post["image_file"]))
@@ -233,6 +249,9 @@ def example_grid_figure(frame: pd.DataFrame, data_dir: str | os.PathLike, n: int
         ax.set_title(f"{post['tag']} (guid {post['guid']})", fontsize=10)
         lines = textwrap.wrap(str(post[text_column]), wrap)
         text = "\n".join(lines[:5]) + (" …" if len(lines) > 5 else "")
-        ax.text(0.0, -0.04, text, transform=ax.transAxes, va="top", ha="left", fontsize=8)
+        missing += draw_post_text(ax, 0.0, -0.04, text, transform=ax.transAxes, va="top", ha="left", fontsize=8)[1]
+    if missing:
+        fig.text(0.0, 0.0, f"{missing} characters without a glyph in the installed fonts are drawn as □",
+                 fontsize=7, parse_math=False)
     fig.tight_layout()
     return fig
