@@ -43,7 +43,10 @@ _SUSPICIOUS_CATEGORIES = {"Cc", "Co", "Cn", "Cs", "Sk"}
 
 
 def _script(ch: str) -> str:
-    """Script of a letter: first word of its Unicode name (``LATIN``, ``CYRILLIC`` ...); ``CJK`` for all East Asian ones."""
+    """Script of a letter: first word of its Unicode name (``LATIN``, ``CYRILLIC`` ...); ``CJK`` for
+    all East Asian ones; ``LATIN`` for every letter below U+0250 (also ``º``, ``ª``, ``µ``)."""
+    if ord(ch) < 0x250:
+        return "LATIN"
     script = unicodedata.name(ch, "UNKNOWN").split(" ")[0]
     return "CJK" if script in _EAST_ASIAN else script
 
@@ -98,14 +101,32 @@ def _swallowed_ascii(ch: str) -> bool:
     return len(encoded) == 2 and 0x40 <= encoded[1] <= 0x7E
 
 
+def _rare_ideographs(text: str) -> bool:
+    """True if ``text`` has an ideograph outside GB2312's 3,755 common ones (level 1, lead bytes
+    0xB0-0xD7): what a single-byte text read as GB18030 mostly gives (``Привет`` → ``橡桠弪``);
+    real Chinese text is about 99% level 1 (Japanese posts use rarer kanji more often)."""
+    for ch in text:
+        if 0x3400 <= ord(ch) <= 0x9FFF:
+            encoded = ch.encode("gb18030")
+            if len(encoded) != 2 or not 0xB0 <= encoded[0] <= 0xD7 or encoded[1] < 0xA1:
+                return True
+    return False
+
+
 def _odd_word(word: str) -> bool:
-    """True for a word whose letters mix scripts (``trиs``), or a Latin word of 2+ letters with
-    more accented than plain letters (``Ïðèâåò``, Cyrillic read as Windows-1252)."""
+    """True for a word whose letters mix scripts (``trиs``), a Cyrillic or Greek word with a
+    capital after a small letter (``ЕнУЪкМ``, GBK read as Windows-1251), or a Latin word of
+    accented letters only (``äà``) or of 4+ letters, more accented than plain (``Ïðèâåò``:
+    Cyrillic read as Windows-1252; ``süß`` and ``à`` are fine)."""
     scripts = {_script(ch) for ch in word}
     if len(scripts) > 1 and "CJK" not in scripts:  # "pixivに" mixes Latin and kana, and is real
         return True
+    if scripts and scripts <= {"CYRILLIC", "GREEK"} and any(
+            a.islower() and b.isupper() for a, b in zip(word, word[1:])):
+        return True  # "ЕнУЪкМ": GBK read as Windows-1251 (Latin camelCase hashtags are real)
     if scripts == {"LATIN"} and len(word) >= 2:
-        return sum(not ch.isascii() for ch in word) * 2 > len(word)
+        accented = sum(not ch.isascii() for ch in word)
+        return accented == len(word) or (len(word) >= 4 and accented * 2 > len(word))
     return False
 
 
@@ -150,24 +171,32 @@ def decode_legacy(raw: bytes) -> tuple[str, str] | None:
     """Decode bytes that are not UTF-8 with the most plausible of :data:`LEGACY_ENCODINGS`.
 
     Each candidate is tried strictly; a decoding with control characters (other than tab, CR,
-    LF) is not text and drops out; the rest are ranked by :func:`implausibility`, ties by the
-    order of :data:`LEGACY_ENCODINGS`.
+    LF) is not text and drops out; the rest are ranked by :func:`implausibility`. On a tie, a
+    GB18030 reading with rare ideographs (:func:`_rare_ideographs`: ``Да`` → ``泥`` is common,
+    ``déçu`` → ``d殓u`` is not) gives way to a single-byte reading with at least two non-ASCII
+    letters (one, as in ``#Ќ№`` for GBK ``#嵐``, is too little evidence); otherwise the order of
+    :data:`LEGACY_ENCODINGS` decides.
 
     Returns:
         ``(text, encoding)``, or ``None`` if no candidate decodes to text.
     """
-    best = None
-    for rank, encoding in enumerate(LEGACY_ENCODINGS):
+    readings = []
+    for encoding in LEGACY_ENCODINGS:
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError:
             continue
-        if any(unicodedata.category(ch) == "Cc" and ch not in "\t\r\n" for ch in text):
-            continue
-        score = (implausibility(text), rank)
-        if best is None or score < best[0]:
-            best = (score, text, encoding)
-    return None if best is None else (best[1], best[2])
+        if not _has_controls(text):
+            readings.append((implausibility(text), text, encoding))
+    if not readings:
+        return None
+    fewest = min(score for score, _, _ in readings)
+    tied = [(text, encoding) for score, text, encoding in readings if score == fewest]
+    if tied[0][1] == "gb18030" and _rare_ideographs(tied[0][0]):
+        for text, encoding in tied[1:]:
+            if sum(ch.isalpha() and not ch.isascii() for ch in text) >= 2:
+                return text, encoding
+    return tied[0]
 
 
 def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
@@ -180,10 +209,10 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
        byte order the zeros point to (reason ``"decoded_utf16_no_bom"``) if they look like it,
        else the NULs are removed and the rest decoded as below (reason ``"nul_bytes_removed"``).
     1. ASCII → encoding ``"ascii"``.
-    2. strict UTF-8 → ``"utf-8"``, unless the result :func:`looks_like_mojibake` and the
-       GB18030 decode gives only CJK characters outside ASCII; then it is GBK bytes that happen
-       to be valid UTF-8 (guids 3323 and 4499) → ``"gb18030"``, reason
-       ``"decoded_gb18030_not_utf8"``.
+    2. strict UTF-8 → ``"utf-8"``, unless the result :func:`looks_like_mojibake`, has no
+       character beyond U+FFFF (an emoji), and the GB18030 decode gives only CJK characters
+       outside ASCII, all common ones; then it is GBK bytes that happen to be valid UTF-8 (guids
+       3323 and 4499) → ``"gb18030"``, reason ``"decoded_gb18030_not_utf8"``.
     3. the most plausible legacy encoding (:func:`decode_legacy`): ``"gb18030"`` (reason
        ``"decoded_gb18030"``), ``"cp1252"`` (``"decoded_windows_1252"``) or ``"cp1251"``
        (``"decoded_windows_1251"``).
@@ -215,12 +244,13 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
     except UnicodeDecodeError:
         text = None
     if text is not None:
-        if looks_like_mojibake(text):
+        # GBK bytes never form UTF-8's 4-byte sequences (emoji): their trail bytes are >= 0xA1
+        if looks_like_mojibake(text) and all(ord(ch) <= 0xFFFF for ch in text):
             try:
                 gb = raw.decode("gb18030")
             except UnicodeDecodeError:
                 gb = None
-            if gb is not None and all(_is_cjk(ch) for ch in gb if ord(ch) >= 128):
+            if gb is not None and all(_is_cjk(ch) for ch in gb if ord(ch) >= 128) and not _rare_ideographs(gb):
                 return gb, "gb18030", reasons.DECODED_GB18030_NOT_UTF8
         return text, "utf-8", None
     legacy = decode_legacy(raw)
@@ -235,7 +265,9 @@ def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
     UTF-16 if the zero bytes look like the high bytes of Latin text (at least a third of the
     code units, all at one parity: odd offsets for little-endian) and the decode has no control
     characters; else the NULs are removed (reason ``"nul_bytes_removed"``, joined with ``+`` to
-    the reason of decoding the rest, which must succeed as for any text).
+    the reason of decoding the rest, which must succeed as for any text). A rest that holds
+    control characters was UTF-16 of a non-Latin text (Cyrillic has zero bytes only in its
+    spaces): UTF-16 if that reads as plausible text, else the bytes are not text.
     """
     units = len(raw) // 2
     odd, even = raw[1::2].count(0), raw[0::2].count(0)
@@ -244,12 +276,26 @@ def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
             text = raw.decode("utf-16-le" if odd else "utf-16-be")
         except UnicodeDecodeError:
             text = None
-        if text is not None and not any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\r\n\t" for ch in text):
+        if text is not None and not _has_controls(text):
             return text, "utf-16", reasons.DECODED_UTF16_NO_BOM
     text, encoding, repair = decode_text_bytes(raw.replace(b"\x00", b""))
     if repair == reasons.DECODED_GB18030_WITH_REPLACEMENT:
         return text, encoding, repair
+    if _has_controls(text):  # e.g. Cyrillic UTF-16: its only zero bytes are those of the spaces
+        if len(raw) % 2 == 0 and min(odd, even) == 0:
+            try:
+                utf16 = raw.decode("utf-16-le" if odd else "utf-16-be")
+            except UnicodeDecodeError:
+                utf16 = None
+            if utf16 is not None and not _has_controls(utf16) and implausibility(utf16) == 0:
+                return utf16, "utf-16", reasons.DECODED_UTF16_NO_BOM
+        return raw.decode("gb18030", errors="replace"), "gb18030", reasons.DECODED_GB18030_WITH_REPLACEMENT
     return text, encoding, reasons.nul_bytes_removed(repair)
+
+
+def _has_controls(text: str) -> bool:
+    """True if ``text`` holds control characters other than tab, CR and LF (or surrogates): not text."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\r\n" for ch in text)
 
 
 def join_lines(text: str) -> str:

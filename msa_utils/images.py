@@ -61,6 +61,8 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # reported as exif_unreadable by inspect_images (_exif_complaint), not printed per load
+            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
             image = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError("too_large", f"Pillow's decompression-bomb guard refused {path}: {exc}") from exc

@@ -12,6 +12,7 @@ so that nothing is left to warn about; the number replaced is returned.
 from __future__ import annotations
 
 import functools
+import unicodedata
 
 from matplotlib import font_manager
 from matplotlib.axes import Axes
@@ -26,6 +27,7 @@ FALLBACK_FONTS: tuple[str, ...] = (
 """Font families tried in order for post text; the missing ones are skipped (Debian packages
 ``fonts-noto-cjk``, ``fonts-noto-core``, ``fonts-noto-extra``, ``fonts-symbola`` bring them)."""
 
+_NEVER_DRAWN = {"Cc", "Co", "Cn", "Cs"}
 MISSING_GLYPH = "\u25a1"
 """What a character no installed font can draw becomes: ``□`` (WHITE SQUARE, in DejaVu Sans)."""
 
@@ -48,13 +50,18 @@ def installed_fonts() -> tuple[tuple[str, frozenset[int]], ...]:
 def drawable(text: str) -> tuple[str, int]:
     """``text`` with each character no installed font has replaced by :data:`MISSING_GLYPH`.
 
-    Whitespace and control characters are kept (they draw nothing). Returns ``(text, number
-    of characters replaced)``.
+    Line breaks are kept and other whitespace becomes a space; control, private-use,
+    unassigned and surrogate characters (which no font draws) count as missing. Returns
+    ``(text, number of characters replaced)``.
     """
     covered = [codes for _, codes in installed_fonts()]
     out, missing = [], 0
     for ch in text:
-        if ch.isspace() or not ch.isprintable() or any(ord(ch) in codes for codes in covered):
+        if ch == "\n":
+            out.append(ch)
+        elif ch.isspace():
+            out.append(" ")
+        elif unicodedata.category(ch) not in _NEVER_DRAWN and any(ord(ch) in codes for codes in covered):
             out.append(ch)
         else:
             out.append(MISSING_GLYPH)

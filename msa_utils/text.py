@@ -39,8 +39,9 @@ from .data_report import DataReport
 
 URL_RE = re.compile(
     r"(?:https?:|www\.)\S*"  # http://..., https://..., www....; also truncated "http:…"
-    r"|\b(?:[a-z0-9-]+\.)+(?:com|net|org|info|biz|edu|gov|io|ly|gl|me|be|am|it|tv|co|[a-z]{2})/\S*"
-    # links without a scheme: pic.twitter.com/..., bit.ly/..., t.co/..., youtu.be/..., instagr.am/...
+    r"|(?-i:(?<![\w.@-])(?:[a-z0-9-]*[a-z][a-z0-9-]*\.)+[a-z]{2,24}/\S*)"
+    # links without a scheme, in lower case, a letter in each label: pic.twitter.com/..., bit.ly/...,
+    # youtu.be/..., bob.blog/...; not Mr.Li/Ms.Wu, U.S./Canada or 9.am/5.pm
     r"|(?<!\S)(?:h|ht|htt|http|https)(?:…|\.\.\.)",  # URLs truncated by Twitter: "h…", "htt..." (NFKC)
     re.IGNORECASE,
 )
@@ -55,8 +56,11 @@ GARBLED_BEFORE_WORD_RE = re.compile(r"\?+(?=\w)")
 """``?`` directly followed by a letter/digit (``w?r``, ``?200``): a real question mark never is."""
 WHITESPACE_RE = re.compile(r"\s+")
 FULL_WIDTH_QUESTION_MARK = "\uff1f"
-MAX_UNESCAPE_ROUNDS = 4
-"""How many times :func:`unescape_html` undoes HTML escaping at most (``&amp;amp;amp;lt;`` needs 4)."""
+MAX_UNESCAPE_ROUNDS = 32
+"""How many times :func:`unescape_html` undoes HTML escaping at most (``&amp;amp;amp;lt;`` needs 4);
+a bound only against texts built to make it loop long."""
+ENTITY_RE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+"""A complete HTML entity: numeric (``&#8217;``, ``&#x1F602;``) or named (``&amp;``), with its ``;``."""
 
 FTFY_CONFIG = ftfy.TextFixerConfig(
     unescape_html=False,  # done by unescape_html, also when the text holds a literal "<"
@@ -69,13 +73,15 @@ FTFY_CONFIG = ftfy.TextFixerConfig(
 
 
 def unescape_html(text: str) -> str:
-    """Replace HTML entities, also when escaped more than once (``&amp;amp;lt;3`` → ``<3``).
+    """Replace HTML entities, however many times they were escaped (``&amp;amp;lt;3`` → ``<3``).
 
-    :func:`html.unescape` is applied until the text stops changing, at most
-    :data:`MAX_UNESCAPE_ROUNDS` times (ftfy would skip a text that holds a literal ``<``).
+    Only complete entities, with their ``;`` (``&amp;``, ``&#8217;``, ``&#x1F602;``), are
+    replaced, as often as the text still holds one (at most :data:`MAX_UNESCAPE_ROUNDS` times):
+    :func:`html.unescape` alone would also read the old entities that need no ``;`` inside words
+    (``Tips&notes`` → ``Tips¬es``), and ftfy skips a text that holds a literal ``<``.
     """
     for _ in range(MAX_UNESCAPE_ROUNDS):
-        unescaped = html.unescape(text)
+        unescaped = ENTITY_RE.sub(lambda match: html.unescape(match.group(0)), text)
         if unescaped == text:
             break
         text = unescaped
@@ -125,7 +131,8 @@ def remove_format_characters(text: str) -> str:
 
 
 def remove_urls(text: str) -> str:
-    """Remove URLs: ``http(s)://...``, ``www....``, ``t.co/...`` and Twitter-truncated ``h…``/``htt…``."""
+    """Remove URLs: ``http(s)://...``, ``www....``, ``domain.tld/path`` without a scheme
+    (``bit.ly/x``, ``pic.twitter.com/x``; lower case) and Twitter-truncated ``h…``/``htt…``."""
     return URL_RE.sub(" ", text)
 
 

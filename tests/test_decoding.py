@@ -78,3 +78,23 @@ def test_bytes_that_are_text_in_no_candidate_are_left_to_the_caller():
     assert decode_legacy(raw) is None
     assert decode_text_bytes(raw)[2] == "decoded_gb18030_with_replacement"
     assert decode_legacy(b"ctrl \x01 char \xe9") is None  # control characters: not text in any candidate
+
+
+@pytest.mark.parametrize("text", ["1º de mayo", "Nº 1 fan", "Mi 1ª vez", "5µm chip", "Happy π day!", "café Ω 😀 Я"])
+def test_utf8_with_a_stray_symbol_or_letter_stays_utf8(text):
+    """Not taken for GBK bytes that happen to be valid UTF-8 (the rescue of guids 3323 and 4499)."""
+    assert decode_text_bytes(text.encode("utf-8")) == (text, "utf-8", None)
+
+
+@pytest.mark.parametrize("text, encoding", [
+    ("Привет", "cp1251"), ("Москва", "cp1251"), ("Доброе утро", "cp1251"), ("Всем привет!", "cp1251"),
+    ("déçu", "cp1252"), ("coração", "cp1252"), ("Ação", "cp1252"), ("süß", "cp1252"), ("café", "cp1252"),
+])
+def test_short_single_byte_texts_whose_gb18030_reading_is_rare_ideographs(text, encoding):
+    assert decode_text_bytes(text.encode(encoding))[:2] == (text, encoding)
+
+
+def test_utf16_without_a_mark_for_a_text_with_no_latin_letters():
+    raw = "Привет мир".encode("utf-16-le")  # its only zero bytes are those of the space
+    assert decode_text_bytes(raw) == ("Привет мир", "utf-16", "decoded_utf16_no_bom")
+

@@ -36,11 +36,15 @@ def test_post_text_is_drawn_as_written(text):
     _render(fig)
 
 
-def test_glyphs_no_font_has_become_a_square_without_warnings():
-    text = "今天很好 😍 ok"  # DejaVu Sans has neither; a CJK or emoji font may be installed
+@pytest.mark.parametrize("text", [
+    "今天很好 😍 ok",  # DejaVu Sans has neither; a CJK or emoji font may be installed
+    "ding\x07dong\x04 \ue000 \U0010ffff \ud800 tab\there ok",  # control, private use, unassigned, surrogate
+])
+def test_glyphs_no_font_has_become_a_square_without_warnings(text):
     shown, missing = drawable(text)
     assert shown.endswith(" ok") and len(shown) == len(text)
     assert missing == shown.count(MISSING_GLYPH)
+    assert "\x07" not in text or missing == 5 and "tab here" in shown
     fig, ax = plt.subplots()
     draw_post_text(ax, 0, 0, text)
     _render(fig)

@@ -27,6 +27,8 @@ from msa_utils.data_report import DataReport
     ("watch youtu.be/dQw4w9 and instagr.am/p/x1 and goo.gl/maps/abc", "watch and and"),
     ("see WWW.Example.co.uk/page", "see"),
     ("St.Louis/Missouri and U.S./Canada, 1.5kg/day, and/or", "St.Louis/Missouri and U.S./Canada, 1.5kg/day, and/or"),
+    ("bob.blog/2014/summer and myshop.store/item and alice.dev/x", "and and"),  # any top-level domain
+    ("open 9.am/5.pm, Mr.Li/Ms.Wu, Yes.No/Maybe, 5.30/6pm, $5.99/lb", "open 9.am/5.pm, Mr.Li/Ms.Wu, Yes.No/Maybe, 5.30/6pm, $5.99/lb"),
 ])
 def test_remove_urls(raw, expected):
     assert T.collapse_whitespace(T.remove_urls(raw)) == expected
@@ -114,7 +116,9 @@ WILD = Path(__file__).parent / "data" / "mvsa_wild"
     ("fish &amp;amp; chips &amp;lt;3", "fish & chips <3"),  # escaped twice
     ("a < b &amp; c", "a < b & c"),  # a literal "<" (ftfy would leave this text alone)
     ("&amp;amp;amp;lt;", "<"),  # four rounds
-    ("AT&T and 5 &lt 6", "AT&T and 5 < 6"),
+    ("Fish &amp;amp;amp;amp;amp; chips", "Fish & chips"),  # six
+    ("Tips&notes &copy 2015 &#8217; &#x1F602;", "Tips&notes &copy 2015 ’ 😂"),  # only complete entities
+    ("AT&T and 5 &lt; 6", "AT&T and 5 < 6"),
 ])
 def test_unescape_html_undoes_repeated_escaping(raw, expected):
     assert T.unescape_html(raw) == expected
