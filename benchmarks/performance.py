@@ -1,0 +1,201 @@
+"""Where the time goes, side by side with what the machine can do: one run, one table.
+
+On a sample of ``--posts`` real MVSA posts with the ``cpu`` profile's compact backbone:
+
+* **the machine's limit:** ``torch.matmul`` of two square ``--matmul-size`` matrices, fp32 and
+  bf16, GFLOP/s (the best of 5 after a warm-up; a product costs 2 n³ FLOPs);
+* **image decoding alone:** :func:`msa_utils.images.load_image` of every post, posts/s;
+* **the frozen encoders:** the text and the image encoder, each timed over the tokenized /
+  preprocessed batches, with their FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``
+  on one batch (not estimated by hand): posts/s, achieved GFLOP/s and its share of the fp32
+  limit; and the whole :func:`msa_utils.features.extract_features` pass as the study runs it
+  (decoding + preprocessing + both encoders);
+* **training:** one epoch of the profile's classifier from the cached features
+  (:func:`msa_utils.train.fit`, validation excluded) vs one epoch end-to-end through the frozen
+  encoders (:class:`msa_utils.model.EndToEndModel`: the same classifier, posts and batch size),
+  posts/s and their ratio;
+* **peak resident memory** of each part above the process's memory before it [MB] (sampled
+  from ``/proc/self/status`` every 5 ms).
+
+Usage, from the repository root, on an otherwise idle machine::
+
+    python benchmarks/performance.py [--posts 512] [--threads N] [--out benchmarks/results]
+
+Prints a Markdown table and writes ``performance.csv`` (one row per part) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from msa_utils import LABEL2ID
+from msa_utils.decoding import decode_text_bytes, join_lines
+from msa_utils.encoders import load_backbone
+from msa_utils.features import extract_features
+from msa_utils.images import load_image
+from msa_utils.model import EndToEndModel
+from msa_utils.profiles import get_profile
+from msa_utils.runtime import set_seed
+from msa_utils.text import clean_text
+from msa_utils.train import fit
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "mvsa_ecnu"
+
+
+def _rss_mb() -> float:
+    """This process's resident memory [MB], from ``/proc/self/status`` (0 where there is none)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Part:
+    """Times a block [s] and samples its peak resident memory above the start [MB]."""
+
+    def __enter__(self) -> "Part":
+        self.base = self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        self.start = time.perf_counter()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak, _rss_mb()) - self.base
+
+
+def matmul_gflops(n: int, dtype: torch.dtype, repeats: int = 5) -> float:
+    """Best GFLOP/s of ``torch.matmul`` on two random ``n x n`` matrices of ``dtype``."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def counted_flops(fn, *args) -> int:
+    """FLOPs of ``fn(*args)`` as ``FlopCounterMode`` counts them (matmuls, convolutions...)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn(*args)
+    return counter.get_total_flops()
+
+
+def sample_posts(n: int) -> tuple[list[int], list[str], list[str], np.ndarray]:
+    """The first ``n`` labelled posts: guids, cleaned texts, image paths, label ids."""
+    rows = [line.split(",") for line in (DATA / "train.txt").read_text().split()[1:]][:n]
+    guids = [int(g) for g, _ in rows]
+    texts = [clean_text(join_lines(decode_text_bytes((DATA / "data" / f"{g}.txt").read_bytes())[0])) for g in guids]
+    return guids, texts, [str(DATA / "data" / f"{g}.jpg") for g in guids], np.array([LABEL2ID[t] for _, t in rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--posts", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = get_profile("cpu")
+    guids, texts, paths, labels = sample_posts(args.posts)
+    n, batch = len(guids), profile.encode_batch_size
+    rows: list[dict] = []
+
+    def add(part: str, meter: Part | None, posts_per_s: float | None, gflops: float | None = None, note: str = ""):
+        rows.append({"part": part, "seconds": meter.seconds if meter else None, "posts_per_s": posts_per_s,
+                     "gflops": gflops, "share_of_fp32_limit": None if gflops is None else gflops / limit,
+                     "peak_mb": meter.peak_mb if meter else None, "note": note})
+
+    limit = matmul_gflops(args.matmul_size, torch.float32)
+    bf16 = matmul_gflops(args.matmul_size, torch.bfloat16)
+    rows.append({"part": f"matmul fp32 ({args.matmul_size}²)", "gflops": limit, "share_of_fp32_limit": 1.0})
+    rows.append({"part": f"matmul bf16 ({args.matmul_size}²)", "gflops": bf16, "share_of_fp32_limit": bf16 / limit})
+
+    with Part() as m:
+        for path in paths:
+            load_image(path)
+    add("image decoding alone (load_image, full size)", m, n / m.seconds)
+
+    backbone = load_backbone(profile)
+    tokens = [backbone.tokenize(texts[i:i + batch]) for i in range(0, n, batch)]
+    pixels = [backbone.preprocess_images(paths[i:i + batch]) for i in range(0, n, batch)]
+    for name, encode, inputs in (
+            ("text encoder", lambda t: backbone.encode_text(t["input_ids"], t["attention_mask"]), tokens),
+            ("image encoder", backbone.encode_image, pixels)):
+        flops_per_post = counted_flops(encode, inputs[0]) / len(inputs[0]["input_ids"] if name == "text encoder"
+                                                                  else inputs[0])
+        with Part() as m, torch.no_grad():
+            for item in inputs:
+                encode(item)
+        add(f"{name} ({flops_per_post / 1e9:.2f} GFLOP/post)", m, n / m.seconds, flops_per_post * n / m.seconds / 1e9)
+    with Part() as m:
+        features = extract_features(backbone, texts, paths, guids, batch_size=batch, progress=False,
+                                    dtype=profile.cache_dtype)
+    add("frozen-encoder pass as the study runs it (decode + both encoders)", m, n / m.seconds,
+        note=f"all 4,511 posts: about {4511 / (n / m.seconds):.0f} s")
+
+    prepared = backbone.prepare(features)
+    set_seed(0)
+    model = backbone.build_classifier(profile)
+    with Part() as cached:
+        fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], lr=profile.lr,
+            batch_size=profile.batch_size, max_epochs=1, device="cpu", progress=False)
+    add("training epoch from the cache (fit, 1 epoch)", cached, n / cached.seconds)
+    set_seed(0)
+    end_to_end = EndToEndModel(backbone, backbone.build_classifier(profile))
+    optimiser = torch.optim.Adam([p for p in end_to_end.parameters() if p.requires_grad], lr=profile.lr)
+    with Part() as full:
+        for start in range(0, n, profile.batch_size):
+            tok = backbone.tokenize(texts[start:start + profile.batch_size])
+            pix = backbone.preprocess_images(paths[start:start + profile.batch_size])
+            logits = end_to_end(tok["input_ids"], tok["attention_mask"], pix)
+            loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels[start:start + profile.batch_size]))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    add("training epoch end-to-end through the encoders", full, n / full.seconds,
+        note=f"the cached epoch is {full.seconds / cached.seconds:.1f}x faster")
+
+    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}; {n} posts, profile cpu (batch {profile.batch_size}, encode batch {batch})")
+    print("| part | seconds | posts/s | GFLOP/s | share of fp32 matmul | peak memory [MB] | note |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+    for r in rows:
+        print(f"| {r['part']} | {fmt(r.get('seconds'), '.2f')} | {fmt(r.get('posts_per_s'), '.1f')} | "
+              f"{fmt(r.get('gflops'), '.1f')} | {fmt(r.get('share_of_fp32_limit'), '.0%')} | "
+              f"{fmt(r.get('peak_mb'), '.0f')} | {r.get('note', '')} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "performance.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["part", "seconds", "posts_per_s", "gflops", "share_of_fp32_limit",
+                                         "peak_mb", "note"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
