@@ -37,19 +37,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from msa_utils import LABEL2ID
-from msa_utils.decoding import decode_text_bytes, join_lines
+from gpu_check import sample_posts  # benchmarks/ is on sys.path when a script in it runs
 from msa_utils.encoders import load_backbone
 from msa_utils.features import extract_features
 from msa_utils.images import load_image
 from msa_utils.model import EndToEndModel
 from msa_utils.profiles import get_profile
 from msa_utils.runtime import set_seed
-from msa_utils.text import clean_text
 from msa_utils.train import fit
-
-DATA = Path(__file__).resolve().parent.parent / "data" / "mvsa_ecnu"
-
 
 def _rss_mb() -> float:
     """This process's resident memory [MB], from ``/proc/self/status`` (0 where there is none)."""
@@ -103,14 +98,6 @@ def counted_flops(fn, *args) -> int:
     return counter.get_total_flops()
 
 
-def sample_posts(n: int) -> tuple[list[int], list[str], list[str], np.ndarray]:
-    """The first ``n`` labelled posts: guids, cleaned texts, image paths, label ids."""
-    rows = [line.split(",") for line in (DATA / "train.txt").read_text().split()[1:]][:n]
-    guids = [int(g) for g, _ in rows]
-    texts = [clean_text(join_lines(decode_text_bytes((DATA / "data" / f"{g}.txt").read_bytes())[0])) for g in guids]
-    return guids, texts, [str(DATA / "data" / f"{g}.jpg") for g in guids], np.array([LABEL2ID[t] for _, t in rows])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--posts", type=int, default=512)
@@ -122,6 +109,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     profile = get_profile("cpu")
     guids, texts, paths, labels = sample_posts(args.posts)
+    labels = np.array(labels)
     n, batch = len(guids), profile.encode_batch_size
     rows: list[dict] = []
 

