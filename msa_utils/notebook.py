@@ -18,14 +18,15 @@ import torch
 
 from .profiles import PROFILE_ENV, Profile, get_profile
 from .plots import set_style
-from .runtime import set_seed
+from .runtime import allow_tf32, set_seed
 
 def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, announce: bool = True) -> Profile:
     """Resolve the profile and set the process up for it; the first call of every notebook.
 
     The profile is ``$MSA_PROFILE`` when that is set (see :data:`PROFILE_ENV`), else ``profile``;
     ``overrides`` are applied on top (:func:`msa_utils.profiles.get_profile`). Then: every seed
-    is fixed to ``cfg.seed`` (:func:`set_seed`), torch uses ``cfg.num_threads`` CPU threads
+    is fixed to ``cfg.seed`` (:func:`set_seed`), TF32 is allowed on CUDA for a bf16 profile
+    (:func:`msa_utils.runtime.allow_tf32`), torch uses ``cfg.num_threads`` CPU threads
     when set, and the plotting defaults are applied (:func:`msa_utils.plots.set_style`).
 
     Args:
@@ -41,6 +42,7 @@ def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, anno
     """
     cfg = get_profile(os.environ.get(PROFILE_ENV) or profile, **(overrides or {}))
     set_seed(cfg.seed)
+    allow_tf32(cfg.precision)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     set_style()

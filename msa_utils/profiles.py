@@ -97,6 +97,17 @@ class Profile:
         seed: seed of the grouped split; training run ``k`` of a variant uses ``seed + k``.
         seeds: training runs per variant, with seeds ``seed, seed + 1, ...`` (ours: 3).
         encode_batch_size: posts per forward pass of the frozen encoders.
+        encode_workers: DataLoader worker processes that decode and preprocess images while the
+            encoders run (0: in the main process; the features do not depend on it).
+        precision: ``"float32"`` or ``"bfloat16"``: the frozen encoders' pass runs under bf16
+            autocast when ``"bfloat16"``, and on CUDA TF32 matmuls are then allowed everywhere
+            (:func:`msa_utils.runtime.allow_tf32`). The feature cache key includes it. Training
+            runs in float32 (measured on the CPU: bf16 autocast made a cached epoch 1.6x faster
+            but cost 0.20 validation weighted F1 after two epochs; docs/performance.md).
+        group_by_length: form each training batch from posts of similar text length
+            (``transformers.trainer_pt_utils.get_length_grouped_indices`` on every epoch's drawn
+            order: random mega-batches of up to 50 batches, sorted by length), so that trimming
+            each batch to its longest text saves most of the padding; ``False``: the drawn order.
         cache_dtype: dtype of cached features, ``"float32"`` or ``"float16"``.
         num_threads: torch CPU threads (``None``: torch's default).
     """
@@ -136,6 +147,9 @@ class Profile:
     seed: int = 0
     seeds: int = field(default=3, metadata=NOT_IN_RUN_KEY)
     encode_batch_size: int = field(default=32, metadata=NOT_IN_RUN_KEY)
+    encode_workers: int = field(default=0, metadata=NOT_IN_RUN_KEY)
+    precision: str = "float32"
+    group_by_length: bool = False
     cache_dtype: str = "float32"
     num_threads: int | None = field(default=None, metadata=NOT_IN_RUN_KEY)
 
@@ -155,7 +169,7 @@ class Profile:
                      "batch_size", "max_epochs", "patience", "encode_batch_size", "seeds"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 fail(name, "a positive integer")
-        for name in ("seed", "text_top_layers"):
+        for name in ("seed", "text_top_layers", "encode_workers"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 0:
                 fail(name, "a non-negative integer")
         for name in ("train_sample", "test_sample", "num_threads"):
@@ -174,7 +188,8 @@ class Profile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 fail(name, "a positive number")
-        for name in ("translate", "resample", "class_weighted_loss", "train_fusion", "early_stopping"):
+        for name in ("translate", "resample", "class_weighted_loss", "train_fusion", "early_stopping",
+                     "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "true or false")
         for name in ("name", "flava_name_or_path", "data_dir", "results_dir", "cache_dir"):
@@ -188,6 +203,8 @@ class Profile:
             fail("head", " or ".join(repr(h) for h in HEADS))
         if self.cache_dtype not in ("float32", "float16", "bfloat16"):
             fail("cache_dtype", "'float32', 'float16' or 'bfloat16'")
+        if self.precision not in ("float32", "bfloat16"):
+            fail("precision", "'float32' or 'bfloat16'")
         if len(self.head_hidden) != 2 or not all(is_int(w) and w > 0 for w in self.head_hidden):
             fail("head_hidden", "two positive integers")
 
@@ -270,13 +287,19 @@ PROFILES: dict[str, Profile] = {
         fusion_heads=12,
         head_hidden=(512, 256),
         encode_batch_size=64,
+        encode_workers=4,
+        precision="bfloat16",
+        group_by_length=True,
     ),
     # The compact design was chosen on the validation split with benchmarks/design_sweep.py
     # (3 seeds; benchmarks/results/design_sweep.csv): a 256-wide, 2-layer multimodal encoder
     # reading the text tokens and the EfficientNet map pooled to 2 x 2 image tokens scored as
     # well as any other design tried (all within one standard error) at about 10 s per epoch.
+    # bf16 encoders and length-grouped batches (docs/performance.md: the speed-ups and their effect
+    # on the validation scores). No decoding worker: on 2 cores it takes a core from the encoders.
     "cpu": Profile(name="cpu", device="cpu", cache_dtype="float16", fusion_hidden=256, fusion_layers=2,
-                   fusion_heads=4, image_grid=2, head_hidden=(256, 128)),
+                   fusion_heads=4, image_grid=2, head_hidden=(256, 128), precision="bfloat16",
+                   group_by_length=True),
     "smoke": Profile(
         name="smoke",
         device="cpu",

@@ -354,14 +354,15 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
     text (padding is masked, so real positions do not change; the cut positions are zeros). Images
     are never re-encoded. How long the pass took is logged at INFO.
 
-    The result is cached in ONE safetensors file
-    ``{cache_dir}/features-{backbone.name}-below{top_layers}-{key}.safetensors``
+    The result is cached in ONE cache folder of safetensors shards
+    ``{cache_dir}/features-{backbone.name}-below{top_layers}-{key}/``
     (:func:`msa_utils.features.cache_path`, key :func:`text_below_cache_key`), written and read
     with :func:`msa_utils.features.save_features` / :func:`~msa_utils.features.load_features`
-    (atomic write; key, format and content hash checked). The file holds guids, the below-states
-    and the mask; its ``image_states`` is an empty ``(N, 0, 0)`` placeholder (the image states are
-    taken from ``features``, not stored twice). A file that is unreadable, corrupted or has another
-    key is logged with ``logging.warning`` and rebuilt.
+    (atomic writes, manifest last; key, format and each shard's SHA-256 checked; read
+    memory-mapped). It holds guids, the below-states and the mask; its ``image_states`` is an
+    empty ``(N, 0, 0)`` placeholder (the image states are taken from ``features``, not stored
+    twice). A folder that is incomplete, unreadable, corrupted or has another key is logged with
+    ``logging.warning`` and rebuilt.
 
     Args:
         backbone: a :class:`~msa_utils.encoders.FrozenBackbone` supporting ``encode_text_below``.
@@ -376,8 +377,9 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
         progress: show a tqdm bar during the pass.
 
     Returns:
-        A :class:`~msa_utils.features.FeatureSet` with ``text_states (N, L, Dt)`` in ``dtype`` on
-        the CPU and the other tensors of ``features`` (the same objects).
+        A :class:`~msa_utils.features.FeatureSet` with ``text_states (N, L, Dt)`` in ``dtype``, read
+        from the cache (:class:`~msa_utils.features.LazyRows`, also right after computing them),
+        and the other columns of ``features`` (the same objects).
 
     Raises:
         ValueError: for an unknown dtype, no posts, ``texts`` of another length than ``features``, a
@@ -411,7 +413,8 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
     placeholder = torch.empty((len(features), 0, 0), dtype=states.dtype)
     save_features(FeatureSet(features.guids, states, mask, placeholder), path, key)
     logger.info("cached %d text-below rows in %s", len(features), path)
-    return dataclasses.replace(features, text_states=states)
+    del states  # the cache's memory-mapped rows replace the computed copy
+    return dataclasses.replace(features, text_states=load_features(path, key, verify=False).text_states)
 
 
 def _check_mask(mask: torch.Tensor, features: FeatureSet) -> None:

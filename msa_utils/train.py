@@ -31,7 +31,7 @@ from .features import FeatureSet, NullInputs
 from .metrics import classification_metrics
 from .model import mask_modality, trim_text_padding
 from .resume import TrainingProgress, load_training_state, save_training_state
-from .runtime import resolve_device
+from .runtime import ExpectedTime, resolve_device
 from .splits import make_sampler
 
 Drop = Literal["image", "text"] | None
@@ -57,20 +57,48 @@ class FitResult:
 
 
 def _batch(features: FeatureSet, index: torch.Tensor, drop: Drop, nulls: NullInputs | None, device: torch.device):
-    """Rows ``index`` of ``features`` as float32 on ``device``, the ``drop`` modality masked
+    """Rows ``index`` of ``features`` (:meth:`~msa_utils.features.FeatureSet.batch`: only these
+    rows are read from a lazy cache) as float32 on ``device``, the ``drop`` modality masked
     (:func:`msa_utils.model.mask_modality`, which moves ``nulls`` to ``device``), padding trimmed.
 
     Raises:
         ValueError: if ``drop`` is set and ``nulls`` is None, or ``nulls`` do not match the features.
     """
-    text = features.text_states[index].to(device=device, dtype=torch.float32)
-    mask = features.text_mask[index].to(device=device)
-    image = features.image_states[index].to(device=device, dtype=torch.float32)
+    rows = features.batch(index)
+    text = rows.text_states.to(device=device, dtype=torch.float32)
+    mask = rows.text_mask.to(device=device)
+    image = rows.image_states.to(device=device, dtype=torch.float32)
     text, mask, image = mask_modality(text, mask, image, drop, nulls)
     # Padding is masked out of the fusion encoder's attention: dropping the all-padding tail of
     # the batch leaves the logits unchanged and roughly halves the time (median text 30 tokens).
     text, mask = trim_text_padding(text, mask)
     return text, mask, image
+
+
+def text_lengths(features: FeatureSet) -> torch.Tensor:
+    """Real text tokens of every post of ``features``: ``(N,)`` int64 (the text mask's row sums)."""
+    return features.text_mask.sum(1)
+
+
+def length_grouped(order: torch.Tensor, lengths: torch.Tensor, batch_size: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """``order`` (an epoch's drawn post positions, ``(M,)``) rearranged so that each run of
+    ``batch_size`` holds posts of similar text length: ``transformers``' ``get_length_grouped_indices``
+    (what ``Trainer(group_by_length=True)`` uses): a random permutation, cut into mega-batches of
+    ``min(M // (4 * batch_size), 50)`` batches, each sorted by length, longest first. The multiset
+    of drawn posts is unchanged.
+
+    Args:
+        order: ``(M,)`` int64 positions into the training set; lengths: ``(N,)`` tokens per post.
+        generator: the sampler's generator (so a resumed run draws the same groups).
+
+    Returns:
+        ``(M,)`` int64, a permutation of ``order``.
+    """
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    perm = get_length_grouped_indices(lengths[order].tolist(), batch_size, generator=generator)
+    return order[torch.as_tensor(perm, dtype=torch.long)]
 
 
 @torch.no_grad()
@@ -97,11 +125,38 @@ def predict_logits(
     """
     device = resolve_device(device)
     model.eval()
-    out = []
+    # Posts are batched by text length (each batch is cut to its longest text: less padding), and
+    # the logits put back in order; padding is masked, so they equal those of any other batching.
+    order = torch.argsort(text_lengths(features), stable=True)
+    logits = torch.empty(len(features), 3)
     for start in range(0, len(features), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(features)))
-        out.append(model(*_batch(features, index, drop, nulls, device)).logits.float().cpu())
-    return torch.cat(out) if out else torch.empty(0, 3)
+        index = order[start:start + batch_size]
+        logits[index] = model(*_batch(features, index, drop, nulls, device)).logits.float().cpu()
+    return logits
+
+
+def _sharded_backward(model, train, train_y, index, rank, world, loss_weights, drop, nulls, device, params):
+    """One batch split over ``world`` processes (:func:`fit` with ``processes``): this process's rows
+    ``index[rank::world]``, its loss divided by the whole batch's size (or class-weight sum), then
+    the gradients summed over the processes (``torch.distributed.all_reduce``, one flat tensor):
+    the full batch's gradient. Returns the whole batch's loss (the same on every process)."""
+    labels = train_y[index].to(device)
+    weights = loss_weights[labels] if loss_weights is not None else torch.ones(len(index), device=device)
+    mine = torch.arange(rank, len(index), world)
+    if len(mine):
+        logits = model(*_batch(train, index[mine], drop, nulls, device)).logits
+        loss = (F.cross_entropy(logits, labels[mine], reduction="none") * weights[mine]).sum() / weights.sum()
+        loss.backward()
+    else:
+        loss = torch.zeros((), device=device)
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1)])
+    torch.distributed.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+    return flat[-1]
 
 
 def fit(
@@ -118,6 +173,7 @@ def fit(
     resample: bool = True,
     class_weighted_loss: bool = False,
     early_stopping: bool = True,
+    group_by_length: bool = False,
     seed: int = 0,
     drop: Drop = None,
     nulls: NullInputs | None = None,
@@ -127,6 +183,7 @@ def fit(
     state_path: str | os.PathLike | None = None,
     state_key: str = "",
     on_step: Callable[[int, int], None] | None = None,
+    processes=None,
 ) -> FitResult:
     """Train ``model`` on cached features and keep the weights of the best validation epoch.
 
@@ -151,6 +208,8 @@ def fit(
             re-sampling the paper rejected). The validation loss is never weighted.
         early_stopping: stop after ``patience`` epochs without a better validation weighted F1
             and keep the best epoch (the paper's); ``False``: all ``max_epochs``, the last kept.
+        group_by_length: batch each epoch's drawn posts by text length (:func:`length_grouped`);
+            each batch is cut to its longest text, so this saves most of the padding.
         seed: seeds the sampler's generator (initialisation and dropout follow the global seed,
             see :func:`msa_utils.runtime.set_seed`).
         drop: ``"image"`` or ``"text"`` to train without that modality (ablation), else None.
@@ -158,13 +217,22 @@ def fit(
         device: where to train (``"auto"`` allowed; :func:`msa_utils.runtime.resolve_device`).
         on_best: called as ``on_best(model, epoch)`` whenever the kept weights change (validation
             improved, or every epoch without early stopping; e.g. to save a checkpoint).
-        progress: show tqdm progress bars.
+        progress: show tqdm progress bars, and print the expected time of all ``max_epochs``
+            after the first seconds (:class:`msa_utils.runtime.ExpectedTime`; early stopping
+            makes it an upper bound).
         state_path: if given, the whole training state is written there after every epoch
             (:mod:`msa_utils.resume`), and a state left by an interrupted run with the same
             ``state_key`` is resumed: the result equals that of an uninterrupted run. A finished
             state is not retrained: the model gets its best weights and the stored history.
         state_key: identifies the run (profile, variant, data) for ``state_path``.
         on_step: called as ``on_step(epoch, step)`` after every optimiser step (for tests).
+        processes: an ``accelerate.PartialState`` of several processes (one per GPU, or CPU
+            processes under ``torchrun``; :mod:`msa_utils.distributed`): every process draws the
+            same batches, computes the loss of its share of each batch (rows ``rank::world``) and
+            the gradients are summed over the processes before each step, so the step is the
+            full batch's (exactly, up to float rounding: each share's loss is divided by the whole
+            batch's size or class weight). Every process validates and keeps the same weights;
+            only the main one calls ``on_best`` and writes ``state_path``. ``None``: one process.
 
     Returns:
         :class:`FitResult`.
@@ -181,6 +249,9 @@ def fit(
         raise ValueError(f"drop={drop!r} needs the null inputs of the backbone (backbone.null_inputs())")
     device = resolve_device(device)
     model.to(device)
+    rank, world = (processes.process_index, processes.num_processes) if processes is not None else (0, 1)
+    main = rank == 0
+    progress = progress and main
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     train_y = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
@@ -194,6 +265,8 @@ def fit(
         sampler = torch.utils.data.RandomSampler(range(len(train)), generator=torch.Generator().manual_seed(seed))
 
     generator = sampler.generator
+    lengths = text_lengths(train)
+    steps_per_epoch = -(-len(train) // batch_size)
     state = TrainingProgress()
     best_state = copy.deepcopy(model.state_dict())
     if state_path is not None:
@@ -201,22 +274,31 @@ def fit(
         if restored is not None:
             state, best_state = restored
             logger.info("resuming %s after epoch %d", state_path, state.epoch)
+    clock = ExpectedTime("train, at most", steps_per_epoch * (max_epochs - state.epoch),
+                         enabled=progress and not state.finished)
     for epoch in range(state.epoch + 1, max_epochs + 1):
         if state.finished:
             break
         start = time.perf_counter()
         model.train()
         order = torch.as_tensor(list(iter(sampler)), dtype=torch.long)
+        if group_by_length:
+            order = length_grouped(order, lengths, batch_size, generator)
         losses = []
         steps = range(0, len(order), batch_size)
         for step, s in enumerate(tqdm(steps, desc=f"epoch {epoch}", disable=not progress, leave=False, mininterval=2.0)):
             index = order[s : s + batch_size]
-            logits = model(*_batch(train, index, drop, nulls, device)).logits
-            loss = F.cross_entropy(logits, train_y[index].to(device), weight=loss_weights)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if world == 1:
+                logits = model(*_batch(train, index, drop, nulls, device)).logits
+                loss = F.cross_entropy(logits, train_y[index].to(device), weight=loss_weights)
+                loss.backward()
+            else:
+                loss = _sharded_backward(model, train, train_y, index, rank, world, loss_weights, drop, nulls,
+                                         device, params)
             optimizer.step()
             losses.append(loss.item())
+            clock.update(1)
             if on_step is not None:
                 on_step(epoch, step)
         val_logits = predict_logits(model, val, drop=drop, nulls=nulls, device=device)
@@ -238,10 +320,10 @@ def fit(
         if improved or not early_stopping:  # the epoch whose weights are kept
             state.best_epoch = epoch
             best_state = copy.deepcopy(model.state_dict())
-            if on_best is not None:
+            if on_best is not None and main:
                 on_best(model, epoch)
         state.finished = (early_stopping and state.since_best >= patience) or epoch == max_epochs
-        if state_path is not None:
+        if state_path is not None and main:
             save_training_state(state_path, state_key, model, optimizer, generator, best_state, state)
     model.load_state_dict(best_state)
     history = pd.DataFrame(state.history)

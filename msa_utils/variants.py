@@ -151,7 +151,8 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
             classifier, run_data.features["train"], data.labels["train"], run_data.features["val"], data.labels["val"],
             lr=run_cfg.lr, batch_size=run_cfg.batch_size, max_epochs=run_cfg.max_epochs, patience=run_cfg.patience,
             resample=run_cfg.resample, class_weighted_loss=run_cfg.class_weighted_loss,
-            early_stopping=run_cfg.early_stopping, seed=seed, drop=variant.drop, nulls=data.nulls, device=device,
+            early_stopping=run_cfg.early_stopping, group_by_length=run_cfg.group_by_length, seed=seed,
+            drop=variant.drop, nulls=data.nulls, device=device,
             on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
             state_path=paths.checkpoints / name / f"seed{seed}_training_state.safetensors",
             state_key=run_key(run_data, name, run_cfg),
@@ -193,8 +194,7 @@ def run_baselines(data: StudyData) -> pd.DataFrame:
         The ``metrics/baselines.csv`` table, indexed by baseline name.
     """
     cfg = data.cfg
-    pooled = {part: baselines.pooled_features(data.features[part].text_states, data.features[part].text_mask,
-                                              data.features[part].image_states) for part in PARTS}
+    pooled = {part: baselines.pooled_feature_set(data.features[part]) for part in PARTS}
     texts = {part: _texts(data, part) for part in PARTS}
     y = data.labels["train"]
     fitted = {
@@ -231,8 +231,10 @@ def run_key(data: StudyData, name: str, cfg: Profile) -> str:
     """
     digest = Digest().add("variant", name).add("settings", cfg.run_key_settings())
     for part in ("train", "val"):
-        for tensor_name, tensor in data.features[part].tensors().items():
-            digest.add(f"{part}.{tensor_name}", tensor)
+        features = data.features[part]
+        for tensor_name, column in features.tensors().items():  # streamed: the same digest as whole tensors
+            chunks = (column[start:start + 1024] for start in range(0, len(features), 1024))
+            digest.add_tensor_chunks(f"{part}.{tensor_name}", column.dtype, column.shape, chunks)
         digest.add(f"{part}.labels", np.asarray(data.labels[part]))
     for module in (encoders, model, text_finetune, train, resume):
         digest.add(module.__name__, module)

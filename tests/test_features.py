@@ -1,4 +1,7 @@
-"""Feature extraction, the safetensors cache and its key, image-token pooling, null inputs."""
+"""Feature extraction, the sharded safetensors cache and its key, image-token pooling, null inputs.
+
+The cache's own mechanics on synthetic tensors (shards, memory maps, lazy rows, the writer) are
+in ``tests/test_feature_cache.py``."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import torch
 import msa_utils.features as features_module
 import msa_utils.io
 from msa_utils.encoders import FlavaBackbone
-from msa_utils.features import (FeatureSet, NullInputs, cache_path, extract_features, feature_cache_key,
-                                load_or_extract_features, pool_image_tokens)
+from msa_utils.features import (MANIFEST_NAME, FeatureSet, LazyRows, NullInputs, cache_path, extract_features,
+                                feature_cache_key, load_or_extract_features, pool_image_tokens)
 
 
 @pytest.fixture()
@@ -30,15 +33,15 @@ def copied_posts(real_posts, tmp_path):
 
 @pytest.fixture()
 def count_extractions(monkeypatch):
-    """Counts calls of features.extract_features made by load_or_extract_features."""
+    """Counts the encoders' passes (features.encode_windows) made by load_or_extract_features."""
     calls = []
-    original = features_module.extract_features
+    original = features_module.encode_windows
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(features_module, "extract_features", counting)
+    monkeypatch.setattr(features_module, "encode_windows", counting)
     return calls
 
 
@@ -75,8 +78,11 @@ def test_cache_is_written_once_and_reused(flava_backbone, copied_posts, tmp_path
     second = load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path / "cache", dtype="float32",
                                       progress=False)
     assert len(count_extractions) == 1
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
-    for name, tensor in first.tensors().items():
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert folder.name.startswith("features-flava-") and (folder / MANIFEST_NAME).is_file()
+    assert isinstance(first.text_states, LazyRows) and isinstance(second.image_states, LazyRows)
+    second = second.in_memory()
+    for name, tensor in first.in_memory().tensors().items():
         assert torch.equal(tensor, getattr(second, name))
 
 
@@ -114,39 +120,59 @@ def test_cache_holds_unpooled_states_whatever_the_grid(compact_backbone, compact
     stored = load_or_extract_features(compact_backbone_grid2, guids, texts, paths, tmp_path, progress=False)
     assert stored.image_states.shape == (4, 49, 1280)
     again = load_or_extract_features(compact_backbone, guids, texts, paths, tmp_path, progress=False)
-    assert len(count_extractions) == 1 and torch.equal(again.image_states, stored.image_states)
-    assert compact_backbone_grid2.prepare(stored).image_states.shape == (4, 4, 1280)
+    assert len(count_extractions) == 1 and torch.equal(again.image_states[:], stored.image_states[:])
+    prepared = stored.map_image_states(compact_backbone_grid2.prepare_image_states)
+    assert prepared.image_states.shape == (4, 4, 1280)
+    assert torch.equal(prepared.image_states[[3, 1]], pool_image_tokens(stored.image_states[[3, 1]], 2))
 
 
-@pytest.mark.parametrize("damage", ["flip_data_byte", "truncate", "garbage", "other_key"])
+@pytest.mark.parametrize("damage", ["flip_data_byte", "truncate_shard", "garbage_shard", "missing_shard",
+                                    "missing_manifest", "garbage_manifest", "other_key", "old_format"])
 def test_unusable_cache_is_rebuilt(flava_backbone, copied_posts, tmp_path, count_extractions, caplog, damage):
     guids, texts, paths = copied_posts
     cache = tmp_path / "cache"
-    good = load_or_extract_features(flava_backbone, guids, texts, paths, cache, dtype="float32", progress=False)
+    good = load_or_extract_features(flava_backbone, guids, texts, paths, cache, dtype="float32", progress=False,
+                                    rows_per_shard=3).in_memory()
     key = feature_cache_key(flava_backbone, guids, texts, paths, "float32")
-    path = cache_path(cache, flava_backbone.name, key)
-    data = bytearray(path.read_bytes())
+    folder = cache_path(cache, flava_backbone.name, key)
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, "shard-00000.safetensors",
+                                                         "shard-00001.safetensors"]
+    shard = folder / "shard-00001.safetensors"
     if damage == "flip_data_byte":
+        data = bytearray(shard.read_bytes())
         data[-5] ^= 0xFF  # inside the last tensor's data, the header stays valid
-    elif damage == "truncate":
-        data = data[: len(data) // 2]
-    elif damage == "garbage":
-        data = bytearray(b"not a safetensors file")
-    else:  # a valid file written for other features
+        shard.write_bytes(bytes(data))
+    elif damage == "truncate_shard":
+        shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
+    elif damage == "garbage_shard":
+        shard.write_bytes(b"not a safetensors file")
+    elif damage == "missing_shard":
+        shard.unlink()
+    elif damage == "missing_manifest":  # e.g. a run killed before its last write
+        (folder / MANIFEST_NAME).unlink()
+    elif damage == "garbage_manifest":
+        (folder / MANIFEST_NAME).write_text("[1, 2")
+    elif damage == "other_key":  # a valid cache written for other features, copied in its place
         other = load_or_extract_features(flava_backbone, guids[:2], texts[:2], paths[:2], tmp_path / "other",
                                          dtype="float32", progress=False)
-        data = bytearray(next((tmp_path / "other").glob("*.safetensors")).read_bytes())
         assert len(other) == 2
-    path.write_bytes(bytes(data))
+        shutil.rmtree(folder)
+        shutil.copytree(next((tmp_path / "other").iterdir()), folder)
+    else:  # a format-2 cache (one file, the folder's name + .safetensors) is another path: ignored
+        shutil.rmtree(folder)
+        folder.with_name(folder.name + ".safetensors").write_bytes(b"a format 2 cache")
     calls_before = len(count_extractions)
     with caplog.at_level(logging.WARNING, logger="msa_utils.features"):
         rebuilt = load_or_extract_features(flava_backbone, guids, texts, paths, cache, dtype="float32",
                                            progress=False)
     assert len(count_extractions) == calls_before + 1
-    assert any("unusable" in record.getMessage() for record in caplog.records)
+    warned = any("unusable" in record.getMessage() for record in caplog.records)
+    assert warned == (damage != "old_format")
+    rebuilt = rebuilt.in_memory()
     for name, tensor in good.tensors().items():
         assert torch.equal(tensor, getattr(rebuilt, name))
-    # the rebuilt file is good again and is reused
+    # the rebuilt cache is good again (one shard now: stale shards are gone) and is reused
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, "shard-00000.safetensors"]
     load_or_extract_features(flava_backbone, guids, texts, paths, cache, dtype="float32", progress=False)
     assert len(count_extractions) == calls_before + 1
 
@@ -156,7 +182,7 @@ def test_float16_cache_round_trip(flava_backbone, copied_posts, tmp_path):
     feats = load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path, dtype="float16", progress=False)
     again = load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path, dtype="float16", progress=False)
     assert feats.text_states.dtype == torch.float16 and again.image_states.dtype == torch.float16
-    assert torch.equal(feats.image_states, again.image_states)
+    assert torch.equal(feats.image_states[:], again.image_states[:])
     with pytest.raises(ValueError):
         load_or_extract_features(flava_backbone, guids, texts, paths, tmp_path, dtype="int8", progress=False)
 

@@ -5,6 +5,7 @@ import os
 import types
 
 import numpy as np
+import pytest
 import torch
 
 from msa_utils import hashing
@@ -44,3 +45,15 @@ def test_file_field_depends_on_content(tmp_path):
     (tmp_path / "a").write_bytes(b"one")
     (tmp_path / "b").write_bytes(b"two")
     assert Digest().add_file("f", tmp_path / "a").hexdigest() != Digest().add_file("f", tmp_path / "b").hexdigest()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.int64])
+def test_tensor_chunks_hash_like_the_whole_tensor(dtype):
+    whole = (torch.arange(7 * 3 * 2) - 20).reshape(7, 3, 2).to(dtype)
+    chunks = [whole[:3], whole[3:3], whole[3:]]
+    assert (Digest().add("x", 1).add_tensor_chunks("t", dtype, whole.shape, chunks).hexdigest()
+            == Digest().add("x", 1).add("t", whole).hexdigest())
+    with pytest.raises(ValueError, match="bytes"):
+        Digest().add_tensor_chunks("t", dtype, whole.shape, chunks[:1])
+    with pytest.raises(ValueError, match="chunk of"):
+        Digest().add_tensor_chunks("t", torch.float64, whole.shape, chunks)

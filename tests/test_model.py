@@ -82,12 +82,13 @@ def test_from_flava_copies_pretrained_weights(flava_backbone, flava_classifier):
 
 @pytest.mark.parametrize("which", ["flava", "compact"])
 def test_cached_features_equal_end_to_end(which, request, real_posts, tmp_path):
-    """(b) load_or_extract_features + backbone.prepare + classifier == EndToEndModel.predict
-    (float32 cache)."""
+    """(b) load_or_extract_features + the backbone's preparation + classifier == EndToEndModel.predict
+    (float32 cache, read memory-mapped; prepared batch by batch as training reads it)."""
     backbone, classifier = backbone_and_classifier(request, which)
     guids, texts, paths = real_posts
-    feats = backbone.prepare(load_or_extract_features(backbone, guids, texts, paths, tmp_path, dtype="float32",
-                                                      batch_size=4, progress=False))
+    cached = load_or_extract_features(backbone, guids, texts, paths, tmp_path, dtype="float32", batch_size=4,
+                                      progress=False)
+    feats = cached.map_image_states(backbone.prepare_image_states).in_memory()
     with torch.no_grad():
         cached = classifier(feats.text_states, feats.text_mask, feats.image_states).logits
     end_to_end = EndToEndModel(backbone, classifier).predict(texts, paths)

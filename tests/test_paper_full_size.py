@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from safetensors import safe_open
-
 from conftest import save_random_flava
+from msa_utils.features import MANIFEST_NAME, load_features
+from msa_utils.io import read_json
 from msa_utils.study import run_study
 
 pytestmark = pytest.mark.slow
@@ -43,12 +43,11 @@ def results(full_size_flava, tmp_path_factory) -> Path:
 
 
 def test_full_size_token_states_reach_the_cache(results):
-    (cache,) = (results.parent / "cache").glob("features-flava-*.safetensors")
-    with safe_open(cache, "pt") as handle:
-        shapes = {key: handle.get_slice(key).get_shape() for key in handle.keys()}
-    posts = shapes["guids"][0]
+    (cache,) = (results.parent / "cache").glob("features-flava-*")
+    features = load_features(cache, read_json(cache / MANIFEST_NAME)["key"])
+    posts = len(features)
     assert posts == 64 + TEST_POSTS
-    assert shapes["text_states"] == [posts, 64, 768] and shapes["image_states"] == [posts, 197, 768]
+    assert features.text_states.shape == (posts, 64, 768) and features.image_states.shape == (posts, 197, 768)
 
 
 def test_the_paper_model_is_trained_and_saved(results):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from msa_utils.encoders import FrozenBackbone
-from msa_utils.features import FeatureSet, extract_features
+from msa_utils.features import MANIFEST_NAME, FeatureSet, LazyRows, extract_features
 from msa_utils.io import read_json
 from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import get_profile
@@ -122,7 +122,7 @@ def _models(backbone, top_layers=1):
 @pytest.mark.parametrize("top_layers", [1, 2])
 def test_classifier_starts_equal_to_the_plain_classifier(backbone, posts, tmp_path, top_layers):
     features = features_of(backbone, posts)
-    below = text_below_features(backbone, features, posts[1], top_layers, tmp_path, progress=False)
+    below = text_below_features(backbone, features, posts[1], top_layers, tmp_path, progress=False).in_memory()
     classifier, model = _models(backbone, top_layers)
     with torch.no_grad():
         expected = classifier(features.text_states, features.text_mask, features.image_states).logits
@@ -143,7 +143,8 @@ def _train_step(model, features: FeatureSet, lr: float = 1e-3) -> None:
 
 
 def test_training_changes_the_text_top_but_never_the_frozen_encoder(backbone, posts, tmp_path):
-    below = text_below_features(backbone, features_of(backbone, posts), posts[1], 1, tmp_path, progress=False)
+    below = text_below_features(backbone, features_of(backbone, posts), posts[1], 1, tmp_path,
+                                progress=False).in_memory()
     _, model = _models(backbone)
     encoder_before = {k: v.clone() for k, v in backbone.text_encoder.state_dict().items()}
     top_before = {k: v.clone() for k, v in model.text_top.state_dict().items()}
@@ -160,7 +161,7 @@ def test_training_changes_the_text_top_but_never_the_frozen_encoder(backbone, po
 def test_save_and_load(compact_backbone, flava_backbone, posts, tmp_path):
     backbone = flava_backbone
     below = text_below_features(backbone, features_of(backbone, posts), posts[1], 2, tmp_path / "cache",
-                                progress=False)
+                                progress=False).in_memory()
     _, model = _models(backbone, 2)
     _train_step(model, below)
     folder = model.save_pretrained(tmp_path / "ckpt")
@@ -197,28 +198,31 @@ def test_text_below_features_are_cached_and_never_touch_images(compact_backbone,
     assert below.guids is features.guids and below.text_mask is features.text_mask
     assert below.image_states is features.image_states
     assert below.text_states.dtype == torch.float32 and below.text_states.shape == features.text_states.shape
+    assert isinstance(below.text_states, LazyRows)  # read from the cache just written
+    below_states = below.text_states[:]
     batch = backbone.tokenize(texts)
     direct = backbone.encode_text_below(batch["input_ids"], batch["attention_mask"], 1)
     mask = features.text_mask
-    torch.testing.assert_close(real(below.text_states, mask), real(direct, mask), atol=1e-5, rtol=0)
+    torch.testing.assert_close(real(below_states, mask), real(direct, mask), atol=1e-5, rtol=0)
     # each batch (sorted by length) is cut to its longest text: the cut positions are zeros
-    assert (below.text_states[~mask.bool()].abs().sum(-1) == 0).any()
+    assert (below_states[~mask.bool()].abs().sum(-1) == 0).any()
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 1 and files[0].startswith("features-compact-below1-") and files[0].endswith(".safetensors")
+    assert len(files) == 1 and files[0].startswith("features-compact-below1-")
+    assert (tmp_path / files[0] / MANIFEST_NAME).is_file()
 
     # the second call reads the cache
     monkeypatch.setattr(backbone, "encode_text_below", no_images)
     again = text_below_features(backbone, features, texts, 1, tmp_path, progress=False)
-    assert torch.equal(again.text_states, below.text_states)
+    assert torch.equal(again.text_states[:], below_states)
     monkeypatch.undo()
 
-    # a corrupted file is rebuilt with a warning
-    path = tmp_path / files[0]
+    # a corrupted cache is rebuilt with a warning
+    path = tmp_path / files[0] / "shard-00000.safetensors"
     path.write_bytes(b"not a safetensors file")
     with caplog.at_level(logging.WARNING, logger="msa_utils.text_finetune"):
         rebuilt = text_below_features(backbone, features, texts, 1, tmp_path, batch_size=4, progress=False)
     assert any("unusable" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
-    assert torch.equal(rebuilt.text_states, below.text_states)
+    assert torch.equal(rebuilt.text_states[:], below_states)
 
     # another top_layers or dtype is another file
     half = text_below_features(backbone, features, texts, 2, tmp_path, dtype="float16", progress=False)
