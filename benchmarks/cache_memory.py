@@ -1,9 +1,9 @@
 """Memory of training from the feature cache: does it stay flat when the cache grows 20-fold?
 
-Writes a synthetic cache (:class:`msa_utils.features.ShardWriter`, default shard size) with the
+Writes a synthetic cache (:class:`msa_utils.feature_cache.ShardWriter`, default shard size) with the
 real cache's row shapes for ``N`` posts and for ``factor x N`` posts, one after the other, to a
 temporary folder. Each is then opened in a FRESH Python process (:func:`measure_cache_memory`):
-:func:`msa_utils.features.load_features` (shard hashes verified, shards memory-mapped), then one
+:func:`msa_utils.feature_cache.load_features` (shard hashes verified, shards memory-mapped), then one
 pass over all posts in a random order, in batches of 32 gathered as training gathers them
 (:func:`msa_utils.train._batch`: rows to float32, padding trimmed), with a sum of each batch so
 that the data is read. A thread samples ``/proc/self/status`` every 5 ms.
@@ -54,7 +54,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from msa_utils import io  # noqa: E402
-from msa_utils.features import ShardWriter, load_features  # noqa: E402
+from msa_utils.feature_cache import ShardWriter, load_features  # noqa: E402
 
 ROWS = {"compact": ((64, 384), (49, 1280)), "flava": ((64, 768), (197, 768))}
 """Row shapes ``(text (L, Dt), image (Li, Di))`` of each backbone's cache."""
@@ -112,7 +112,7 @@ def measure_cache_memory(folder: str | Path, batch_size: int = 32, seed: int = 0
 
     Returns:
         ``posts``; ``start_anon_mb`` (after the imports), ``load_anon_mb`` (after
-        :func:`~msa_utils.features.load_features`), ``peak_anon_mb``, ``peak_vmrss_mb`` [MB];
+        :func:`~msa_utils.feature_cache.load_features`), ``peak_anon_mb``, ``peak_vmrss_mb`` [MB];
         ``load_s`` (verifying the shards' SHA-256 included), ``pass_s`` [s].
 
     Raises:
@@ -166,6 +166,40 @@ def measure_in_subprocess(folder: str | Path, batch_size: int = 32) -> dict[str,
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def compare_cache_sizes(posts: int = 4511, factor: int = 20, rows: str = "compact", batch_size: int = 32,
+                        tmp: Path | None = None) -> list[dict]:
+    """Write a synthetic cache of ``posts`` and one of ``factor * posts`` posts (``rows``' shapes,
+    float16) in turn, and measure each in a fresh process (:func:`measure_in_subprocess`).
+
+    Returns:
+        One dict per cache: ``rows, posts, shards, cache_mb, write_s`` and the measures of
+        :func:`measure_cache_memory`.
+
+    Raises:
+        SystemExit: if the temp folder lacks the disk the big cache needs plus 2 GB.
+    """
+    text, image = ROWS[rows]
+    row_bytes = 2 * (text[0] * text[1] + image[0] * image[1]) + 8 * (text[0] + 1)
+    needed = factor * posts * row_bytes
+    root = Path(tmp or tempfile.gettempdir())
+    free = shutil.disk_usage(root).free
+    if free < needed + 2e9:
+        sys.exit(f"{root} has {free / 1e9:.1f} GB free; the big cache needs {needed / 1e9:.1f} GB + 2 GB: "
+                 "use --posts, --factor or --tmp")
+    out = []
+    for count in (posts, factor * posts):
+        with tempfile.TemporaryDirectory(dir=root, prefix="cache_memory-") as scratch:
+            begin = time.perf_counter()
+            size = write_synthetic_cache(Path(scratch) / "cache", count, rows)
+            write_s = time.perf_counter() - begin
+            shards = len(list((Path(scratch) / "cache").glob("shard-*")))
+            measured = measure_in_subprocess(Path(scratch) / "cache", batch_size)
+        out.append({"rows": rows, "posts": count, "shards": shards, "cache_mb": size / MB, "write_s": write_s,
+                    **{k: v for k, v in measured.items() if k != "posts"}})
+        print(f"{count} posts done", file=sys.stderr, flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--posts", type=int, default=4511, help="posts of the small cache")
@@ -180,25 +214,7 @@ def main() -> None:
         print(json.dumps(measure_cache_memory(args.measure, args.batch_size)))
         return
 
-    text, image = ROWS[args.rows]
-    row_bytes = 2 * (text[0] * text[1] + image[0] * image[1]) + 8 * (text[0] + 1)
-    needed = args.factor * args.posts * row_bytes
-    root = Path(args.tmp or tempfile.gettempdir())
-    free = shutil.disk_usage(root).free
-    if free < needed + 2e9:
-        sys.exit(f"{root} has {free / 1e9:.1f} GB free; the big cache needs {needed / 1e9:.1f} GB + 2 GB: "
-                 "use --posts, --factor or --tmp")
-    rows = []
-    for posts in (args.posts, args.factor * args.posts):
-        with tempfile.TemporaryDirectory(dir=root, prefix="cache_memory-") as scratch:
-            begin = time.perf_counter()
-            size = write_synthetic_cache(Path(scratch) / "cache", posts, args.rows)
-            write_s = time.perf_counter() - begin
-            shards = len(list((Path(scratch) / "cache").glob("shard-*")))
-            measured = measure_in_subprocess(Path(scratch) / "cache", args.batch_size)
-        rows.append({"rows": args.rows, "posts": posts, "shards": shards, "cache_mb": size / MB, "write_s": write_s,
-                     **{k: v for k, v in measured.items() if k != "posts"}})
-        print(f"{posts} posts done", file=sys.stderr, flush=True)
+    rows = compare_cache_sizes(args.posts, args.factor, args.rows, args.batch_size, args.tmp)
     table = pd.DataFrame(rows)
     small, big = table.iloc[0], table.iloc[1]
     print("| posts | shards | cache [MB] | anonymous: start / after load / peak [MB] | peak VmRSS [MB] "

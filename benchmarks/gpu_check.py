@@ -6,7 +6,7 @@ with a ``FlavaProcessor`` built from the bert-base-uncased vocabulary, and loade
 study's own code (:meth:`msa_utils.encoders.FlavaBackbone.from_pretrained`). Then, on ``--posts``
 real MVSA posts (texts decoded and cleaned as the study does):
 
-1. the frozen text and image encoders' pass (:func:`msa_utils.features.extract_features`, batch
+1. the frozen text and image encoders' pass (:func:`msa_utils.extraction.extract_features`, batch
    ``encode_batch_size``, ``encode_workers`` decoding workers, pinned memory on CUDA), once in
    fp32 and once under the profile's bf16 autocast (TF32 allowed), with the relative error
    between the two;
@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from msa_utils.decoding import decode_text_bytes, join_lines  # noqa: E402
 from msa_utils.encoders import FlavaBackbone  # noqa: E402
-from msa_utils.features import extract_features  # noqa: E402
+from msa_utils.extraction import extract_features  # noqa: E402
 from msa_utils.profiles import get_profile  # noqa: E402
 from msa_utils.runtime import allow_tf32, resolve_device, set_seed  # noqa: E402
 from msa_utils.text import clean_text  # noqa: E402

@@ -5,17 +5,24 @@ On a sample of ``--posts`` real MVSA posts with the ``cpu`` profile's compact ba
 * **the machine's limit:** ``torch.matmul`` of two square ``--matmul-size`` matrices, fp32 and
   bf16, GFLOP/s (the best of 5 after a warm-up; a product costs 2 n³ FLOPs);
 * **image decoding alone:** :func:`msa_utils.images.load_image` of every post, posts/s;
-* **the frozen encoders:** the text and the image encoder, each timed over the tokenized /
-  preprocessed batches, with their FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``
-  on one batch (not estimated by hand): posts/s, achieved GFLOP/s and its share of the fp32
-  limit; and the whole :func:`msa_utils.features.extract_features` pass as the study runs it
-  (decoding + preprocessing + both encoders);
+* **the frozen encoders, in fp32 and in bf16 autocast** (the ``precision`` field): the text and
+  the image encoder, each timed over the batches the study forms (similar text lengths, each cut
+  to its longest text), with their FLOPs counted over the same batches by
+  ``torch.utils.flop_counter.FlopCounterMode`` (not estimated by hand): posts/s, achieved GFLOP/s
+  and its share of the fp32 limit; the whole :func:`msa_utils.extraction.extract_features` pass
+  as the study runs it (decoding + preprocessing + both encoders); the relative error of the
+  bf16 states against the fp32 ones (the tolerance);
 * **training:** one epoch of the profile's classifier from the cached features
-  (:func:`msa_utils.train.fit`, validation excluded) vs one epoch end-to-end through the frozen
-  encoders (:class:`msa_utils.model.EndToEndModel`: the same classifier, posts and batch size),
-  posts/s and their ratio;
-* **peak resident memory** of each part above the process's memory before it [MB] (sampled
-  from ``/proc/self/status`` every 5 ms).
+  (:func:`msa_utils.train.fit` on the sample, validation on one batch) in the drawn order,
+  grouped by text length (the study's) and grouped under bf16 autocast, FLOPs (forward and
+  backward) counted the same way; and one epoch end-to-end through the profile's frozen encoders
+  (:class:`msa_utils.model.EndToEndModel`: the same classifier, posts and batch size), and the
+  ratio;
+* **memory flat in the number of posts:** one pass of batches over a synthetic cache of
+  ``--memory-posts`` posts and over one 20 times larger (``benchmarks/cache_memory.py``, each in
+  a fresh process): peak anonymous memory above the start;
+* **peak resident memory** of each other part above the process's memory before it [MB]
+  (sampled from ``/proc/self/status`` every 5 ms).
 
 Usage, from the repository root, on an otherwise idle machine::
 
@@ -37,10 +44,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cache_memory import measure_cache_memory  # benchmarks/ is on sys.path when a script in it runs
+from cache_memory import compare_cache_sizes  # benchmarks/ is on sys.path when a script in it runs
 from gpu_check import sample_posts
 from msa_utils.encoders import load_backbone
-from msa_utils.features import extract_features, length_sorted_batches
+from msa_utils.extraction import extract_features, length_sorted_batches
 from msa_utils.images import load_image
 from msa_utils.model import EndToEndModel
 from msa_utils.profiles import get_profile
@@ -90,13 +97,6 @@ def matmul_gflops(n: int, dtype: torch.dtype, repeats: int = 5) -> float:
         torch.matmul(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
-
-
-def counted_flops(fn, *args) -> int:
-    """FLOPs of ``fn(*args)`` as ``FlopCounterMode`` counts them (matmuls, convolutions...)."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        fn(*args)
-    return counter.get_total_flops()
 
 
 def relative_error(exact: torch.Tensor, approx: torch.Tensor) -> float:
@@ -187,14 +187,19 @@ def main() -> None:
     cached = {}
     for label, grouped, autocast in (("drawn order", False, False), ("grouped by length (the study's)", True, False),
                                      ("grouped, bf16 autocast", True, True)):
-        set_seed(0)
-        model = backbone.build_classifier(profile)
-        with Part() as m, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], lr=profile.lr,
-                batch_size=profile.batch_size, max_epochs=1, device="cpu", progress=False, group_by_length=grouped)
-        cached[label] = m
-        add(f"training epoch from the cache, {label}", m, n / m.seconds,
-            note=f"the study's 2,560 training posts: about {2560 * m.seconds / n:.1f} s")
+        def epoch(meter):  # one epoch of a fresh model, same seed: the same batches every time
+            set_seed(0)
+            model = backbone.build_classifier(profile)
+            with meter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], lr=profile.lr,
+                    batch_size=profile.batch_size, max_epochs=1, device="cpu", progress=False,
+                    group_by_length=grouped)
+            return meter
+
+        flops = epoch(FlopCounterMode(display=False)).get_total_flops()  # forward and backward
+        m = cached[label] = epoch(Part())
+        add(f"training epoch from the cache, {label} ({flops / n / 1e9:.2f} GFLOP/post)", m, n / m.seconds,
+            flops / m.seconds / 1e9, note=f"the study's 2,560 training posts: about {2560 * m.seconds / n:.1f} s")
     set_seed(0)
     end_to_end = EndToEndModel(backbone, backbone.build_classifier(profile))
     optimiser = torch.optim.Adam([p for p in end_to_end.parameters() if p.requires_grad], lr=profile.lr)
@@ -211,12 +216,12 @@ def main() -> None:
     add(f"training epoch end-to-end through the {profile.precision} encoders", full, n / full.seconds,
         note=f"the study's cached epoch is {full.seconds / study_epoch.seconds:.1f}x faster")
 
-    memory = measure_cache_memory(args.memory_posts)
-    for r in memory:
-        rows.append({"part": f"one pass of batches over a cache of {r['posts']:,} posts (memory-mapped shards)",
-                     "seconds": r.get("seconds"), "posts_per_s": r["posts"] / r["seconds"] if r.get("seconds") else None,
-                     "peak_mb": r["peak_anon_mb"],
-                     "note": f"peak RSS incl. mapped file pages {r['peak_rss_mb']:.0f} MB; cache {r['cache_mb']:.0f} MB"})
+    for r in compare_cache_sizes(args.memory_posts, 20):
+        rows.append({"part": f"one pass of batches over a synthetic cache of {r['posts']:,} posts (memory-mapped "
+                             f"shards, anonymous memory)", "seconds": r["pass_s"],
+                     "posts_per_s": r["posts"] / r["pass_s"], "peak_mb": r["peak_anon_mb"] - r["start_anon_mb"],
+                     "note": f"cache {r['cache_mb']:,.0f} MB; peak RSS with mapped file pages "
+                             f"{r['peak_vmrss_mb']:,.0f} MB"})
 
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; {n} posts, profile cpu (batch {profile.batch_size}, encode batch {batch})")

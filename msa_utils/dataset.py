@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import io
 from .encoders import FrozenBackbone, load_backbone
-from .features import FeatureSet, NullInputs, load_or_extract_features
+from .feature_cache import load_or_extract_features
+from .features import FeatureSet, NullInputs
 from .posts import load_posts, usable
 from .profiles import Profile
 from .splits import load_split

@@ -10,7 +10,7 @@ tests check it. Notebooks 01 and 03 must have run for the profile (the post tabl
 
 1. **Extraction** (:func:`extract_in_parts`): the posts are cut into one contiguous slice per
    process (``PartialState.split_between_processes``); each process encodes its slice
-   (:func:`msa_utils.features.encode_windows`) into a folder of its own, then the main process
+   (:func:`msa_utils.extraction.encode_windows`) into a folder of its own, then the main process
    joins the slices into the ONE cache folder the notebooks read (a streaming copy, one shard in
    memory), so notebook 04 finds the cache and encodes nothing.
 2. **Training** (:func:`msa_utils.train.fit` with ``processes``): the full model, seed
@@ -30,7 +30,9 @@ from typing import Sequence
 
 import torch
 
-from .features import FeatureSet, LazyRows, ShardWriter, encode_windows, load_features, save_features
+from .extraction import encode_windows
+from .feature_cache import ShardWriter, load_features, save_features
+from .features import FeatureSet, LazyRows
 
 
 def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_paths: Sequence[str | os.PathLike],
@@ -39,16 +41,16 @@ def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_
     """Encode ``N`` posts over the processes of ``processes`` and write them to the cache ``folder``.
 
     Process ``r`` encodes its contiguous slice into ``{folder}.part{r}``; after a barrier the main
-    process joins the parts in order into ``folder`` (:func:`msa_utils.features.save_features` of
+    process joins the parts in order into ``folder`` (:func:`msa_utils.feature_cache.save_features` of
     the memory-mapped parts) and deletes them; after a second barrier every process reads
-    ``folder``. Called by :func:`msa_utils.features.load_or_extract_features` with ``processes``.
+    ``folder``. Called by :func:`msa_utils.feature_cache.load_or_extract_features` with ``processes``.
 
     Args:
         backbone: a :class:`msa_utils.encoders.FrozenBackbone` on this process's device.
         guids: ``(N,)`` int64; texts, image_paths: ``N`` posts, aligned.
-        folder, key: the cache folder and its key (:func:`msa_utils.features.feature_cache_key`).
+        folder, key: the cache folder and its key (:func:`msa_utils.feature_cache.feature_cache_key`).
         processes: an ``accelerate.PartialState``.
-        dtype, batch_size, workers, progress: as for :func:`msa_utils.features.encode_windows`.
+        dtype, batch_size, workers, progress: as for :func:`msa_utils.extraction.encode_windows`.
 
     Returns:
         The joined cache, read lazily, rows in input order (the same on every process).
@@ -78,7 +80,7 @@ def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_
 
 
 def join_feature_sets(parts: Sequence[FeatureSet]) -> FeatureSet:
-    """The rows of ``parts`` (whole caches as :func:`msa_utils.features.load_features` reads them)
+    """The rows of ``parts`` (whole caches as :func:`msa_utils.feature_cache.load_features` reads them)
     one after the other, without copying token states: their memory-mapped blocks are joined.
 
     Raises:

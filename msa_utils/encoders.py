@@ -266,7 +266,7 @@ class FrozenBackbone:
 
         Args:
             features: the encoder's own states, e.g. from
-                :func:`msa_utils.features.load_or_extract_features` (``(N, Li, Di)`` images).
+                :func:`msa_utils.feature_cache.load_or_extract_features` (``(N, Li, Di)`` images).
 
         Returns:
             A :class:`~msa_utils.features.FeatureSet` with ``image_states (N, Li', Di)``.

@@ -52,7 +52,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from msa_utils.features import _DTYPES, FORMAT_VERSION, FeatureSet, cache_path, load_features, save_features
+from msa_utils.feature_cache import FORMAT_VERSION, cache_path, load_features, save_features
+from msa_utils.features import _DTYPES, FeatureSet
 from msa_utils.hashing import Digest
 from msa_utils.io import atomic_path, read_json, write_json
 from msa_utils.model import ClassifierOutput, MultimodalClassifier
@@ -323,7 +324,7 @@ class TextTopClassifier(nn.Module):
 def text_below_cache_key(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequence[str], top_layers: int,
                          dtype: str) -> str:
     """Cache key (hex SHA-256, :class:`msa_utils.hashing.Digest`) of :func:`text_below_features`:
-    :data:`msa_utils.features.FORMAT_VERSION`, the backbone's
+    :data:`msa_utils.feature_cache.FORMAT_VERSION`, the backbone's
     :meth:`~msa_utils.encoders.FrozenBackbone.fingerprint` (weights, tokenisation, the source of
     :mod:`msa_utils.encoders`), ``top_layers``, ``dtype``, the source of this module, and every
     guid and text in order.
@@ -356,8 +357,8 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
 
     The result is cached in ONE cache folder of safetensors shards
     ``{cache_dir}/features-{backbone.name}-below{top_layers}-{key}/``
-    (:func:`msa_utils.features.cache_path`, key :func:`text_below_cache_key`), written and read
-    with :func:`msa_utils.features.save_features` / :func:`~msa_utils.features.load_features`
+    (:func:`msa_utils.feature_cache.cache_path`, key :func:`text_below_cache_key`), written and read
+    with :func:`msa_utils.feature_cache.save_features` / :func:`~msa_utils.feature_cache.load_features`
     (atomic writes, manifest last; key, format and each shard's SHA-256 checked; read
     memory-mapped). It holds guids, the below-states and the mask; its ``image_states`` is an
     empty ``(N, 0, 0)`` placeholder (the image states are taken from ``features``, not stored
@@ -367,7 +368,7 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
     Args:
         backbone: a :class:`~msa_utils.encoders.FrozenBackbone` supporting ``encode_text_below``.
         features: the frozen features of the same posts (e.g. from
-            :func:`msa_utils.features.load_or_extract_features`), prepared or not:
+            :func:`msa_utils.feature_cache.load_or_extract_features`), prepared or not:
             ``guids (N,)``, ``text_mask (N, L)``, ``image_states`` are kept as they are.
         texts: the ``N`` texts the features were made from, in the same order.
         top_layers: ``1..num_layers`` of the text encoder (profile field ``text_top_layers``).

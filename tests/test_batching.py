@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from msa_utils.encoders import CompactBackbone
-from msa_utils.features import encode_windows, extract_features, length_sorted_batches
+from msa_utils.extraction import encode_windows, extract_features, length_sorted_batches
 from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import DEFAULT_DATA_DIR, get_profile
 from msa_utils.runtime import ExpectedTime, allow_tf32, set_seed

@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from msa_utils.encoders import load_backbone
-from msa_utils.features import extract_features, load_features
+from msa_utils.extraction import extract_features
+from msa_utils.feature_cache import load_features
 from msa_utils.posts import load_posts
 from msa_utils.profiles import get_profile
 from msa_utils.study import run_study

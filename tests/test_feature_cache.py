@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import msa_utils.features as features_module
-from msa_utils.features import (MANIFEST_NAME, FeatureSet, LazyRows, ShardWriter, load_features, map_safetensors,
-                                pool_image_tokens, save_features)
+import msa_utils.feature_cache as cache_module
+from msa_utils.feature_cache import MANIFEST_NAME, ShardWriter, load_features, map_safetensors, save_features
+from msa_utils.features import FeatureSet, LazyRows, pool_image_tokens
 
 
 def synthetic(n: int = 10, dtype: torch.dtype = torch.float16, text=(5, 3), image=(4, 2), seed: int = 0) -> FeatureSet:
@@ -131,7 +131,7 @@ def test_writer_streams_batches_of_any_size_into_shards(tmp_path, monkeypatch):
                                                                    "shard-00001.safetensors"]
     assert_same(load_features(tmp_path / "c", "k2"), features)
     # the default shard size follows SHARD_BYTES: a row here is 8 + 2*15 + 8*5 + 2*8 = 94 bytes
-    monkeypatch.setattr(features_module, "SHARD_BYTES", 94 * 4)
+    monkeypatch.setattr(cache_module, "SHARD_BYTES", 94 * 4)
     save_features(features, tmp_path / "d", "k")
     assert [s["rows"] for s in json.loads((tmp_path / "d" / MANIFEST_NAME).read_text())["shards"]] == [4, 4, 4, 1]
 
@@ -238,7 +238,7 @@ def test_training_reads_the_same_bits_from_the_cache(compact_backbone_grid2, rea
     from types import SimpleNamespace
 
     from msa_utils.baselines import pooled_feature_set, pooled_features
-    from msa_utils.features import extract_features
+    from msa_utils.extraction import extract_features
     from msa_utils.profiles import get_profile
     from msa_utils.train import _batch
     from msa_utils.variants import run_key

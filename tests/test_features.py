@@ -11,11 +11,12 @@ import shutil
 import pytest
 import torch
 
-import msa_utils.features as features_module
+import msa_utils.feature_cache as cache_module
 import msa_utils.io
 from msa_utils.encoders import FlavaBackbone
-from msa_utils.features import (MANIFEST_NAME, FeatureSet, LazyRows, NullInputs, cache_path, extract_features,
-                                feature_cache_key, load_or_extract_features, pool_image_tokens)
+from msa_utils.extraction import extract_features
+from msa_utils.feature_cache import MANIFEST_NAME, cache_path, feature_cache_key, load_or_extract_features
+from msa_utils.features import FeatureSet, LazyRows, NullInputs, pool_image_tokens
 
 
 @pytest.fixture()
@@ -33,15 +34,15 @@ def copied_posts(real_posts, tmp_path):
 
 @pytest.fixture()
 def count_extractions(monkeypatch):
-    """Counts the encoders' passes (features.encode_windows) made by load_or_extract_features."""
+    """Counts the encoders' passes (encode_windows) made by load_or_extract_features."""
     calls = []
-    original = features_module.encode_windows
+    original = cache_module.encode_windows
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(features_module, "encode_windows", counting)
+    monkeypatch.setattr(cache_module, "encode_windows", counting)
     return calls
 
 
@@ -106,7 +107,7 @@ def test_cache_key_changes_with_data_dtype_and_preprocessing(flava_backbone, cop
 def test_cache_key_tracks_the_image_loader_source(flava_backbone, copied_posts, monkeypatch):
     guids, texts, paths = copied_posts
     base = feature_cache_key(flava_backbone, guids, texts, paths, "float32")
-    monkeypatch.setattr(features_module, "images_module", msa_utils.io)  # stands for an edited images.py
+    monkeypatch.setattr(cache_module, "images_module", msa_utils.io)  # stands for an edited images.py
     assert feature_cache_key(flava_backbone, guids, texts, paths, "float32") != base
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from msa_utils.features import extract_features, load_or_extract_features
+from msa_utils.extraction import extract_features
+from msa_utils.feature_cache import load_or_extract_features
 from msa_utils.images import to_rgb
 from msa_utils.model import (ClassifierConfig, EndToEndModel, MultimodalClassifier, build_head,
                              mask_modality, trim_text_padding)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import save_random_flava
-from msa_utils.features import MANIFEST_NAME, load_features
+from msa_utils.feature_cache import MANIFEST_NAME, load_features
 from msa_utils.io import read_json
 from msa_utils.study import run_study
 

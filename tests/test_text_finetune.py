@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from msa_utils.encoders import FrozenBackbone
-from msa_utils.features import MANIFEST_NAME, FeatureSet, LazyRows, extract_features
+from msa_utils.extraction import extract_features
+from msa_utils.feature_cache import MANIFEST_NAME
+from msa_utils.features import FeatureSet, LazyRows
 from msa_utils.io import read_json
 from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import get_profile

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from msa_utils import LABEL2ID
-from msa_utils.features import NullInputs, extract_features
+from msa_utils.extraction import extract_features
+from msa_utils.features import NullInputs
 from msa_utils.model import MultimodalClassifier
 from msa_utils.profiles import DEFAULT_DATA_DIR, get_profile
 from msa_utils.runtime import set_seed
