@@ -8,14 +8,20 @@ tests check it. Notebooks 01 and 03 must have run for the profile (the post tabl
     accelerate launch --num_processes 4 -m msa_utils.distributed --profile paper   # 4 GPUs
     torchrun --nproc_per_node 2 -m msa_utils.distributed --profile smoke           # 2 CPU processes
 
+Stop a run with Ctrl-C (or by killing the launcher's process group): ``kill -9`` of the launcher
+alone leaves its worker processes running (torch's launchers do not forward SIGKILL).
+
 1. **Extraction** (:func:`extract_in_parts`): the posts are cut into one contiguous slice per
    process (``PartialState.split_between_processes``); each process encodes its slice
    (:func:`msa_utils.extraction.encode_windows`) into a folder of its own, then the main process
    joins the slices into the ONE cache folder the notebooks read (a streaming copy, one shard in
    memory), so notebook 04 finds the cache and encodes nothing.
+   The states equal a single process's up to float rounding (each process forms its own
+   length-sorted batches, so the texts are cut at other lengths).
 2. **Training** (:func:`msa_utils.train.fit` with ``processes``): the full model, seed
    ``cfg.seed``; every process draws the same batches and computes its share of each, and the
-   gradients are summed before each step: the step of the whole batch. The main process writes
+   gradients are summed before each step: the step of the whole batch (with dropout, each
+   process draws its own masks). The main process writes
    the classifier to ``checkpoints/distributed/seed{seed}`` and prints the validation scores.
 """
 
@@ -137,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scores = classification_metrics(data.labels["val"], predict_logits(model, data.features["val"],
                                                                            device=cfg.device).argmax(1).numpy())
         saved = model.save_pretrained(cfg.paths.checkpoints / "distributed" / f"seed{cfg.seed}")
-        print(f"{processes.num_processes} processes ({processes.distributed_type}); {len(data.labels['train'])} "
+        print(f"processes: {processes.num_processes} ({processes.distributed_type}); {len(data.labels['train'])} "
               f"training posts; best epoch {result.best_epoch} of {len(result.history)}; validation "
               f"weighted F1 {scores['weighted_f1']:.4f}, accuracy {scores['accuracy']:.4f}; classifier in {saved}")
     processes.wait_for_everyone()

@@ -48,6 +48,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -128,6 +129,7 @@ class ShardWriter:
 
     Raises:
         ValueError: if ``rows_per_shard`` is not positive.
+        PermissionError / OSError: (on construction) if the folder cannot be written.
     """
 
     def __init__(self, folder: str | os.PathLike, key: str, rows_per_shard: int | None = None) -> None:
@@ -138,6 +140,7 @@ class ShardWriter:
             self.folder.unlink()
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / MANIFEST_NAME).unlink(missing_ok=True)
+        tempfile.TemporaryFile(dir=self.folder).close()  # unwritable: fail now, not after the encoders' pass
         self._buffer: dict[str, torch.Tensor] | None = None
         self._filled = 0
         self._shards: list[dict] = []

@@ -150,7 +150,7 @@ def _positions(index, n: int) -> torch.Tensor:
         IndexError: for a position outside ``-n..n-1``, or an index that is not integer.
     """
     if isinstance(index, slice):
-        return torch.arange(*index.indices(n))
+        return torch.arange(n)[index]  # Python's slice rules: slice(4, 2) is empty, not an error
     positions = torch.as_tensor(index).reshape(-1)
     if positions.numel() == 0:
         return torch.zeros(0, dtype=torch.long)

@@ -142,7 +142,7 @@ def _sharded_backward(model, train, train_y, index, rank, world, loss_weights, d
     the full batch's gradient. Returns the whole batch's loss (the same on every process)."""
     labels = train_y[index].to(device)
     weights = loss_weights[labels] if loss_weights is not None else torch.ones(len(index), device=device)
-    mine = torch.arange(rank, len(index), world)
+    mine = torch.arange(len(index))[rank::world]  # empty when the batch has fewer rows than processes
     if len(mine):
         logits = model(*_batch(train, index[mine], drop, nulls, device)).logits
         loss = (F.cross_entropy(logits, labels[mine], reduction="none") * weights[mine]).sum() / weights.sum()
@@ -228,11 +228,14 @@ def fit(
         on_step: called as ``on_step(epoch, step)`` after every optimiser step (for tests).
         processes: an ``accelerate.PartialState`` of several processes (one per GPU, or CPU
             processes under ``torchrun``; :mod:`msa_utils.distributed`): every process draws the
-            same batches, computes the loss of its share of each batch (rows ``rank::world``) and
-            the gradients are summed over the processes before each step, so the step is the
-            full batch's (exactly, up to float rounding: each share's loss is divided by the whole
-            batch's size or class weight). Every process validates and keeps the same weights;
-            only the main one calls ``on_best`` and writes ``state_path``. ``None``: one process.
+            same batches, computes the loss of its share of each batch (rows ``rank::world``, none
+            when the batch has fewer rows than processes) and the gradients are summed over the
+            processes before each step, so the step is the full batch's: each share's loss is
+            divided by the whole batch's size or class weight. Without dropout the weights equal a
+            single process's up to float rounding (``tests/test_distributed.py``); with dropout
+            each process draws its own masks, so a run is another random draw. Every process
+            validates and keeps the same weights; only the main one calls ``on_best`` and writes
+            ``state_path``. ``None``: one process.
 
     Returns:
         :class:`FitResult`.

@@ -27,11 +27,11 @@ pytestmark = pytest.mark.slow
 SETTINGS = ["--set", "dropout=0.0", "--set", "max_epochs=2", "--set", "patience=2", "--set", "group_by_length=true"]
 
 
-def launch(processes: int, results: Path, cache: Path) -> str:
+def launch(processes: int, results: Path, cache: Path, settings: list[str] = SETTINGS) -> str:
     env = {**os.environ, "MSA_RESULTS_DIR": str(results), "MSA_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "-m", "msa_utils.distributed", "--profile", "smoke", *SETTINGS]
+               "-m", "msa_utils.distributed", "--profile", "smoke", *settings]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -52,12 +52,12 @@ def study(tmp_path_factory):
     (folder,) = [f for f in cache.iterdir() if f.name.startswith("features-compact-")]
     cached = sorted(f.name for f in cache.iterdir())
     one = launch(1, single, cache)  # finds the 2-process cache: trains only
-    return results, single, cache, folder, cached, two, one
+    return root, results, single, cache, folder, cached, two, one
 
 
 def test_two_processes_write_the_one_cache_a_single_process_would(study):
-    results, _, cache, folder, cached, two, _ = study
-    assert "2 processes (DistributedType.MULTI_CPU)" in two
+    _, results, _, cache, folder, cached, two, _ = study
+    assert "processes: 2 (DistributedType.MULTI_CPU)" in two
     assert cached == [folder.name]  # the parts were joined and deleted
     stored = load_features(folder, folder.name.split("-")[-1]).in_memory()
     cfg = get_profile("smoke", results_dir=str(results))
@@ -71,10 +71,18 @@ def test_two_processes_write_the_one_cache_a_single_process_would(study):
 
 
 def test_two_processes_train_to_the_weights_of_one(study):
-    results, single, _, _, _, two, one = study
-    assert "1 processes" in one
+    _, results, single, _, _, _, two, one = study
+    assert "processes: 1 " in one
     weights = [load_file(str(r / "checkpoints" / "distributed" / "seed0" / "model.safetensors")) for r in (results, single)]
     assert weights[0].keys() == weights[1].keys()
     moved = [name for name in weights[0] if not torch.allclose(weights[0][name], weights[1][name], atol=1e-4)]
     assert not moved, moved[:5]
     assert two.split("validation")[1] == one.split("validation")[1].replace(str(single), str(results))
+
+
+def test_more_processes_than_rows_in_a_batch(study):
+    root, results, *_ = study
+    three = root / "results_three"
+    shutil.copytree(results, three)
+    out = launch(3, three, root / "cache", SETTINGS + ["--set", "batch_size=1", "--set", "max_epochs=1"])
+    assert "processes: 3 (DistributedType.MULTI_CPU)" in out  # two processes have no row of any batch

@@ -264,3 +264,21 @@ def test_training_reads_the_same_bits_from_the_cache(compact_backbone_grid2, rea
     cfg = get_profile("smoke")
     assert (run_key(SimpleNamespace(features=memory, labels=labels), "full", cfg)
             == run_key(SimpleNamespace(features=lazy, labels=labels), "full", cfg))
+
+
+def test_an_unwritable_cache_folder_fails_before_any_row_is_encoded(tmp_path, monkeypatch):
+    import tempfile as tempfile_module
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", kwargs.get("dir"))
+
+    monkeypatch.setattr(tempfile_module, "TemporaryFile", refuse)  # root ignores chmod: stand in for it
+    with pytest.raises(PermissionError):
+        ShardWriter(tmp_path / "cache", "k")
+
+
+def test_an_empty_slice_of_lazy_rows_is_empty_like_a_tensor():
+    whole = torch.arange(12.0).reshape(6, 2)
+    rows = LazyRows([whole[:4], whole[4:]])
+    assert rows[4:2].shape == whole[4:2].shape == (0, 2)
+    assert torch.equal(rows[1:6:2], whole[1:6:2])
