@@ -102,8 +102,9 @@ class Profile:
         precision: ``"float32"`` or ``"bfloat16"``: the frozen encoders' pass runs under bf16
             autocast when ``"bfloat16"``, and on CUDA TF32 matmuls are then allowed everywhere
             (:func:`msa_utils.runtime.allow_tf32`). The feature cache key includes it. Training
-            runs in float32 (measured on the CPU: bf16 autocast made a cached epoch 1.6x faster
-            but cost 0.20 validation weighted F1 after two epochs; docs/performance.md).
+            runs in float32 (measured on the CPU: bf16 autocast made a cached epoch 1.5x faster,
+            but the full model's best validation weighted F1 fell from 0.677 / 0.674 to 0.516 /
+            0.251, seeds 0 / 1; docs/performance.md).
         group_by_length: form each training batch from posts of similar text length
             (``transformers.trainer_pt_utils.get_length_grouped_indices`` on every epoch's drawn
             order: random mega-batches of up to 50 batches, sorted by length), so that trimming
