@@ -122,7 +122,7 @@ class LazyRows:
         One ``torch.stack`` of row views: a single copy, and (single-threaded) several times
         faster than advanced indexing for float16 rows of 100 kB.
         """
-        block_of = torch.searchsorted(self._starts, positions, right=True) - 1
+        block_of = torch.searchsorted(self._starts, positions.contiguous(), right=True) - 1
         rows = positions - self._starts[block_of]
         return torch.stack([self._blocks[b][r] for b, r in zip(block_of.tolist(), rows.tolist())])
 
