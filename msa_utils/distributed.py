@@ -13,7 +13,7 @@ alone leaves its worker processes running (torch's launchers do not forward SIGK
 
 1. **Extraction** (:func:`extract_in_parts`): the posts are cut into one contiguous slice per
    process (``PartialState.split_between_processes``); each process encodes its slice
-   (:func:`msa_utils.extraction.encode_windows`) into a folder of its own, then the main process
+   (:func:`msa_utils.feature_cache.encode_into`) into a folder of its own, then the main process
    joins the slices into the ONE cache folder the notebooks read (a streaming copy, one shard in
    memory), so notebook 04 finds the cache and encodes nothing.
    The states equal a single process's up to float rounding (each process forms its own
@@ -36,8 +36,7 @@ from typing import Sequence
 
 import torch
 
-from .extraction import encode_windows
-from .feature_cache import ShardWriter, load_features, save_features
+from .feature_cache import encode_into, load_features, save_features
 from .features import FeatureSet, LazyRows
 
 
@@ -56,7 +55,7 @@ def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_
         guids: ``(N,)`` int64; texts, image_paths: ``N`` posts, aligned.
         folder, key: the cache folder and its key (:func:`msa_utils.feature_cache.feature_cache_key`).
         processes: an ``accelerate.PartialState``.
-        dtype, batch_size, workers, progress: as for :func:`msa_utils.extraction.encode_windows`.
+        dtype, batch_size, workers, progress: as for :func:`msa_utils.feature_cache.encode_into`.
 
     Returns:
         The joined cache, read lazily, rows in input order (the same on every process).
@@ -68,12 +67,9 @@ def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_
     part = lambda rank: Path(f"{folder}.part{rank}")  # noqa: E731
     with processes.split_between_processes(list(range(len(guids)))) as mine:
         if mine:
-            with ShardWriter(part(processes.process_index), key) as writer:
-                for start, text_states, text_mask, image_states in encode_windows(
-                        backbone, [texts[i] for i in mine], [image_paths[i] for i in mine], batch_size=batch_size,
-                        dtype=dtype, progress=progress and processes.is_main_process, workers=workers):
-                    rows = torch.as_tensor(mine[start:start + len(text_mask)])
-                    writer.append(text_states, text_mask, image_states, guids[rows])
+            encode_into(part(processes.process_index), key, backbone, guids[mine], [texts[i] for i in mine],
+                        [image_paths[i] for i in mine], dtype=dtype, batch_size=batch_size, workers=workers,
+                        progress=progress and processes.is_main_process)
     processes.wait_for_everyone()
     if processes.is_main_process:
         parts = [load_features(part(r), key, verify=False) for r in range(processes.num_processes)

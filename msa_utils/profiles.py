@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .encoders import BACKBONES
+from .runtime import PRECISIONS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (this package is installed in editable mode from it)."""
@@ -204,7 +205,7 @@ class Profile:
             fail("head", " or ".join(repr(h) for h in HEADS))
         if self.cache_dtype not in ("float32", "float16", "bfloat16"):
             fail("cache_dtype", "'float32', 'float16' or 'bfloat16'")
-        if self.precision not in ("float32", "bfloat16"):
+        if self.precision not in PRECISIONS:
             fail("precision", "'float32' or 'bfloat16'")
         if len(self.head_hidden) != 2 or not all(is_int(w) and w > 0 for w in self.head_hidden):
             fail("head_hidden", "two positive integers")

@@ -56,6 +56,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+PRECISIONS = ("float32", "bfloat16")
+"""The values of a profile's ``precision``: float32, or bf16 autocast of the frozen encoders."""
+
+
+def checked_precision(precision: str) -> str:
+    """``precision`` itself if it is one of :data:`PRECISIONS`.
+
+    Raises:
+        ValueError: otherwise.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    return precision
+
+
 def allow_tf32(precision: str) -> None:
     """Allow TF32 tensor-core matmuls and convolutions on CUDA when ``precision`` is
     ``"bfloat16"`` (``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``):
@@ -65,9 +80,7 @@ def allow_tf32(precision: str) -> None:
     Raises:
         ValueError: for another ``precision``.
     """
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
-    fast = precision == "bfloat16"
+    fast = checked_precision(precision) == "bfloat16"
     torch.backends.cuda.matmul.allow_tf32 = fast
     torch.backends.cudnn.allow_tf32 = fast
 
