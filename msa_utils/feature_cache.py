@@ -25,6 +25,8 @@ Every file is written atomically (:func:`msa_utils.io.atomic_path`), the manifes
 (:class:`ShardWriter`), so a folder without a valid manifest is incomplete. A folder whose
 manifest is missing or unreadable, whose key or format differs, or one of whose shards is missing,
 malformed or does not match its SHA-256 is reported (``logging.warning``) and rebuilt, never used.
+A file in the folder that the manifest does not name (e.g. the temporary shard of a killed
+writer) is not read, and is named in a ``logging.warning`` on every load.
 A cache of an older format (format 2: one ``features-{backbone}-{key}.safetensors`` file) has
 another path and is ignored.
 
@@ -117,7 +119,8 @@ class ShardWriter:
 
     Memory: one shard's buffer (``rows_per_shard`` rows), whatever the batch sizes. Opening a
     writer deletes the folder's manifest, so the folder counts as incomplete until :meth:`close`;
-    shards of an earlier cache in the folder that the new manifest does not list are deleted then.
+    shards of an earlier cache in the folder that the new manifest does not list, and temporary
+    shard files left by a killed writer, are deleted then.
     Readers of the earlier cache are not disturbed: each file is replaced atomically
     (``os.replace``), and a memory-mapped file stays readable after its name is reused.
 
@@ -214,8 +217,8 @@ class ShardWriter:
         }
         write_json(self.folder / MANIFEST_NAME, manifest)
         listed = {s["file"] for s in self._shards}
-        for stale in self.folder.glob("shard-*.safetensors"):
-            if stale.name not in listed:
+        for stale in [*self.folder.glob("shard-*.safetensors"), *self.folder.glob(".shard-*.tmp")]:
+            if stale.name not in listed:  # an earlier cache's shard, or the temporary of a killed writer
                 stale.unlink(missing_ok=True)
         self._buffer, self._closed = None, True
         return self.folder
@@ -347,8 +350,22 @@ def _open_shards(folder: Path, manifest: dict, key: str, verify: bool) -> Featur
             columns[tensor_name].append(tensor)
     if not manifest["shards"] or sum(s["rows"] for s in manifest["shards"]) != manifest["rows"]:
         raise ValueError(f"the manifest's shards do not hold its {manifest['rows']} rows")
+    _report_unlisted(folder, {shard["file"] for shard in manifest["shards"]} | {MANIFEST_NAME})
     guids, mask = torch.cat(columns["guids"]), torch.cat(columns["text_mask"])  # small: copied into memory
     return FeatureSet(guids, LazyRows(columns["text_states"]), mask, LazyRows(columns["image_states"]))
+
+
+def _report_unlisted(folder: Path, listed: set[str], shown: int = 5) -> list[str]:
+    """Log (``logging.warning``) the entries of a cache folder that its manifest does not name,
+    e.g. the temporary file of a writer that was killed, and return their names, sorted. They are
+    not read, and not deleted here: the next :class:`ShardWriter` of the folder deletes unlisted
+    shards and shard temporaries; anything else stays until the user removes it."""
+    unlisted = sorted(entry.name for entry in folder.iterdir() if entry.name not in listed)
+    if unlisted:
+        more = f" and {len(unlisted) - shown} more" if len(unlisted) > shown else ""
+        logger.warning("feature cache %s holds %d entr%s its manifest does not name, not read: %s%s", folder,
+                       len(unlisted), "y" if len(unlisted) == 1 else "ies", ", ".join(unlisted[:shown]), more)
+    return unlisted
 
 
 def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tensor, texts: Sequence[str],

@@ -188,6 +188,25 @@ def test_load_refuses_other_keys_formats_and_damaged_shards(tmp_path):
         map_safetensors(shard)
 
 
+def test_files_the_manifest_does_not_name_are_reported_and_the_next_writer_removes_its_own(tmp_path, caplog):
+    features = synthetic(6)
+    folder = save_features(features, tmp_path / "c", "k", rows_per_shard=4)
+    with caplog.at_level("WARNING", logger="msa_utils.feature_cache"):
+        load_features(folder, "k")
+    assert caplog.records == []  # a clean folder: nothing to report
+    killed = folder / ".shard-00002.safetensors.x1y2.tmp"  # what a writer killed mid-shard leaves
+    killed.write_bytes(b"\x00" * 64)
+    (folder / "notes.txt").write_text("mine")
+    with caplog.at_level("WARNING", logger="msa_utils.feature_cache"):
+        assert_same(load_features(folder, "k"), features)  # still loads: the stray files are not read
+    [record] = caplog.records
+    assert "2 entries its manifest does not name" in record.getMessage()
+    assert ".shard-00002.safetensors.x1y2.tmp, notes.txt" in record.getMessage()
+    save_features(features, folder, "k", rows_per_shard=4)  # a rebuild deletes the killed writer's file
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, "notes.txt", "shard-00000.safetensors",
+                                                        "shard-00001.safetensors"]
+
+
 def _status_kib(field: str) -> int:
     """A memory field of ``/proc/self/status`` (e.g. ``RssAnon``, ``RssFile``), in KiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
