@@ -5,13 +5,16 @@ Every notebook has a parameters cell of literals (papermill's convention) and th
     cfg = setup(profile, overrides)
 
 which resolves the profile, fixes every random seed (:mod:`msa_utils.runtime`), sets torch's CPU
-threads and the plotting defaults (:func:`msa_utils.plots.set_style`), and prints one line
-saying what runs where.
+threads and the plotting defaults (:func:`msa_utils.plots.set_style`), sends warnings to the
+cell's stderr with a :data:`WARNING_PREFIX` (:func:`log_warnings`), and prints one line saying
+what runs where.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from typing import Any
 
 import torch
@@ -20,6 +23,34 @@ from .profiles import PROFILE_ENV, Profile, get_profile
 from .plots import set_style
 from .runtime import allow_tf32, set_seed
 
+#: How a logged warning's line starts in a notebook's stderr: ``msa-study`` finds them by it
+#: (:func:`msa_utils.study.notebook_warnings`) and repeats them on the terminal.
+WARNING_PREFIX = "WARNING "
+_HANDLER_NAME = "msa_utils.notebook"
+
+
+def log_warnings() -> logging.Handler:
+    """Send every ``logging`` record of level WARNING or above, and every ``warnings.warn``
+    (``logging.captureWarnings``), to ``sys.stderr`` as ``WARNING {logger}: {message}`` (or
+    ``ERROR ...``), one handler on the root logger, added once however often this is called.
+
+    Without it, a logged warning (e.g. a rebuilt feature cache, :mod:`msa_utils.feature_cache`)
+    reaches the notebook through ``logging``'s last-resort handler with no level or source, and
+    nothing marks it for the runner. Returns the handler.
+    """
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if handler.get_name() == _HANDLER_NAME:
+            return handler
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    return handler
+
+
 def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, announce: bool = True) -> Profile:
     """Resolve the profile and set the process up for it; the first call of every notebook.
 
@@ -27,7 +58,8 @@ def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, anno
     ``overrides`` are applied on top (:func:`msa_utils.profiles.get_profile`). Then: every seed
     is fixed to ``cfg.seed`` (:func:`set_seed`), TF32 is allowed on CUDA for a bf16 profile
     (:func:`msa_utils.runtime.allow_tf32`), torch uses ``cfg.num_threads`` CPU threads
-    when set, and the plotting defaults are applied (:func:`msa_utils.plots.set_style`).
+    when set, the plotting defaults are applied (:func:`msa_utils.plots.set_style`), and
+    warnings go to stderr marked with :data:`WARNING_PREFIX` (:func:`log_warnings`).
 
     Args:
         profile: the profile name of the notebook's parameters cell.
@@ -46,6 +78,7 @@ def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, anno
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     set_style()
+    log_warnings()
     if announce:
         print(f"profile {cfg.name}: backbone {cfg.backbone}, device {cfg.device}, seed {cfg.seed}, "
               f"results in {cfg.results_dir}")

@@ -13,7 +13,8 @@ A notebook whose inputs (its code, the profile, ``msa_utils``, the data, the lib
 the outputs of the notebooks before it) and outputs are unchanged since it last ran to the end
 is skipped (see :mod:`msa_utils.stamps`); so rerunning the same command after a crash, a
 Ctrl-C or a kill redoes only what is missing or stale. Each executed notebook is saved under
-``<results_dir>/notebooks/``. The run stops at the first failing notebook with a message naming
+``<results_dir>/notebooks/``; the warnings it logged are repeated on the terminal
+(:func:`notebook_warnings`). The run stops at the first failing notebook with a message naming
 the notebook, the cell and the error, and exits with 1.
 """
 
@@ -163,6 +164,10 @@ def run_study(
         earlier.append((nb.name, stamp))
         print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s; wrote {describe_outputs(stamp['outputs'])}",
               flush=True)
+        warned = notebook_warnings(output)
+        if warned:
+            print(f"[msa-study] {nb.name}: {len(warned)} warning{'s' if len(warned) > 1 else ''} (in {output}):\n  "
+                  + "\n  ".join(warned), flush=True)
     _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
 
@@ -196,6 +201,28 @@ def _execute(notebook: Path, output: Path, profile: str, overrides: dict[str, An
             os.environ.pop(PROFILE_ENV, None)
         else:
             os.environ[PROFILE_ENV] = saved
+
+
+def notebook_warnings(path: str | Path) -> list[str]:
+    """The warnings an executed notebook logged, in cell order: the first line of each record that
+    :func:`msa_utils.notebook.log_warnings` wrote to a cell's stderr (``WARNING {logger}: ...``
+    or ``ERROR ...``), repeats of the same line kept once.
+
+    Raises:
+        OSError / nbformat errors: if ``path`` is not a readable notebook.
+    """
+    import nbformat
+
+    from .notebook import WARNING_PREFIX
+
+    found: dict[str, None] = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                for line in output.get("text", "").replace("\r", "\n").splitlines():
+                    if line.startswith((WARNING_PREFIX, "ERROR ")):
+                        found.setdefault(line.rstrip(), None)
+    return list(found)
 
 
 def describe_outputs(outputs: Sequence[str] | dict[str, str], shown: int = 4) -> str:

@@ -4,9 +4,9 @@ import json
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from msa_utils.study import StudyFailed, parse_overrides, run_study, study_notebooks
+from msa_utils.study import StudyFailed, notebook_warnings, parse_overrides, run_study, study_notebooks
 
 
 def write_notebook(path, *sources):
@@ -36,7 +36,10 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
               "os.environ['MSA_PROFILE']]) + '\\n')\n"
               "out = pathlib.Path(os.environ['MSA_RESULTS_DIR']) / 'tables'\nout.mkdir(exist_ok=True)\n"
               "(out / 'a.csv').write_text('x')")
-    write_notebook(folder / "01_first.ipynb", record)
+    warn = ("from msa_utils.notebook import setup\nsetup(profile, overrides, announce=False)\n"
+            "import logging, warnings\nlogging.getLogger('msa_utils.feature_cache').warning('cache x rebuilt')\n"
+            "warnings.warn('odd input')")
+    write_notebook(folder / "01_first.ipynb", record, warn)
     write_notebook(folder / "02_broken.ipynb", record, "raise ValueError('bad input in cell two')")
     write_notebook(folder / "03_never.ipynb", record)
     assert [p.name for p in study_notebooks(folder)] == ["01_first.ipynb", "02_broken.ipynb", "03_never.ipynb"]
@@ -48,9 +51,28 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
     assert [json.loads(line) for line in log.read_text().splitlines()] == [["smoke", {"max_epochs": 1}, "smoke"]] * 2
     printed = capfd.readouterr()
     assert "[msa-study] 01_first.ipynb done in" in printed.out and "wrote tables/ (1 file)" in printed.out
+    assert "[msa-study] 01_first.ipynb: 2 warnings" in printed.out  # repeated on the terminal
+    assert "\n  WARNING msa_utils.feature_cache: cache x rebuilt\n" in printed.out
+    assert "\n  WARNING py.warnings: " in printed.out and "UserWarning: odd input" in printed.out
     assert "without encryption" not in printed.out + printed.err  # the kernels talk over IPC, not TCP
     assert (tmp_path / "results" / "notebooks" / "02_broken.ipynb").exists()  # saved with the traceback
     assert not (tmp_path / "results" / "notebooks" / "03_never.ipynb").exists()
+
+
+def test_notebook_warnings_reads_the_marked_stderr_lines_in_cell_order(tmp_path):
+    nb = new_notebook()
+    first, second = new_code_cell("a"), new_code_cell("b")
+    first.outputs = [new_output("stream", name="stderr", text="[encode] 10/20\r[encode] 20/20\n"),
+                     new_output("stream", name="stderr", text="WARNING msa_utils.feature_cache: rebuilt\n"),
+                     new_output("stream", name="stdout", text="WARNING printed, not logged\n")]
+    second.outputs = [new_output("stream", name="stderr", text="ERROR root: lost\nWARNING msa_utils.feature_cache: "
+                                 "rebuilt\n  a continuation line\n")]
+    nb.cells = [first, second]
+    nbformat.write(nb, tmp_path / "run.ipynb")
+    assert notebook_warnings(tmp_path / "run.ipynb") == ["WARNING msa_utils.feature_cache: rebuilt", "ERROR root: lost"]
+    nb.cells = [new_code_cell("c")]
+    nbformat.write(nb, tmp_path / "quiet.ipynb")
+    assert notebook_warnings(tmp_path / "quiet.ipynb") == []
 
 
 def test_unknown_profile_fails_before_running(tmp_path):
