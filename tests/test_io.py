@@ -1,6 +1,5 @@
 """Atomic writes: the target is either the old file or the whole new one, never a truncated one."""
 
-import hashlib
 import os
 import stat
 

@@ -48,3 +48,14 @@ def test_nothing_cites_a_path_outside_the_repository():
     files = [p for folder in ("msa_utils", "tests", "benchmarks", "scripts", "docs") for p in (REPO_ROOT / folder).rglob("*")
              if p.suffix in {".py", ".md", ".sh"} and p.name != "test_layout.py"] + [REPO_ROOT / "README.md"]
     assert [p.name for p in files if cited.search(p.read_text(encoding="utf-8"))] == []
+
+
+def test_environment_yml_pins_what_pyproject_pins():
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pinned = {*project["dependencies"], *project["optional-dependencies"]["test"]}
+    yml = (REPO_ROOT / "environment.yml").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s#]+)", yml, flags=re.M))
+    assert pinned - listed == set(), "pinned in pyproject.toml, missing from environment.yml"
+    assert listed - pinned == {"jupyterlab==4.6.6"}, "environment.yml pins more than pyproject.toml (and JupyterLab)"
