@@ -119,8 +119,9 @@ class ShardWriter:
 
     Memory: one shard's buffer (``rows_per_shard`` rows), whatever the batch sizes. Opening a
     writer deletes the folder's manifest, so the folder counts as incomplete until :meth:`close`;
-    shards of an earlier cache in the folder that the new manifest does not list, and temporary
-    shard files left by a killed writer, are deleted then.
+    shards of an earlier cache in the folder that the new manifest does not list, and the
+    temporary files a killed writer left (``.shard-*.tmp``, ``.manifest.json.*.tmp``), are
+    deleted then; anything else (a folder, a user's file) is left, and reported on load.
     Readers of the earlier cache are not disturbed: each file is replaced atomically
     (``os.replace``), and a memory-mapped file stays readable after its name is reused.
 
@@ -217,8 +218,9 @@ class ShardWriter:
         }
         write_json(self.folder / MANIFEST_NAME, manifest)
         listed = {s["file"] for s in self._shards}
-        for stale in [*self.folder.glob("shard-*.safetensors"), *self.folder.glob(".shard-*.tmp")]:
-            if stale.name not in listed:  # an earlier cache's shard, or the temporary of a killed writer
+        own = ("shard-*.safetensors", ".shard-*.tmp", f".{MANIFEST_NAME}.*.tmp")  # shards and temporaries
+        for stale in (path for pattern in own for path in self.folder.glob(pattern)):
+            if stale.name not in listed and stale.is_file():  # an earlier cache's, or a killed writer's
                 stale.unlink(missing_ok=True)
         self._buffer, self._closed = None, True
         return self.folder
@@ -359,13 +361,20 @@ def _report_unlisted(folder: Path, listed: set[str], shown: int = 5) -> list[str
     """Log (``logging.warning``) the entries of a cache folder that its manifest does not name,
     e.g. the temporary file of a writer that was killed, and return their names, sorted. They are
     not read, and not deleted here: the next :class:`ShardWriter` of the folder deletes unlisted
-    shards and shard temporaries; anything else stays until the user removes it."""
+    shards and its own temporary files; anything else stays until the user removes it."""
     unlisted = sorted(entry.name for entry in folder.iterdir() if entry.name not in listed)
     if unlisted:
         more = f" and {len(unlisted) - shown} more" if len(unlisted) > shown else ""
+        names = ", ".join(_printable(name) for name in unlisted[:shown])
         logger.warning("feature cache %s holds %d entr%s its manifest does not name, not read: %s%s", folder,
-                       len(unlisted), "y" if len(unlisted) == 1 else "ies", ", ".join(unlisted[:shown]), more)
+                       len(unlisted), "y" if len(unlisted) == 1 else "ies", names, more)
     return unlisted
+
+
+def _printable(name: str) -> str:
+    """``name`` with each unprintable character (a newline, say) written as its escape, so that a
+    file name cannot break a log line in two."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in name)
 
 
 def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tensor, texts: Sequence[str],

@@ -158,16 +158,14 @@ def run_study(
         try:
             _execute(nb, output, profile, overrides)
         except Exception as err:  # papermill's execution error, a dead kernel, ...
+            _print_warnings(nb.name, output)  # what led up to the failure, e.g. a corrupt cache
             raise StudyFailed(nb.name, output, err) from err
         times[nb.name] = round(time.perf_counter() - t0, 1)
         stamp = stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous, hashes)
         earlier.append((nb.name, stamp))
         print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s; wrote {describe_outputs(stamp['outputs'])}",
               flush=True)
-        warned = notebook_warnings(output)
-        if warned:
-            print(f"[msa-study] {nb.name}: {len(warned)} warning{'s' if len(warned) > 1 else ''} (in {output}):\n  "
-                  + "\n  ".join(warned), flush=True)
+        _print_warnings(nb.name, output)
     _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
 
@@ -201,6 +199,18 @@ def _execute(notebook: Path, output: Path, profile: str, overrides: dict[str, An
             os.environ.pop(PROFILE_ENV, None)
         else:
             os.environ[PROFILE_ENV] = saved
+
+
+def _print_warnings(name: str, output: Path) -> None:
+    """Print the warnings of the executed notebook ``output`` (:func:`notebook_warnings`), if any;
+    a notebook that died before papermill saved it has none to print."""
+    try:
+        warned = notebook_warnings(output)
+    except Exception:  # noqa: BLE001 (no readable executed copy: nothing to repeat)
+        return
+    if warned:
+        print(f"[msa-study] {name}: {len(warned)} warning{'s' if len(warned) > 1 else ''} (in {output}):\n  "
+              + "\n  ".join(warned), flush=True)
 
 
 def notebook_warnings(path: str | Path) -> list[str]:

@@ -196,15 +196,21 @@ def test_files_the_manifest_does_not_name_are_reported_and_the_next_writer_remov
     assert caplog.records == []  # a clean folder: nothing to report
     killed = folder / ".shard-00002.safetensors.x1y2.tmp"  # what a writer killed mid-shard leaves
     killed.write_bytes(b"\x00" * 64)
+    (folder / ".manifest.json.k9.tmp").write_text("{")  # ... or killed while writing the manifest
+    (folder / ".shard-00003.safetensors.old.tmp").mkdir()  # a folder: not the writer's, never deleted
     (folder / "notes.txt").write_text("mine")
+    (folder / "a\nWARNING fake: line").write_text("")  # a name that must not break the log line
     with caplog.at_level("WARNING", logger="msa_utils.feature_cache"):
         assert_same(load_features(folder, "k"), features)  # still loads: the stray files are not read
     [record] = caplog.records
-    assert "2 entries its manifest does not name" in record.getMessage()
-    assert ".shard-00002.safetensors.x1y2.tmp, notes.txt" in record.getMessage()
-    save_features(features, folder, "k", rows_per_shard=4)  # a rebuild deletes the killed writer's file
-    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME, "notes.txt", "shard-00000.safetensors",
-                                                        "shard-00001.safetensors"]
+    message = record.getMessage()
+    assert "5 entries its manifest does not name" in message and "\n" not in message
+    assert (".manifest.json.k9.tmp, .shard-00002.safetensors.x1y2.tmp, .shard-00003.safetensors.old.tmp, "
+            "a\\nWARNING fake: line, notes.txt") in message
+    save_features(features, folder, "k", rows_per_shard=4)  # a rebuild deletes the killed writer's files
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".shard-00003.safetensors.old.tmp", "a\nWARNING fake: line", MANIFEST_NAME, "notes.txt",
+        "shard-00000.safetensors", "shard-00001.safetensors"]
 
 
 def _status_kib(field: str) -> int:

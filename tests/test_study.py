@@ -40,7 +40,8 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
             "import logging, warnings\nlogging.getLogger('msa_utils.feature_cache').warning('cache x rebuilt')\n"
             "warnings.warn('odd input')")
     write_notebook(folder / "01_first.ipynb", record, warn)
-    write_notebook(folder / "02_broken.ipynb", record, "raise ValueError('bad input in cell two')")
+    write_notebook(folder / "02_broken.ipynb", record, warn.replace("cache x", "cache y"),
+                   "raise ValueError('bad input in cell two')")
     write_notebook(folder / "03_never.ipynb", record)
     assert [p.name for p in study_notebooks(folder)] == ["01_first.ipynb", "02_broken.ipynb", "03_never.ipynb"]
 
@@ -54,6 +55,8 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
     assert "[msa-study] 01_first.ipynb: 2 warnings" in printed.out  # repeated on the terminal
     assert "\n  WARNING msa_utils.feature_cache: cache x rebuilt\n" in printed.out
     assert "\n  WARNING py.warnings: " in printed.out and "UserWarning: odd input" in printed.out
+    assert "[msa-study] 02_broken.ipynb: 2 warnings" in printed.out  # a failing notebook's too: they may explain it
+    assert "\n  WARNING msa_utils.feature_cache: cache y rebuilt\n" in printed.out
     assert "without encryption" not in printed.out + printed.err  # the kernels talk over IPC, not TCP
     assert (tmp_path / "results" / "notebooks" / "02_broken.ipynb").exists()  # saved with the traceback
     assert not (tmp_path / "results" / "notebooks" / "03_never.ipynb").exists()
