@@ -1,7 +1,7 @@
-"""Time of the claims statistics (:mod:`msa_utils.compare`) on this machine's CPU.
+"""Time of the claims statistics (:mod:`msa_utils.experiments.compare`) on this machine's CPU.
 
-A 2000-resample :func:`~msa_utils.compare.paired_bootstrap` of two variants with 3 seeds each on
-800 test posts (the study's default sizes), and a :func:`~msa_utils.compare.bootstrap_mean` of
+A 2000-resample :func:`~msa_utils.experiments.compare.paired_bootstrap` of two variants with 3 seeds each on
+800 test posts (the study's default sizes), and a :func:`~msa_utils.experiments.compare.bootstrap_mean` of
 one of them, for each metric, on random labels (the time does not depend on the values).
 
 Usage::
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from msa_utils.compare import METRICS, bootstrap_mean, paired_bootstrap
+from msa_utils.experiments.compare import METRICS, bootstrap_mean, paired_bootstrap
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:

@@ -2,7 +2,7 @@
 
 1. Feature extraction throughput of the frozen encoders (MiniLM-L6 text, EfficientNet-Lite0
    images at 224 px), batch 32, on real MVSA-Single posts [posts/s].
-2. Forward + backward time of :class:`msa_utils.model.MultimodalClassifier` per batch of 32 for a
+2. Forward + backward time of :class:`msa_utils.model.classifier.MultimodalClassifier` per batch of 32 for a
    grid of compact designs (fusion width, layers, image-token grid, text tokens) [ms], with the
    implied time of one training epoch over 3,200 posts (100 batches) [s].
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from msa_utils.encoders import CompactBackbone, to_rgb_images
-from msa_utils.model import ClassifierConfig, MultimodalClassifier
-from msa_utils.profiles import DEFAULT_DATA_DIR
+from msa_utils.features.encoders import CompactBackbone, to_rgb_images
+from msa_utils.model.classifier import ClassifierConfig, MultimodalClassifier
+from msa_utils.config.profiles import DEFAULT_DATA_DIR
 
 
 def read_text(path: Path) -> str:

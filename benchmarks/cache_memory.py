@@ -1,11 +1,11 @@
 """Memory of training from the feature cache: does it stay flat when the cache grows 20-fold?
 
-Writes a synthetic cache (:class:`msa_utils.feature_cache.ShardWriter`, default shard size) with the
+Writes a synthetic cache (:class:`msa_utils.features.feature_cache.ShardWriter`, default shard size) with the
 real cache's row shapes for ``N`` posts and for ``factor x N`` posts, one after the other, to a
 temporary folder. Each is then opened in a FRESH Python process (:func:`measure_cache_memory`):
-:func:`msa_utils.feature_cache.load_features` (shard hashes verified, shards memory-mapped), then one
+:func:`msa_utils.features.feature_cache.load_features` (shard hashes verified, shards memory-mapped), then one
 pass over all posts in a random order, in batches of 32 gathered as training gathers them
-(:func:`msa_utils.train._batch`: rows to float32, padding trimmed), with a sum of each batch so
+(:func:`msa_utils.train.loop._batch`: rows to float32, padding trimmed), with a sum of each batch so
 that the data is read. A thread samples ``/proc/self/status`` every 5 ms.
 
 What is reported, in MB (10^6 bytes):
@@ -54,7 +54,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from msa_utils import io  # noqa: E402
-from msa_utils.feature_cache import ShardWriter, load_features  # noqa: E402
+from msa_utils.features.feature_cache import ShardWriter, load_features  # noqa: E402
 
 ROWS = {"compact": ((64, 384), (49, 1280)), "flava": ((64, 768), (197, 768))}
 """Row shapes ``(text (L, Dt), image (Li, Di))`` of each backbone's cache."""
@@ -112,13 +112,13 @@ def measure_cache_memory(folder: str | Path, batch_size: int = 32, seed: int = 0
 
     Returns:
         ``posts``; ``start_anon_mb`` (after the imports), ``load_anon_mb`` (after
-        :func:`~msa_utils.feature_cache.load_features`), ``peak_anon_mb``, ``peak_vmrss_mb`` [MB];
+        :func:`~msa_utils.features.feature_cache.load_features`), ``peak_anon_mb``, ``peak_vmrss_mb`` [MB];
         ``load_s`` (verifying the shards' SHA-256 included), ``pass_s`` [s].
 
     Raises:
         FileNotFoundError / ValueError: if ``folder`` is not a cache of key ``"synthetic"``.
     """
-    from msa_utils.train import _batch
+    from msa_utils.train.loop import _batch
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -1,4 +1,4 @@
-"""How often the study's decoding (:mod:`msa_utils.decoding`) and charset-normalizer pick the right encoding.
+"""How often the study's decoding (:mod:`msa_utils.data.decoding`) and charset-normalizer pick the right encoding.
 
 Two sets of byte strings with a known answer:
 
@@ -9,7 +9,7 @@ Two sets of byte strings with a known answer:
    curly quotes or accents go to all three, Cyrillic ones to GB18030 and Windows-1251, CJK ones
    to GB18030 only); the answer is the text itself.
 
-For each, the share decoded to the right text by :func:`msa_utils.decoding.decode_text_bytes`
+For each, the share decoded to the right text by :func:`msa_utils.data.decoding.decode_text_bytes`
 and by ``charset_normalizer.from_bytes(raw, cp_isolation=[the three]).best()``.
 
 Usage::
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from charset_normalizer import from_bytes
 
-from msa_utils.decoding import LEGACY_ENCODINGS, decode_text_bytes
+from msa_utils.data.decoding import LEGACY_ENCODINGS, decode_text_bytes
 
 
 def charset_normalizer_text(raw: bytes) -> str | None:
@@ -62,7 +62,7 @@ def main() -> None:
         total[name] += 1
         ours[name] += decode_text_bytes(raw)[0] == right
         theirs[name] += charset_normalizer_text(raw) == right
-    print("| bytes | n | msa_utils.decoding right | charset-normalizer right |")
+    print("| bytes | n | msa_utils.data.decoding right | charset-normalizer right |")
     print("|---|---:|---:|---:|")
     for name in total:
         n = total[name]

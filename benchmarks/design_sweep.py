@@ -29,8 +29,9 @@ import time
 
 import pandas as pd
 
-from msa_utils import dataset, io, variants
-from msa_utils.profiles import get_profile
+from msa_utils import io
+from msa_utils.experiments import dataset, variants
+from msa_utils.config.profiles import get_profile
 
 DESIGNS = [
     # hidden, layers, heads, image grid (grid**2 image tokens; 7 = EfficientNet's full 7x7 map)

@@ -3,16 +3,16 @@
 No checkpoint is downloaded: a randomly initialised ``FlavaModel(FlavaConfig())`` (241 M
 parameters, the architecture of ``facebook/flava-full``) is saved with ``save_pretrained`` together
 with a ``FlavaProcessor`` built from the bert-base-uncased vocabulary, and loaded back through the
-study's own code (:meth:`msa_utils.encoders.FlavaBackbone.from_pretrained`). Then, on ``--posts``
+study's own code (:meth:`msa_utils.features.encoders.FlavaBackbone.from_pretrained`). Then, on ``--posts``
 real MVSA posts (texts decoded and cleaned as the study does):
 
-1. the frozen text and image encoders' pass (:func:`msa_utils.extraction.extract_features`, batch
+1. the frozen text and image encoders' pass (:func:`msa_utils.features.extraction.extract_features`, batch
    ``encode_batch_size``, ``encode_workers`` decoding workers, pinned memory on CUDA), once in
    fp32 and once under the profile's bf16 autocast (TF32 allowed), with the relative error
    between the two;
 2. one training epoch of the paper's classifier (:meth:`FlavaBackbone.build_classifier`: FLAVA's
    projections and 6-layer, 768-wide multimodal encoder + the 768 → 512 → 256 → 3 MLP, dropout
-   0.3) with :func:`msa_utils.train.fit` (Adam, lr 1e-4, batch 32, re-sampling), half the posts
+   0.3) with :func:`msa_utils.train.loop.fit` (Adam, lr 1e-4, batch 32, re-sampling), half the posts
    for training, half for validation;
 3. the trained classifier written with ``save_pretrained`` and read back.
 
@@ -42,14 +42,14 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from msa_utils.decoding import decode_text_bytes, join_lines  # noqa: E402
-from msa_utils.encoders import FlavaBackbone  # noqa: E402
-from msa_utils.extraction import extract_features  # noqa: E402
-from msa_utils.profiles import get_profile  # noqa: E402
-from msa_utils.runtime import allow_tf32, resolve_device, set_seed  # noqa: E402
-from msa_utils.text import clean_text  # noqa: E402
-from msa_utils.train import fit  # noqa: E402
-from msa_utils import LABEL2ID  # noqa: E402
+from msa_utils.data.decoding import decode_text_bytes, join_lines  # noqa: E402
+from msa_utils.features.encoders import FlavaBackbone  # noqa: E402
+from msa_utils.features.extraction import extract_features  # noqa: E402
+from msa_utils.config.profiles import get_profile  # noqa: E402
+from msa_utils.config.runtime import allow_tf32, resolve_device, set_seed  # noqa: E402
+from msa_utils.data.text import clean_text  # noqa: E402
+from msa_utils.train.loop import fit  # noqa: E402
+from msa_utils.config.labels import LABEL2ID  # noqa: E402
 
 DATA = REPO / "data" / "mvsa_ecnu"
 

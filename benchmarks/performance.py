@@ -4,19 +4,19 @@ On a sample of ``--posts`` real MVSA posts with the ``cpu`` profile's compact ba
 
 * **the machine's limit:** ``torch.matmul`` of two square ``--matmul-size`` matrices, fp32 and
   bf16, GFLOP/s (the best of 5 after a warm-up; a product costs 2 n³ FLOPs);
-* **image decoding alone:** :func:`msa_utils.images.load_image` of every post, posts/s;
+* **image decoding alone:** :func:`msa_utils.data.images.load_image` of every post, posts/s;
 * **the frozen encoders, in fp32 and in bf16 autocast** (the ``precision`` field): the text and
   the image encoder, each timed over the batches the study forms (similar text lengths, each cut
   to its longest text), with their FLOPs counted over the same batches by
   ``torch.utils.flop_counter.FlopCounterMode`` (not estimated by hand): posts/s, achieved GFLOP/s
-  and its share of the fp32 limit; the whole :func:`msa_utils.extraction.extract_features` pass
+  and its share of the fp32 limit; the whole :func:`msa_utils.features.extraction.extract_features` pass
   as the study runs it (decoding + preprocessing + both encoders); the relative error of the
   bf16 states against the fp32 ones (the tolerance);
 * **training:** one epoch of the profile's classifier from the cached features
-  (:func:`msa_utils.train.fit` on the sample, validation on one batch) in the drawn order,
+  (:func:`msa_utils.train.loop.fit` on the sample, validation on one batch) in the drawn order,
   grouped by text length (the study's) and grouped under bf16 autocast, FLOPs (forward and
   backward) counted the same way; and one epoch end-to-end through the profile's frozen encoders
-  (:class:`msa_utils.model.EndToEndModel`: the same classifier, posts and batch size), and the
+  (:class:`msa_utils.model.classifier.EndToEndModel`: the same classifier, posts and batch size), and the
   ratio;
 * **memory flat in the number of posts:** one pass of batches over a synthetic cache of
   ``--memory-posts`` posts and over one 20 times larger (``benchmarks/cache_memory.py``, each in
@@ -46,13 +46,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cache_memory import compare_cache_sizes  # benchmarks/ is on sys.path when a script in it runs
 from gpu_check import sample_posts
-from msa_utils.encoders import load_backbone
-from msa_utils.extraction import extract_features, length_sorted_batches
-from msa_utils.images import load_image
-from msa_utils.model import EndToEndModel
-from msa_utils.profiles import get_profile
-from msa_utils.runtime import set_seed
-from msa_utils.train import fit
+from msa_utils.features.encoders import load_backbone
+from msa_utils.features.extraction import extract_features, length_sorted_batches
+from msa_utils.data.images import load_image
+from msa_utils.model.classifier import EndToEndModel
+from msa_utils.config.profiles import get_profile
+from msa_utils.config.runtime import set_seed
+from msa_utils.train.loop import fit
 
 def _rss_mb() -> float:
     """This process's resident memory [MB], from ``/proc/self/status`` (0 where there is none)."""

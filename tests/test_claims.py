@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msa_utils import LABELS, claims, dataset, predict, summary, variants
-from msa_utils.metrics import weighted_f1
-from msa_utils.posts import PostTable, build_posts, save_posts, usable
-from msa_utils.profiles import get_profile
-from msa_utils.splits import save_split, study_split
+from msa_utils.config.labels import LABELS
+from msa_utils.experiments import claims, dataset, predict, variants
+from msa_utils.report import summary
+from msa_utils.train.metrics import weighted_f1
+from msa_utils.data.posts import PostTable, build_posts, save_posts, usable
+from msa_utils.config.profiles import get_profile
+from msa_utils.data.splits import save_split, study_split
 
 NAMES = ("full", "no_image", "no_text", "weighted_loss", "linear_head")
 

@@ -1,4 +1,4 @@
-"""Tests of msa_utils.compare: confusion matrices and metrics against scikit-learn, the paired
+"""Tests of msa_utils.experiments.compare: confusion matrices and metrics against scikit-learn, the paired
 two-level bootstrap against a plain loop over the documented draws, its behaviour (pairing, seeds,
 baselines, symmetry, determinism), errors, and the verdict rules at their boundaries."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from msa_utils.compare import (METRICS, Comparison, Estimate, SeedSummary, bootstrap_mean, confusion_matrices,
+from msa_utils.experiments.compare import (METRICS, Comparison, Estimate, SeedSummary, bootstrap_mean, confusion_matrices,
                                format_summary, metric_from_confusion, paired_bootstrap, seed_summary, verdict)
 
 SKLEARN = {
@@ -90,7 +90,7 @@ def test_metric_from_confusion_equals_sklearn_on_random_labels(metric):
 
 
 def test_metric_from_confusion_on_larger_random_data_and_study_definitions():
-    from msa_utils.metrics import classification_metrics
+    from msa_utils.train.metrics import classification_metrics
 
     rng = np.random.default_rng(2)
     for n in (50, 800):
@@ -361,7 +361,7 @@ def test_paired_bootstrap_shape_errors():
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_bootstrap_mean_with_one_row_equals_the_study_interval(metric):
-    from msa_utils.metrics import bootstrap_interval
+    from msa_utils.train.metrics import bootstrap_interval
 
     rng = np.random.default_rng(11)
     gold = rng.integers(0, 3, 150)

@@ -1,4 +1,4 @@
-"""Tests of msa_utils.data: decoding, label parsing, the report, sampling (real MVSA files)."""
+"""Tests of msa_utils.data.mvsa: decoding, label parsing, the report, sampling (real MVSA files)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from msa_utils.data import LOADED_COLUMNS, decode_text_bytes, load_mvsa, looks_like_mojibake
-from msa_utils.posts import sample_posts
-from msa_utils.data_report import DataReport
+from msa_utils.data.mvsa import LOADED_COLUMNS, decode_text_bytes, load_mvsa, looks_like_mojibake
+from msa_utils.data.posts import sample_posts
+from msa_utils.data.data_report import DataReport
 
 from conftest import MVSA_DIR
 
@@ -225,7 +225,7 @@ def test_a_text_path_that_cannot_be_read_is_excluded_not_fatal(mvsa_sample):
 def test_text_paths_that_are_not_files_or_too_big_are_excluded_without_reading_them(mvsa_sample):
     import os
 
-    from msa_utils.data import MAX_TEXT_BYTES
+    from msa_utils.data.mvsa import MAX_TEXT_BYTES
 
     data = mvsa_sample / "data"
     (data / "2.txt").unlink()

@@ -1,4 +1,4 @@
-"""Tests of msa_utils.decoding: the encoding of a text is chosen by evidence, not by the first that decodes."""
+"""Tests of msa_utils.data.decoding: the encoding of a text is chosen by evidence, not by the first that decodes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from msa_utils.data import load_mvsa
-from msa_utils.data_report import DataReport
-from msa_utils.decoding import decode_legacy, decode_text_bytes, implausibility
+from msa_utils.data.mvsa import load_mvsa
+from msa_utils.data.data_report import DataReport
+from msa_utils.data.decoding import decode_legacy, decode_text_bytes, implausibility
 
 WILD = Path(__file__).parent / "data" / "mvsa_wild"
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from msa_utils.data_report import DataReport
-from msa_utils.profiles import DEFAULT_DATA_DIR
-from msa_utils.study import run_study
+from msa_utils.data.data_report import DataReport
+from msa_utils.config.profiles import DEFAULT_DATA_DIR
+from msa_utils.runner.study import run_study
 
 pytestmark = pytest.mark.slow  # runs notebooks 01-04 twice
 

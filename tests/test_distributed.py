@@ -1,7 +1,7 @@
 """Extraction and training sharded over 2 CPU processes (``torchrun`` + accelerate), as on 2 GPUs.
 
 Notebooks 01 and 03 run on the ``smoke`` profile (60 labelled posts); then
-``python -m msa_utils.distributed`` runs once with 2 processes and once with 1. The 2-process
+``python -m msa_utils.runner.distributed`` runs once with 2 processes and once with 1. The 2-process
 cache must hold the rows a single process extracts, and, without dropout, the 2-process training
 must end at the weights of the 1-process training: each step is the whole batch's.
 """
@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from msa_utils.encoders import load_backbone
-from msa_utils.extraction import extract_features
-from msa_utils.feature_cache import load_features
-from msa_utils.posts import load_posts
-from msa_utils.profiles import get_profile
-from msa_utils.study import run_study
+from msa_utils.features.encoders import load_backbone
+from msa_utils.features.extraction import extract_features
+from msa_utils.features.feature_cache import load_features
+from msa_utils.data.posts import load_posts
+from msa_utils.config.profiles import get_profile
+from msa_utils.runner.study import run_study
 
 pytestmark = pytest.mark.slow
 SETTINGS = ["--set", "dropout=0.0", "--set", "max_epochs=2", "--set", "patience=2", "--set", "group_by_length=true"]
@@ -31,7 +31,7 @@ def launch(processes: int, results: Path, cache: Path, settings: list[str] = SET
     env = {**os.environ, "MSA_RESULTS_DIR": str(results), "MSA_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "-m", "msa_utils.distributed", "--profile", "smoke", *settings]
+               "-m", "msa_utils.runner.distributed", "--profile", "smoke", *settings]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout

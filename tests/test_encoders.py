@@ -13,14 +13,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-import msa_utils.encoders as encoders_module
-from msa_utils.encoders import (BACKBONES, CompactBackbone, FlavaBackbone, add_state_dicts, load_backbone,
+import msa_utils.features.encoders as encoders_module
+from msa_utils.features.encoders import (BACKBONES, CompactBackbone, FlavaBackbone, add_state_dicts, load_backbone,
                                 to_rgb_images)
-from msa_utils.features import FeatureSet, NullInputs, pool_image_tokens
-from msa_utils.hashing import Digest
-from msa_utils.images import load_image, to_rgb
-from msa_utils.model import MultimodalClassifier
-from msa_utils.profiles import get_profile
+from msa_utils.features.sets import FeatureSet, NullInputs, pool_image_tokens
+from msa_utils.io.hashing import Digest
+from msa_utils.data.images import load_image, to_rgb
+from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.config.profiles import get_profile
 
 
 def test_compact_shapes_on_real_images(compact_backbone, real_posts):
@@ -112,7 +112,7 @@ def test_prepare_pools_for_compact_and_is_the_identity_for_flava(compact_backbon
 
 
 def test_to_rgb_images_composites_alpha_on_white_for_files_and_memory(real_posts, tmp_path):
-    """One conversion to RGB: in-memory images go through msa_utils.images.to_rgb, like files."""
+    """One conversion to RGB: in-memory images go through msa_utils.data.images.to_rgb, like files."""
     rgba = Image.open(real_posts[2][0]).convert("RGBA")
     alpha = Image.new("L", rgba.size, 255)
     alpha.paste(0, (0, 0, rgba.width // 2, rgba.height))  # left half fully transparent

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import msa_utils.feature_cache as cache_module
-from msa_utils.feature_cache import MANIFEST_NAME, ShardWriter, load_features, map_safetensors, save_features
-from msa_utils.features import FeatureSet, LazyRows, pool_image_tokens
+import msa_utils.features.feature_cache as cache_module
+from msa_utils.features.feature_cache import MANIFEST_NAME, ShardWriter, load_features, map_safetensors, save_features
+from msa_utils.features.sets import FeatureSet, LazyRows, pool_image_tokens
 
 
 def synthetic(n: int = 10, dtype: torch.dtype = torch.float16, text=(5, 3), image=(4, 2), seed: int = 0) -> FeatureSet:
@@ -191,7 +191,7 @@ def test_load_refuses_other_keys_formats_and_damaged_shards(tmp_path):
 def test_files_the_manifest_does_not_name_are_reported_and_the_next_writer_removes_its_own(tmp_path, caplog):
     features = synthetic(6)
     folder = save_features(features, tmp_path / "c", "k", rows_per_shard=4)
-    with caplog.at_level("WARNING", logger="msa_utils.feature_cache"):
+    with caplog.at_level("WARNING", logger="msa_utils.features.feature_cache"):
         load_features(folder, "k")
     assert caplog.records == []  # a clean folder: nothing to report
     killed = folder / ".shard-00002.safetensors.x1y2.tmp"  # what a writer killed mid-shard leaves
@@ -200,7 +200,7 @@ def test_files_the_manifest_does_not_name_are_reported_and_the_next_writer_remov
     (folder / ".shard-00003.safetensors.old.tmp").mkdir()  # a folder: not the writer's, never deleted
     (folder / "notes.txt").write_text("mine")
     (folder / "a\nWARNING fake: line").write_text("")  # a name that must not break the log line
-    with caplog.at_level("WARNING", logger="msa_utils.feature_cache"):
+    with caplog.at_level("WARNING", logger="msa_utils.features.feature_cache"):
         assert_same(load_features(folder, "k"), features)  # still loads: the stray files are not read
     [record] = caplog.records
     message = record.getMessage()
@@ -262,11 +262,11 @@ def test_training_reads_the_same_bits_from_the_cache(compact_backbone_grid2, rea
     linear probe's pooled features and the resume key of the in-memory path bit for bit."""
     from types import SimpleNamespace
 
-    from msa_utils.baselines import pooled_feature_set, pooled_features
-    from msa_utils.extraction import extract_features
-    from msa_utils.profiles import get_profile
-    from msa_utils.train import _batch
-    from msa_utils.variants import run_key
+    from msa_utils.experiments.baselines import pooled_feature_set, pooled_features
+    from msa_utils.features.extraction import extract_features
+    from msa_utils.config.profiles import get_profile
+    from msa_utils.train.loop import _batch
+    from msa_utils.experiments.variants import run_key
 
     backbone = compact_backbone_grid2
     guids, texts, paths = real_posts

@@ -11,12 +11,12 @@ import shutil
 import pytest
 import torch
 
-import msa_utils.feature_cache as cache_module
+import msa_utils.features.feature_cache as cache_module
 import msa_utils.io
-from msa_utils.encoders import FlavaBackbone
-from msa_utils.extraction import extract_features
-from msa_utils.feature_cache import MANIFEST_NAME, cache_path, feature_cache_key, load_or_extract_features
-from msa_utils.features import FeatureSet, LazyRows, NullInputs, pool_image_tokens
+from msa_utils.features.encoders import FlavaBackbone
+from msa_utils.features.extraction import extract_features
+from msa_utils.features.feature_cache import MANIFEST_NAME, cache_path, feature_cache_key, load_or_extract_features
+from msa_utils.features.sets import FeatureSet, LazyRows, NullInputs, pool_image_tokens
 
 
 @pytest.fixture()
@@ -163,7 +163,7 @@ def test_unusable_cache_is_rebuilt(flava_backbone, copied_posts, tmp_path, count
         shutil.rmtree(folder)
         folder.with_name(folder.name + ".safetensors").write_bytes(b"a format 2 cache")
     calls_before = len(count_extractions)
-    with caplog.at_level(logging.WARNING, logger="msa_utils.features"):
+    with caplog.at_level(logging.WARNING, logger="msa_utils.features.sets"):
         rebuilt = load_or_extract_features(flava_backbone, guids, texts, paths, cache, dtype="float32",
                                            progress=False)
     assert len(count_extractions) == calls_before + 1

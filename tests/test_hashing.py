@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from msa_utils import hashing
-from msa_utils.hashing import Digest, file_sha256, sha256_of
+from msa_utils.io import hashing
+from msa_utils.io.hashing import Digest, file_sha256, sha256_of
 
 
 def test_file_sha256_reads_in_chunks(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The classifier heads the paper compared (msa_utils.profiles.HEADS) and the frozen-fusion switch.
+"""The classifier heads the paper compared (msa_utils.config.profiles.HEADS) and the frozen-fusion switch.
 
 Most tests run a tiny compact classifier (the ``smoke`` profile's sizes) on random token states;
 the build_classifier tests use the compact backbone (2 x 2 image tokens) and the tiny random FLAVA
@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from msa_utils.model import (FUSION_MODULES, AttentionPool, ClassifierConfig, EndToEndModel, ModalitySumPool,
+from msa_utils.model.classifier import (FUSION_MODULES, AttentionPool, ClassifierConfig, EndToEndModel, ModalitySumPool,
                              MultimodalClassifier, TokenAttentionPool, masked_softmax)
-from msa_utils.profiles import HEADS, get_profile
+from msa_utils.config.profiles import HEADS, get_profile
 
 TEXT_DIM, IMAGE_DIM, NUM_IMAGE = 12, 10, 4
 HIDDEN = 32  # the smoke profile's fusion_hidden

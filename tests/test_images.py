@@ -1,4 +1,4 @@
-"""Tests of msa_utils.images: size bound, mode repair, broken files, inspect_images."""
+"""Tests of msa_utils.data.images: size bound, mode repair, broken files, inspect_images."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import ExifTags, Image
 
-from msa_utils.data import load_mvsa
-from msa_utils.data_report import DataReport
-from msa_utils.images import ImageLoadError, inspect_images, load_image, to_rgb
+from msa_utils.data.mvsa import load_mvsa
+from msa_utils.data.data_report import DataReport
+from msa_utils.data.images import ImageLoadError, inspect_images, load_image, to_rgb
 
 WILD = Path(__file__).resolve().parent / "data" / "mvsa_wild"
 
@@ -123,7 +123,7 @@ def test_inspect_images_reports_and_adds_columns(mvsa_sample):
 
 
 def test_a_file_over_the_byte_limit_is_refused_before_it_is_opened(tmp_path, monkeypatch):
-    from msa_utils import images
+    from msa_utils.data import images
 
     Image.new("RGB", (30, 20)).save(tmp_path / "ok.jpg")
     monkeypatch.setattr(images, "MAX_FILE_BYTES", (tmp_path / "ok.jpg").stat().st_size - 1)

@@ -40,7 +40,7 @@ def test_only_the_backbone_registry_looks_at_the_backbones_name():
                  if path.name != "encoders.py"
                  for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if compare.search(line) and not line.lstrip().startswith("#")]
-    assert offenders == [], "compare backbone names only in msa_utils/encoders.py (BACKBONES)"
+    assert offenders == [], "compare backbone names only in msa_utils/features/encoders.py (BACKBONES)"
 
 
 def test_nothing_cites_a_path_outside_the_repository():

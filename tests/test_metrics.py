@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from msa_utils.baselines import fit_linear_probe, fit_majority, fit_tfidf_probe, pooled_features
-from msa_utils.metrics import classification_metrics, confusion
+from msa_utils.experiments.baselines import fit_linear_probe, fit_majority, fit_tfidf_probe, pooled_features
+from msa_utils.train.metrics import classification_metrics, confusion
 
 
 def test_metrics_by_hand():

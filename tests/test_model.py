@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from msa_utils.extraction import extract_features
-from msa_utils.feature_cache import load_or_extract_features
-from msa_utils.images import to_rgb
-from msa_utils.model import (ClassifierConfig, EndToEndModel, MultimodalClassifier, build_head,
+from msa_utils.features.extraction import extract_features
+from msa_utils.features.feature_cache import load_or_extract_features
+from msa_utils.data.images import to_rgb
+from msa_utils.model.classifier import (ClassifierConfig, EndToEndModel, MultimodalClassifier, build_head,
                              mask_modality, trim_text_padding)
-from msa_utils.profiles import get_profile
+from msa_utils.config.profiles import get_profile
 
 BACKBONE_FIXTURES = {"flava": "flava_backbone", "compact": "compact_backbone_grid2"}
 
@@ -127,7 +127,7 @@ def repaired_mode_posts(real_posts, tmp_path_factory):
 @pytest.mark.parametrize("which", ["flava", "compact"])
 def test_cached_path_equals_end_to_end_for_images_needing_a_mode_repair(which, request, repaired_mode_posts):
     """Files (feature cache) and the same images opened in memory (end-to-end) become the same RGB
-    pixels (msa_utils.images.to_rgb: alpha on white), so both paths give the same logits."""
+    pixels (msa_utils.data.images.to_rgb: alpha on white), so both paths give the same logits."""
     backbone, classifier = backbone_and_classifier(request, which)
     guids, texts, files, modes = repaired_mode_posts
     in_memory = [Image.open(f) for f in files]

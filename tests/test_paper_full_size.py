@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import save_random_flava
-from msa_utils.feature_cache import MANIFEST_NAME, load_features
+from msa_utils.features.feature_cache import MANIFEST_NAME, load_features
 from msa_utils.io import read_json
-from msa_utils.study import run_study
+from msa_utils.runner.study import run_study
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The study's figures (msa_utils.plots, msa_utils.explore) and the bootstrap interval (metrics)."""
+"""The study's figures (msa_utils.report.plots, msa_utils.report.explore) and the bootstrap interval (metrics)."""
 
 import matplotlib
 
@@ -10,8 +10,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from msa_utils import LABELS, explore, metrics, plots  # noqa: E402
-from msa_utils.summary import PAPER  # noqa: E402
+from msa_utils.config.labels import LABELS
+from msa_utils.report import explore, plots
+from msa_utils.train import metrics  # noqa: E402
+from msa_utils.report.summary import PAPER  # noqa: E402
 
 VARIANTS = ("full", "no_image", "no_text")
 N_RESAMPLES = 100  # enough for the tests, fast

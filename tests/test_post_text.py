@@ -9,11 +9,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from msa_utils import explore
-from msa_utils.data import load_mvsa
-from msa_utils.data_report import DataReport
-from msa_utils.images import inspect_images
-from msa_utils.post_text import MISSING_GLYPH, draw_post_text, drawable
+from msa_utils.report import explore
+from msa_utils.data.mvsa import load_mvsa
+from msa_utils.data.data_report import DataReport
+from msa_utils.data.images import inspect_images
+from msa_utils.data.post_text import MISSING_GLYPH, draw_post_text, drawable
 
 WILD = Path(__file__).parent / "data" / "mvsa_wild"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from msa_utils.profiles import PROFILES, get_profile
+from msa_utils.config.profiles import PROFILES, get_profile
 
 
 def test_profiles_keep_the_papers_recipe():

@@ -1,4 +1,4 @@
-"""Tests of msa_utils.reasons (the registry of data-report reasons) and msa_utils.docs."""
+"""Tests of msa_utils.data.reasons (the registry of data-report reasons) and msa_utils.report.docs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import ast
 import pandas as pd
 import pytest
 
-from msa_utils import docs, reasons
-from msa_utils.data import decode_text_bytes
-from msa_utils.reasons import DECODED_GB18030_WITH_REPLACEMENT as UNDECODABLE
-from msa_utils.data_report import DataReport
+from msa_utils.data import reasons
+from msa_utils.report import docs
+from msa_utils.data.mvsa import decode_text_bytes
+from msa_utils.data.reasons import DECODED_GB18030_WITH_REPLACEMENT as UNDECODABLE
+from msa_utils.data.data_report import DataReport
 
 from conftest import MVSA_DIR, REPO_ROOT
 
@@ -110,7 +111,7 @@ def test_every_decoding_repair_is_registered():
 def test_every_image_load_error_cause_is_registered():
     """Each cause images.py raises ImageLoadError with has its image_<cause> code."""
     causes = set()
-    for node in ast.walk(ast.parse((PACKAGE / "images.py").read_text())):
+    for node in ast.walk(ast.parse((PACKAGE / "data" / "images.py").read_text())):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ImageLoadError":
             for part in ast.walk(node.args[0]):
                 if isinstance(part, ast.Constant) and isinstance(part.value, str):
@@ -279,7 +280,7 @@ def _report_reason_problems(source: str, file_name: str) -> tuple[list[str], int
 
 def test_no_module_reports_a_reason_outside_the_registry():
     problems, count = [], 0
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         found, n = _report_reason_problems(path.read_text(encoding="utf-8"), path.name)
         problems += found
         count += n

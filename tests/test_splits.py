@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msa_utils import LABEL2ID, reasons
-from msa_utils.posts import build_posts
-from msa_utils.profiles import DEFAULT_DATA_DIR, get_profile
-from msa_utils.splits import (
+from msa_utils.config.labels import LABEL2ID
+from msa_utils.data import reasons
+from msa_utils.data.posts import build_posts
+from msa_utils.config.profiles import DEFAULT_DATA_DIR, get_profile
+from msa_utils.data.splits import (
     content_groups,
     copies_across_parts,
     grouped_split,

@@ -1,4 +1,4 @@
-"""Rerunning the runner redoes only what is missing or stale (msa_utils.stamps + run_study).
+"""Rerunning the runner redoes only what is missing or stale (msa_utils.runner.stamps + run_study).
 
 Three tiny notebooks form a chain, as the study's do: 01 reads the data folder and writes
 ``a.txt``, 02 reads ``a.txt`` and writes ``b.txt``, 03 reads ``b.txt`` and writes ``c.txt``. Each
@@ -11,8 +11,8 @@ import sys
 import pytest
 from test_study import write_notebook
 
-from msa_utils import stamps
-from msa_utils.study import run_study
+from msa_utils.runner import stamps
+from msa_utils.runner.study import run_study
 
 
 def chain(tmp_path, kill_flag=None):
@@ -24,7 +24,7 @@ def chain(tmp_path, kill_flag=None):
     log = tmp_path / "ran.log"
 
     def step(number, read, write):
-        cfg = ("from pathlib import Path\nfrom msa_utils.profiles import get_profile\n"
+        cfg = ("from pathlib import Path\nfrom msa_utils.config.profiles import get_profile\n"
                "cfg = get_profile(profile, **overrides)\n"
                f"open({str(log)!r}, 'a').write('{number}\\n')")
         work = f"text = Path({read}).read_text()\nPath(cfg.results_dir, {write!r}).write_text(text + '{number}')"
@@ -95,7 +95,7 @@ def test_killing_the_runner_and_rerunning_redoes_only_the_interrupted_notebook_a
     (tmp_path / "data" / "posts.txt").write_text("new post\n")  # ... new data, and this time
     kill_flag.touch()                                          # the runner dies in notebook 02
     ran()
-    code = (f"from msa_utils.study import run_study\n"
+    code = (f"from msa_utils.runner.study import run_study\n"
             f"run_study('smoke', {overrides!r}, notebook_dir={str(notebooks)!r})")
     killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr  # SIGKILL, in notebook 02

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from msa_utils.study import StudyFailed, notebook_warnings, parse_overrides, run_study, study_notebooks
+from msa_utils.runner.study import StudyFailed, notebook_warnings, parse_overrides, run_study, study_notebooks
 
 
 def write_notebook(path, *sources):
@@ -36,8 +36,8 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
               "os.environ['MSA_PROFILE']]) + '\\n')\n"
               "out = pathlib.Path(os.environ['MSA_RESULTS_DIR']) / 'tables'\nout.mkdir(exist_ok=True)\n"
               "(out / 'a.csv').write_text('x')")
-    warn = ("from msa_utils.notebook import setup\nsetup(profile, overrides, announce=False)\n"
-            "import logging, warnings\nlogging.getLogger('msa_utils.feature_cache').warning('cache x rebuilt')\n"
+    warn = ("from msa_utils.runner.notebook import setup\nsetup(profile, overrides, announce=False)\n"
+            "import logging, warnings\nlogging.getLogger('msa_utils.features.feature_cache').warning('cache x rebuilt')\n"
             "warnings.warn('odd input')")
     write_notebook(folder / "01_first.ipynb", record, warn)
     write_notebook(folder / "02_broken.ipynb", record, warn.replace("cache x", "cache y"),
@@ -53,10 +53,10 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
     printed = capfd.readouterr()
     assert "[msa-study] 01_first.ipynb done in" in printed.out and "wrote tables/ (1 file)" in printed.out
     assert "[msa-study] 01_first.ipynb: 2 warnings" in printed.out  # repeated on the terminal
-    assert "\n  WARNING msa_utils.feature_cache: cache x rebuilt\n" in printed.out
+    assert "\n  WARNING msa_utils.features.feature_cache: cache x rebuilt\n" in printed.out
     assert "\n  WARNING py.warnings: " in printed.out and "UserWarning: odd input" in printed.out
     assert "[msa-study] 02_broken.ipynb: 2 warnings" in printed.out  # a failing notebook's too: they may explain it
-    assert "\n  WARNING msa_utils.feature_cache: cache y rebuilt\n" in printed.out
+    assert "\n  WARNING msa_utils.features.feature_cache: cache y rebuilt\n" in printed.out
     assert "without encryption" not in printed.out + printed.err  # the kernels talk over IPC, not TCP
     assert (tmp_path / "results" / "notebooks" / "02_broken.ipynb").exists()  # saved with the traceback
     assert not (tmp_path / "results" / "notebooks" / "03_never.ipynb").exists()
@@ -66,13 +66,13 @@ def test_notebook_warnings_reads_the_marked_stderr_lines_in_cell_order(tmp_path)
     nb = new_notebook()
     first, second = new_code_cell("a"), new_code_cell("b")
     first.outputs = [new_output("stream", name="stderr", text="[encode] 10/20\r[encode] 20/20\n"),
-                     new_output("stream", name="stderr", text="WARNING msa_utils.feature_cache: rebuilt\n"),
+                     new_output("stream", name="stderr", text="WARNING msa_utils.features.feature_cache: rebuilt\n"),
                      new_output("stream", name="stdout", text="WARNING printed, not logged\n")]
-    second.outputs = [new_output("stream", name="stderr", text="ERROR root: lost\nWARNING msa_utils.feature_cache: "
+    second.outputs = [new_output("stream", name="stderr", text="ERROR root: lost\nWARNING msa_utils.features.feature_cache: "
                                  "rebuilt\n  a continuation line\n")]
     nb.cells = [first, second]
     nbformat.write(nb, tmp_path / "run.ipynb")
-    assert notebook_warnings(tmp_path / "run.ipynb") == ["WARNING msa_utils.feature_cache: rebuilt", "ERROR root: lost"]
+    assert notebook_warnings(tmp_path / "run.ipynb") == ["WARNING msa_utils.features.feature_cache: rebuilt", "ERROR root: lost"]
     nb.cells = [new_code_cell("c")]
     nbformat.write(nb, tmp_path / "quiet.ipynb")
     assert notebook_warnings(tmp_path / "quiet.ipynb") == []
@@ -84,7 +84,7 @@ def test_unknown_profile_fails_before_running(tmp_path):
 
 
 def test_relative_folders_are_resolved_where_the_user_typed_them(tmp_path, monkeypatch):
-    from msa_utils.study import resolve_paths
+    from msa_utils.runner.study import resolve_paths
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "flava").mkdir()
@@ -107,8 +107,8 @@ def test_a_selection_that_matches_no_notebook_is_an_error(tmp_path):
 def test_help_lists_every_profile_field(capsys):
     import dataclasses
 
-    from msa_utils.profiles import Profile
-    from msa_utils.study import main
+    from msa_utils.config.profiles import Profile
+    from msa_utils.runner.study import main
 
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -117,7 +117,7 @@ def test_help_lists_every_profile_field(capsys):
 
 
 def test_describe_outputs_groups_folders_and_skips_executed_notebooks():
-    from msa_utils.study import describe_outputs
+    from msa_utils.runner.study import describe_outputs
 
     outputs = ["REPORT.md", "metrics/full.json", "metrics/full_history.csv", "notebooks/04_finetune.ipynb"]
     assert describe_outputs(outputs) == "REPORT.md, metrics/ (2 files)"
@@ -126,7 +126,7 @@ def test_describe_outputs_groups_folders_and_skips_executed_notebooks():
 
 
 def test_a_bad_name_or_data_folder_fails_before_any_notebook_runs(tmp_path, capsys):
-    from msa_utils.study import main
+    from msa_utils.runner.study import main
 
     assert main(["--set", "name=mine"]) == 2
     assert "cannot be overridden" in capsys.readouterr().err

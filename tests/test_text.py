@@ -1,4 +1,4 @@
-"""Tests of msa_utils.text: each cleaning step, their composition, and clean_posts."""
+"""Tests of msa_utils.data.text: each cleaning step, their composition, and clean_posts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from msa_utils import text as T
-from msa_utils.data import load_mvsa
-from msa_utils.data_report import DataReport
+from msa_utils.data import text as T
+from msa_utils.data.mvsa import load_mvsa
+from msa_utils.data.data_report import DataReport
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -1,4 +1,4 @@
-"""Fine-tuning the top text layers on cached below-states (msa_utils.text_finetune and the
+"""Fine-tuning the top text layers on cached below-states (msa_utils.model.text_finetune and the
 backbones' encode_text_below / text_top), on the real MiniLM (compact) and the tiny random FLAVA."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from msa_utils.encoders import FrozenBackbone
-from msa_utils.extraction import extract_features
-from msa_utils.feature_cache import MANIFEST_NAME
-from msa_utils.features import FeatureSet, LazyRows
+from msa_utils.features.encoders import FrozenBackbone
+from msa_utils.features.extraction import extract_features
+from msa_utils.features.feature_cache import MANIFEST_NAME
+from msa_utils.features.sets import FeatureSet, LazyRows
 from msa_utils.io import read_json
-from msa_utils.model import MultimodalClassifier
-from msa_utils.profiles import get_profile
-from msa_utils.runtime import set_seed
-from msa_utils.text_finetune import TextTopClassifier, TextTopLayers, text_below_features
+from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.config.profiles import get_profile
+from msa_utils.config.runtime import set_seed
+from msa_utils.model.text_finetune import TextTopClassifier, TextTopLayers, text_below_features
 
 BACKBONES = ("compact_backbone", "flava_backbone")
 LONG_TEXT = " ".join(["a long post that is cut at the maximum number of text tokens"] * 8)
@@ -194,7 +194,7 @@ def test_text_below_features_are_cached_and_never_touch_images(compact_backbone,
 
     monkeypatch.setattr(backbone, "encode_image", no_images)
     monkeypatch.setattr(backbone, "preprocess_images", no_images)
-    with caplog.at_level(logging.INFO, logger="msa_utils.text_finetune"):
+    with caplog.at_level(logging.INFO, logger="msa_utils.model.text_finetune"):
         below = text_below_features(backbone, features, texts, 1, tmp_path, batch_size=4, progress=False)
     assert any("text-only pass below the top 1 layers: 6 texts in" in r.getMessage() for r in caplog.records)
     assert below.guids is features.guids and below.text_mask is features.text_mask
@@ -221,7 +221,7 @@ def test_text_below_features_are_cached_and_never_touch_images(compact_backbone,
     # a corrupted cache is rebuilt with a warning
     path = tmp_path / files[0] / "shard-00000.safetensors"
     path.write_bytes(b"not a safetensors file")
-    with caplog.at_level(logging.WARNING, logger="msa_utils.text_finetune"):
+    with caplog.at_level(logging.WARNING, logger="msa_utils.model.text_finetune"):
         rebuilt = text_below_features(backbone, features, texts, 1, tmp_path, batch_size=4, progress=False)
     assert any("unusable" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     assert torch.equal(rebuilt.text_states[:], below_states)
@@ -251,7 +251,7 @@ def test_text_below_features_rejects_mismatched_inputs(compact_backbone, posts, 
 
 
 def test_fit_trains_the_text_top(flava_backbone, posts, tmp_path):
-    from msa_utils.train import fit
+    from msa_utils.train.loop import fit
 
     backbone = flava_backbone
     below = text_below_features(backbone, features_of(backbone, posts), posts[1], 1, tmp_path, progress=False)

@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 import torch
 
-from msa_utils import LABEL2ID
-from msa_utils.extraction import extract_features
-from msa_utils.features import NullInputs
-from msa_utils.model import MultimodalClassifier
-from msa_utils.profiles import DEFAULT_DATA_DIR, get_profile
-from msa_utils.runtime import set_seed
-from msa_utils.train import fit, predict_logits
+from msa_utils.config.labels import LABEL2ID
+from msa_utils.features.extraction import extract_features
+from msa_utils.features.sets import NullInputs
+from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.config.profiles import DEFAULT_DATA_DIR, get_profile
+from msa_utils.config.runtime import set_seed
+from msa_utils.train.loop import fit, predict_logits
 
 from conftest import read_post_text
 
@@ -110,7 +110,7 @@ def test_without_image_the_model_ignores_the_image(real_split):
 def test_device_strings_are_resolved(real_split):
     train, y_train, val, y_val, _ = real_split
     model = new_model()
-    # "auto" is the profiles' default; resolved by msa_utils.runtime.resolve_device (cpu here)
+    # "auto" is the profiles' default; resolved by msa_utils.config.runtime.resolve_device (cpu here)
     assert torch.equal(predict_logits(model, val, device="auto"), predict_logits(model, val, device="cpu"))
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
@@ -183,11 +183,11 @@ KILLABLE_TRAINING = r'''
 import os, signal, sys
 import numpy as np, pandas as pd, torch
 from safetensors.torch import load_file, save_file
-from msa_utils.features import FeatureSet
-from msa_utils.model import MultimodalClassifier
-from msa_utils.profiles import get_profile
-from msa_utils.runtime import set_seed
-from msa_utils.train import fit
+from msa_utils.features.sets import FeatureSet
+from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.config.profiles import get_profile
+from msa_utils.config.runtime import set_seed
+from msa_utils.train.loop import fit
 
 data, state, out, kill_epoch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 t = load_file(data)

@@ -1,4 +1,4 @@
-"""Tests of msa_utils.translate: detection, cache, timeouts, circuit breaker, backoff (no network)."""
+"""Tests of msa_utils.data.translate: detection, cache, timeouts, circuit breaker, backoff (no network)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import requests
 
-from msa_utils.data import load_mvsa
-from msa_utils.data_report import DataReport
-from msa_utils.text import clean_posts
-from msa_utils.translate import (
+from msa_utils.data.mvsa import load_mvsa
+from msa_utils.data.data_report import DataReport
+from msa_utils.data.text import clean_posts
+from msa_utils.data.translate import (
     TranslationCache,
     TranslationTimeout,
     call_with_timeout,

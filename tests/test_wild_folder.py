@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from msa_utils.data_report import DataReport
-from msa_utils.study import run_study
+from msa_utils.data.data_report import DataReport
+from msa_utils.runner.study import run_study
 
 pytestmark = pytest.mark.slow  # runs notebooks 01-04
 

@@ -1,0 +1,1 @@
+"""Frozen encoders (backbones), their pass over the posts, feature sets and the on-disk feature cache."""

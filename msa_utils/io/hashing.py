@@ -1,0 +1,148 @@
+"""One way to hash: SHA-256 over labelled, length-prefixed fields.
+
+Every key of the study is made here: the feature cache's key (:mod:`msa_utils.features.sets`), a
+backbone's fingerprint (:mod:`msa_utils.features.encoders`), a training run's resume key
+(:mod:`msa_utils.experiments.variants`) and the runner's up-to-date stamps (:mod:`msa_utils.runner.stamps`).
+
+A :class:`Digest` takes ``(label, value)`` fields in order. Each field is written as
+``label:type:length:`` followed by its bytes, so two different sequences of fields never give
+the same byte stream (``("ab", "c")`` and ``("a", "bc")`` differ). Values:
+
+=========================  ===================================================================
+value                      bytes hashed
+=========================  ===================================================================
+``bytes``                  as given
+``str``                    UTF-8 (lone surrogates kept, ``surrogatepass``)
+``torch.Tensor``           dtype, shape, then the raw bytes of a contiguous CPU copy
+``numpy.ndarray``          dtype, shape, then the raw bytes (C order)
+a module                   its source file's bytes (``inspect.getsource``)
+anything else              canonical JSON (sorted keys; ``str()`` for what JSON lacks)
+=========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import os
+from pathlib import Path
+import types
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+CHUNK_BYTES = 1 << 20
+"""Files are read in chunks of this many bytes (1 MiB)."""
+
+
+class Digest:
+    """SHA-256 over a sequence of labelled fields (see the module docstring).
+
+    Example::
+
+        key = Digest().add("format", "1").add("weights", tensor).add_file("image", path).hexdigest()
+    """
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+
+    def _field(self, label: str, kind: str, data: bytes | memoryview) -> "Digest":
+        self._sha.update(f"{label}:{kind}:{len(data)}:".encode())
+        self._sha.update(data)
+        return self
+
+    def add(self, label: str, value: Any) -> "Digest":
+        """Add one field; returns ``self`` so calls chain.
+
+        Raises:
+            TypeError: if ``value`` is none of the types above and not JSON-serialisable via ``str``.
+        """
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self._field(label, "bytes", bytes(value))
+        if isinstance(value, str):
+            return self._field(label, "str", value.encode("utf-8", errors="surrogatepass"))
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            self._field(label, "tensor", f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            return self._field(label, "data", tensor.reshape(-1).view(torch.uint8).numpy().data)
+        if isinstance(value, np.ndarray):
+            array = np.ascontiguousarray(value)
+            self._field(label, "array", f"{array.dtype}{array.shape}".encode())
+            return self._field(label, "data", array.view(np.uint8).reshape(-1).data)
+        if isinstance(value, types.ModuleType):
+            return self._field(label, "source", inspect.getsource(value).encode())
+        return self._field(label, "json", json.dumps(value, sort_keys=True, default=str).encode())
+
+    def add_tensor_chunks(self, label: str, dtype: torch.dtype, shape: Sequence[int],
+                          chunks: Iterable[torch.Tensor]) -> "Digest":
+        """Add a tensor given as consecutive row chunks: the same field as
+        ``add(label, torch.cat(chunks))`` (dtype, shape, then the bytes), without ever holding the
+        whole tensor (e.g. a memory-mapped feature cache read 1,024 rows at a time).
+
+        Args:
+            dtype, shape: of the whole tensor. chunks: its rows in order, ``(n_k, *shape[1:])``.
+
+        Raises:
+            ValueError: if a chunk has another dtype or the chunks do not hold ``prod(shape)``
+                elements (the digest is then unusable).
+        """
+        shape = tuple(int(size) for size in shape)
+        self._field(label, "tensor", f"{dtype}{shape}".encode())
+        total = math.prod(shape) * dtype.itemsize
+        self._sha.update(f"{label}:data:{total}:".encode())
+        seen = 0
+        for chunk in chunks:
+            if chunk.dtype != dtype:
+                raise ValueError(f"chunk of {chunk.dtype} in a {dtype} tensor")
+            data = chunk.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data
+            self._sha.update(data)
+            seen += data.nbytes
+        if seen != total:
+            raise ValueError(f"the chunks hold {seen} bytes, a {dtype}{shape} tensor has {total}")
+        return self
+
+    def add_file(self, label: str, path: str | os.PathLike) -> "Digest":
+        """Add the SHA-256 of a file's bytes (:func:`file_sha256`) as one field.
+
+        Raises:
+            OSError: if the file cannot be read.
+        """
+        return self._field(label, "file", file_sha256(path).encode())
+
+    def hexdigest(self) -> str:
+        """The SHA-256 so far, as 64 hex characters."""
+        return self._sha.hexdigest()
+
+
+def sha256_of(*values: Any) -> str:
+    """SHA-256 (hex) of the values, each a field of a :class:`Digest` labelled by its position."""
+    digest = Digest()
+    for index, value in enumerate(values):
+        digest.add(str(index), value)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks of :data:`CHUNK_BYTES`.
+
+    Raises:
+        OSError: if the file cannot be read.
+    """
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def file_hashes(paths: Iterable[str | os.PathLike]) -> list[str | None]:
+    """:func:`file_sha256` of each path; ``None`` where the path is not a regular file (missing,
+    a folder, a FIFO: never opened).
+
+    Raises:
+        OSError: if a regular file cannot be read.
+    """
+    return [file_sha256(path) if Path(path).is_file() else None for path in paths]

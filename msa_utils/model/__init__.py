@@ -1,0 +1,1 @@
+"""The trained classifier: multimodal encoder, heads, the text encoder's trainable top layers."""

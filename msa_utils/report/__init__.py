@@ -1,0 +1,1 @@
+"""Figures, exploration, REPORT.md and the generated blocks of the docs."""

@@ -1,0 +1,1 @@
+"""The notebooks' setup, the papermill runner (msa-study) and the multi-process entry point."""

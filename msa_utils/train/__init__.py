@@ -1,0 +1,1 @@
+"""The training loop, its resumable state and the classification metrics."""
