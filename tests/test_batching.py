@@ -15,7 +15,7 @@ import torch
 
 from msa_utils.features.encoders import CompactBackbone
 from msa_utils.features.extraction import encode_windows, extract_features, length_sorted_batches
-from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.model.factory import compact_classifier
 from msa_utils.config.profiles import DEFAULT_DATA_DIR, get_profile
 from msa_utils.config.runtime import ExpectedTime, allow_tf32, set_seed
 from msa_utils.train.loop import length_grouped, predict_logits, text_lengths
@@ -114,7 +114,7 @@ def test_predictions_do_not_depend_on_the_batch_size(compact_backbone_grid2, pos
                                                                progress=False))
     set_seed(0)
     cfg = get_profile("smoke", fusion_hidden=32, fusion_layers=1, fusion_heads=2, image_grid=2, head_hidden=(16, 8))
-    model = MultimodalClassifier.compact(384, 1280, cfg)
+    model = compact_classifier(384, 1280, cfg)
     assert text_lengths(features).tolist() == features.text_mask.sum(1).tolist()
     assert torch.allclose(predict_logits(model, features, batch_size=5), predict_logits(model, features, batch_size=64),
                           atol=1e-5)

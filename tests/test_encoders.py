@@ -1,5 +1,5 @@
 """Frozen backbones: shapes, tokenisation, preprocessing, null inputs, fingerprints, and what each
-backbone owns (the name registry, prepare / pooling, the classifier it builds, its description)."""
+backbone owns (the name registry, prepare / pooling, its description) and the classifier built on it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+import msa_utils.features.compact as compact_module
 import msa_utils.features.encoders as encoders_module
 from msa_utils.features.encoders import (BACKBONES, CompactBackbone, FlavaBackbone, add_state_dicts, load_backbone,
                                 to_rgb_images)
@@ -20,7 +21,8 @@ from msa_utils.features.sets import FeatureSet, NullInputs, pool_image_tokens
 from msa_utils.io.hashing import Digest
 from msa_utils.data.images import load_image, to_rgb
 from msa_utils.model.classifier import MultimodalClassifier
-from msa_utils.config.profiles import get_profile
+from msa_utils.model.factory import CLASSIFIERS, build_classifier
+from msa_utils.config.profiles import BACKBONE_NAMES, get_profile
 
 
 def test_compact_shapes_on_real_images(compact_backbone, real_posts):
@@ -190,6 +192,7 @@ def test_load_backbone_refuses_an_unknown_name():
 
 def test_registry_maps_names_to_classes_and_no_module_compares_names():
     assert BACKBONES == {"flava": FlavaBackbone, "compact": CompactBackbone}
+    assert tuple(BACKBONES) == BACKBONE_NAMES and tuple(CLASSIFIERS) == BACKBONE_NAMES  # config's names, no import
     assert all(cls.name == name for name, cls in BACKBONES.items())
     source = inspect.getsource(encoders_module)
     assert not re.search(r"backbone\s*[!=]=", source)
@@ -200,8 +203,8 @@ def test_load_backbone_from_profile(flava_backbone, tiny_flava_dir, compact_mode
     assert isinstance(flava_backbone, FlavaBackbone)
     assert flava_backbone.name_or_path == str(tiny_flava_dir) and flava_backbone.max_text_tokens == 16
     text_model, tokenizer, image_model = compact_models
-    monkeypatch.setattr(encoders_module, "load_minilm", lambda: (text_model, tokenizer))
-    monkeypatch.setattr(encoders_module, "load_efficientnet_lite0", lambda: image_model)
+    monkeypatch.setattr(compact_module, "load_minilm", lambda: (text_model, tokenizer))
+    monkeypatch.setattr(compact_module, "load_efficientnet_lite0", lambda: image_model)
     cpu = load_backbone(get_profile("cpu", max_text_tokens=24))
     assert isinstance(cpu, CompactBackbone)
     assert (cpu.image_grid, cpu.max_text_tokens, cpu.image_size, cpu.device.type) == (2, 24, 224, "cpu")
@@ -220,11 +223,11 @@ def test_describe_names_the_loaded_checkpoint(flava_backbone, tiny_flava_dir, co
 def test_build_classifier(flava_backbone, compact_backbone_grid2):
     profile = get_profile("smoke", fusion_hidden=32, fusion_layers=1, fusion_heads=2, head_hidden=(16, 8),
                           dropout=0.25)
-    flava = flava_backbone.build_classifier(profile)
+    flava = build_classifier(flava_backbone, profile)
     assert isinstance(flava, MultimodalClassifier)
     assert torch.equal(flava.text_projection.weight, flava_backbone.flava.text_to_mm_projection.weight)
     assert flava.config.hidden_size == 32 and flava.config.head_hidden == (16, 8) and flava.head[2].p == 0.25
-    compact = compact_backbone_grid2.build_classifier(profile)
+    compact = build_classifier(compact_backbone_grid2, profile)
     config = compact.config
     assert (config.text_dim, config.image_dim, config.hidden_size, config.num_layers) == (384, 1280, 32, 1)
     assert compact.head[2].p == 0.25 and not hasattr(config, "image_grid")

@@ -5,6 +5,8 @@ in ``tests/test_feature_cache.py``."""
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 import shutil
 
@@ -12,7 +14,6 @@ import pytest
 import torch
 
 import msa_utils.features.feature_cache as cache_module
-import msa_utils.io
 from msa_utils.features.encoders import FlavaBackbone
 from msa_utils.features.extraction import extract_features
 from msa_utils.features.feature_cache import MANIFEST_NAME, cache_path, feature_cache_key, load_or_extract_features
@@ -104,11 +105,24 @@ def test_cache_key_changes_with_data_dtype_and_preprocessing(flava_backbone, cop
     assert feature_cache_key(flava_backbone, guids, texts, paths, "float32") != base
 
 
-def test_cache_key_tracks_the_image_loader_source(flava_backbone, copied_posts, monkeypatch):
+def test_cache_keys_hash_the_declared_features_version_never_the_source(flava_backbone, copied_posts, monkeypatch):
+    """An edit of the code's text (a comment, say) keeps the caches: the keys (feature cache, text
+    below the top layers) never read source code; bumping FEATURES_VERSION changes them."""
     guids, texts, paths = copied_posts
-    base = feature_cache_key(flava_backbone, guids, texts, paths, "float32")
-    monkeypatch.setattr(cache_module, "images_module", msa_utils.io)  # stands for an edited images.py
-    assert feature_cache_key(flava_backbone, guids, texts, paths, "float32") != base
+    keys = lambda backbone: (feature_cache_key(backbone, guids, texts, paths, "float32"),
+                             feature_cache_key(backbone, guids, texts, None, "float32", top_layers=1))
+    base = keys(flava_backbone)
+    assert base[0] != base[1]
+
+    def no_source(*args, **kwargs):
+        raise AssertionError("a cache key read source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    fresh = copy.copy(flava_backbone)
+    fresh.__dict__.pop("_fingerprint", None)  # the fingerprint is computed again, without source
+    assert keys(fresh) == base
+    monkeypatch.setattr(cache_module, "FEATURES_VERSION", str(int(cache_module.FEATURES_VERSION) + 1))
+    assert all(new != old for new, old in zip(keys(fresh), base))
 
 
 def test_cache_holds_unpooled_states_whatever_the_grid(compact_backbone, compact_backbone_grid2, copied_posts,

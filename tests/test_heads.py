@@ -1,4 +1,4 @@
-"""The classifier heads the paper compared (msa_utils.config.profiles.HEADS) and the frozen-fusion switch.
+"""The classifier heads the paper compared (msa_utils.model.heads.HEADS) and the frozen-fusion switch.
 
 Most tests run a tiny compact classifier (the ``smoke`` profile's sizes) on random token states;
 the build_classifier tests use the compact backbone (2 x 2 image tokens) and the tiny random FLAVA
@@ -15,9 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from msa_utils.model.classifier import (FUSION_MODULES, AttentionPool, ClassifierConfig, EndToEndModel, ModalitySumPool,
-                             MultimodalClassifier, TokenAttentionPool, masked_softmax)
-from msa_utils.config.profiles import HEADS, get_profile
+from msa_utils.config.profiles import HEAD_NAMES, get_profile
+from msa_utils.model.classifier import FUSION_MODULES, ClassifierConfig, EndToEndModel, MultimodalClassifier
+from msa_utils.model.factory import build_classifier, compact_classifier
+from msa_utils.model.heads import HEADS, AttentionPool, ModalitySumPool, TokenAttentionPool, masked_softmax
 
 TEXT_DIM, IMAGE_DIM, NUM_IMAGE = 12, 10, 4
 HIDDEN = 32  # the smoke profile's fusion_hidden
@@ -33,7 +34,7 @@ not depend on it, so its gradient is exactly zero (``pool.score.bias``, ``pool.t
 def build(head: str, seed: int = 0, **overrides) -> MultimodalClassifier:
     """A smoke-sized compact classifier with ``head`` (hidden 32, 1 layer, 2 heads, MLP (16, 8))."""
     torch.manual_seed(seed)
-    return MultimodalClassifier.compact(TEXT_DIM, IMAGE_DIM, get_profile("smoke", head=head, **overrides))
+    return compact_classifier(TEXT_DIM, IMAGE_DIM, get_profile("smoke", head=head, **overrides))
 
 
 def random_batch(seed: int = 1):
@@ -46,12 +47,16 @@ def random_batch(seed: int = 1):
     return text, mask, image
 
 
+def test_the_head_registry_holds_exactly_the_names_profiles_accept():
+    assert tuple(HEADS) == HEAD_NAMES  # config keeps the names (it imports no model), the registry the builders
+
+
 def head_parameters(model: MultimodalClassifier) -> dict[str, torch.nn.Parameter]:
     """The parameters on top of the fusion part (``head.*`` and ``pool.*``)."""
     return {n: p for n, p in model.named_parameters() if not n.startswith(tuple(f"{m}." for m in FUSION_MODULES))}
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", HEAD_NAMES)
 def test_every_head_gives_finite_logits_and_gradients(head):
     model = build(head).train()
     assert model.config.head == head and isinstance(model.pool, POOLS[head])
@@ -76,7 +81,7 @@ def test_head_shapes_and_cls_embedding():
     widths = {"mlp": HIDDEN, "linear": HIDDEN, "token_attention": HIDDEN, "modality_sum": 3 * HIDDEN,
               "attention": HIDDEN}
     reference = None
-    for head in HEADS:
+    for head in HEAD_NAMES:
         model = build(head).eval()
         with torch.no_grad():
             out = model(text, mask, image)
@@ -91,7 +96,7 @@ def test_head_shapes_and_cls_embedding():
     assert attention.pool.attention.batch_first and isinstance(attention.head, torch.nn.Linear)
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", HEAD_NAMES)
 def test_logits_do_not_depend_on_text_padding(head):
     """Padding (mask 0) with any states, at the end or in place of the existing padding, leaves the
     logits unchanged: every head masks it."""
@@ -112,7 +117,7 @@ def test_logits_do_not_depend_on_text_padding(head):
     assert (unmasked - logits).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", HEAD_NAMES)
 def test_post_without_any_text_token(head):
     """A post with no real text token (the "without text" ablation) gives finite logits and finite
     gradients, and its text states do not matter."""
@@ -157,7 +162,7 @@ def test_masked_softmax():
     assert torch.isfinite(scores.grad).all() and torch.equal(scores.grad[1], torch.zeros(3))
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", HEAD_NAMES)
 def test_save_and_load_round_trip(head, tmp_path):
     model = build(head).eval()
     text, mask, image = random_batch()
@@ -199,7 +204,7 @@ def test_mlp_state_dict_keys_are_unchanged():
     assert keys[-len(MLP_KEYS):] == MLP_KEYS
 
 
-@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("head", HEAD_NAMES)
 def test_freeze_fusion_trains_the_head_only(head):
     model = build(head)
     assert model.freeze_fusion() is model
@@ -224,9 +229,9 @@ def test_freeze_fusion_trains_the_head_only(head):
 def test_compact_build_classifier_honours_head_and_train_fusion(head, compact_backbone_grid2):
     profile = get_profile("smoke", head=head, fusion_hidden=32, fusion_layers=1, fusion_heads=2, head_hidden=(16, 8))
     torch.manual_seed(0)
-    trained = compact_backbone_grid2.build_classifier(profile)
+    trained = build_classifier(compact_backbone_grid2, profile)
     torch.manual_seed(0)
-    frozen = compact_backbone_grid2.build_classifier(dataclasses.replace(profile, train_fusion=False))
+    frozen = build_classifier(compact_backbone_grid2, dataclasses.replace(profile, train_fusion=False))
     for model in (trained, frozen):
         assert model.config.head == head and isinstance(model.pool, POOLS[head])
         assert (model.config.text_dim, model.config.image_dim) == (384, 1280)
@@ -253,7 +258,7 @@ def test_flava_build_classifier_frozen_is_the_pretrained_encoder(head, flava_bac
     flava = flava_backbone.flava
     flags = {n: p.requires_grad for n, p in flava.named_parameters()}
     torch.manual_seed(0)
-    model = flava_backbone.build_classifier(get_profile("smoke", head=head, head_hidden=(16, 8), train_fusion=False))
+    model = build_classifier(flava_backbone, get_profile("smoke", head=head, head_hidden=(16, 8), train_fusion=False))
     assert model.config.head == head and isinstance(model.pool, POOLS[head])
     pretrained = {k: v for k, v in flava.multimodal_model.state_dict().items() if not k.startswith("pooler.")}
     ours = model.multimodal.state_dict()

@@ -14,8 +14,10 @@ from PIL import Image
 from msa_utils.features.extraction import extract_features
 from msa_utils.features.feature_cache import load_or_extract_features
 from msa_utils.data.images import to_rgb
-from msa_utils.model.classifier import (ClassifierConfig, EndToEndModel, MultimodalClassifier, build_head,
-                             mask_modality, trim_text_padding)
+from msa_utils.model.classifier import (ClassifierConfig, EndToEndModel, MultimodalClassifier, mask_modality,
+                                        trim_text_padding)
+from msa_utils.model.factory import build_classifier
+from msa_utils.model.heads import build_head
 from msa_utils.config.profiles import get_profile
 
 BACKBONE_FIXTURES = {"flava": "flava_backbone", "compact": "compact_backbone_grid2"}
@@ -46,7 +48,7 @@ def compact_profile():
 @pytest.fixture(scope="module")
 def compact_classifier(compact_backbone_grid2, compact_profile):
     torch.manual_seed(0)
-    return compact_backbone_grid2.build_classifier(compact_profile).eval()
+    return build_classifier(compact_backbone_grid2, compact_profile).eval()
 
 
 def test_logits_equal_flava_model_forward(flava_backbone, flava_classifier, real_posts):
@@ -76,7 +78,7 @@ def test_from_flava_copies_pretrained_weights(flava_backbone, flava_classifier):
     assert flava_classifier.multimodal.pooler is None
     assert flava_classifier.config.hidden_size == 32 and not hasattr(flava_classifier.config, "image_grid")
     torch.manual_seed(0)
-    built = flava_backbone.build_classifier(get_profile("smoke", head_hidden=(16, 8), dropout=0.3)).eval()
+    built = build_classifier(flava_backbone, get_profile("smoke", head_hidden=(16, 8), dropout=0.3)).eval()
     state, expected = built.state_dict(), flava_classifier.state_dict()
     assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state)
 

@@ -1,5 +1,5 @@
-"""Fine-tuning the top text layers on cached below-states (msa_utils.model.text_finetune and the
-backbones' encode_text_below / text_top), on the real MiniLM (compact) and the tiny random FLAVA."""
+"""Fine-tuning the top text layers on cached below-states (msa_utils.model.text_finetune:
+encode_text_below, text_top...), on the real MiniLM (compact) and the tiny random FLAVA."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from msa_utils.features.extraction import extract_features
 from msa_utils.features.feature_cache import MANIFEST_NAME
 from msa_utils.features.sets import FeatureSet, LazyRows
 from msa_utils.io import read_json
+import msa_utils.model.text_finetune as text_finetune
 from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.model.factory import build_classifier
 from msa_utils.config.profiles import get_profile
 from msa_utils.config.runtime import set_seed
-from msa_utils.model.text_finetune import TextTopClassifier, TextTopLayers, text_below_features
+from msa_utils.train.loop import TrainSettings, fit
+from msa_utils.model.text_finetune import (TextTopClassifier, TextTopLayers, encode_text_below, text_below_features,
+                                           text_top)
 
 BACKBONES = ("compact_backbone", "flava_backbone")
 LONG_TEXT = " ".join(["a long post that is cut at the maximum number of text tokens"] * 8)
@@ -64,10 +68,10 @@ def test_top_layers_on_below_states_reproduce_encode_text(backbone, posts, top_l
     batch = backbone.tokenize(posts[1])
     ids, mask = batch["input_ids"], batch["attention_mask"]
     assert 0 < int(mask.sum(1).min()) < int(mask.sum(1).max()) == mask.shape[1]  # padding and truncation
-    below = backbone.encode_text_below(ids, mask, top_layers)
+    below = encode_text_below(backbone, ids, mask, top_layers)
     expected = backbone.encode_text(ids, mask)
     assert below.shape == expected.shape and not below.requires_grad
-    top = backbone.text_top(top_layers)
+    top = text_top(backbone, top_layers)
     with torch.no_grad():
         out = top(below, mask)
     assert not torch.allclose(real(below, mask), real(expected, mask), atol=1e-2)  # the layers do something
@@ -80,7 +84,7 @@ def test_top_layers_on_below_states_reproduce_encode_text(backbone, posts, top_l
 
 
 def test_text_top_is_a_trainable_deep_copy(backbone):
-    top = backbone.text_top(2)
+    top = text_top(backbone, 2)
     assert isinstance(top, TextTopLayers) and top.top_layers == 2 and top.num_layers == num_layers(backbone)
     assert top.backbone_name == backbone.name and top.hidden_size == backbone.text_dim
     assert all(p.requires_grad for p in top.parameters())
@@ -97,9 +101,9 @@ def test_top_layers_out_of_range(backbone, bad):
     bad = num_layers(backbone) + 1 if bad == "too_many" else bad
     batch = backbone.tokenize(["hello"])
     with pytest.raises(ValueError, match="top_layers must be an integer in 1.."):
-        backbone.encode_text_below(batch["input_ids"], batch["attention_mask"], bad)
+        encode_text_below(backbone, batch["input_ids"], batch["attention_mask"], bad)
     with pytest.raises(ValueError, match="top_layers must be an integer in 1.."):
-        backbone.text_top(bad)
+        text_top(backbone, bad)
 
 
 def test_base_backbone_does_not_support_it():
@@ -108,15 +112,15 @@ def test_base_backbone_does_not_support_it():
 
     ids = torch.zeros(1, 4, dtype=torch.long)
     with pytest.raises(NotImplementedError, match="Bare cannot fine-tune"):
-        Bare().encode_text_below(ids, ids, 1)
+        encode_text_below(Bare(), ids, ids, 1)
     with pytest.raises(NotImplementedError, match="Bare cannot fine-tune"):
-        Bare().text_top(1)
+        text_top(Bare(), 1)
 
 
 def _models(backbone, top_layers=1):
     """``(plain classifier, TextTopClassifier on a deep copy of it)``, both in eval mode."""
     set_seed(0)
-    classifier = backbone.build_classifier(get_profile("cpu"))
+    classifier = build_classifier(backbone, get_profile("cpu"))
     model = TextTopClassifier.from_backbone(backbone, copy.deepcopy(classifier), top_layers)
     return classifier.eval(), model.eval()
 
@@ -203,7 +207,7 @@ def test_text_below_features_are_cached_and_never_touch_images(compact_backbone,
     assert isinstance(below.text_states, LazyRows)  # read from the cache just written
     below_states = below.text_states[:]
     batch = backbone.tokenize(texts)
-    direct = backbone.encode_text_below(batch["input_ids"], batch["attention_mask"], 1)
+    direct = encode_text_below(backbone, batch["input_ids"], batch["attention_mask"], 1)
     mask = features.text_mask
     torch.testing.assert_close(real(below_states, mask), real(direct, mask), atol=1e-5, rtol=0)
     # each batch (sorted by length) is cut to its longest text: the cut positions are zeros
@@ -213,7 +217,7 @@ def test_text_below_features_are_cached_and_never_touch_images(compact_backbone,
     assert (tmp_path / files[0] / MANIFEST_NAME).is_file()
 
     # the second call reads the cache
-    monkeypatch.setattr(backbone, "encode_text_below", no_images)
+    monkeypatch.setattr(text_finetune, "encode_text_below", no_images)
     again = text_below_features(backbone, features, texts, 1, tmp_path, progress=False)
     assert torch.equal(again.text_states[:], below_states)
     monkeypatch.undo()
@@ -251,14 +255,12 @@ def test_text_below_features_rejects_mismatched_inputs(compact_backbone, posts, 
 
 
 def test_fit_trains_the_text_top(flava_backbone, posts, tmp_path):
-    from msa_utils.train.loop import fit
-
     backbone = flava_backbone
     below = text_below_features(backbone, features_of(backbone, posts), posts[1], 1, tmp_path, progress=False)
     _, model = _models(backbone)
     before = {k: v.clone() for k, v in model.text_top.state_dict().items()}
     labels = np.arange(len(below)) % 3
-    result = fit(model, below, labels, below, labels, max_epochs=2, batch_size=3, progress=False)
+    result = fit(model, below, labels, below, labels, TrainSettings(max_epochs=2, batch_size=3), progress=False)
     assert len(result.history) >= 1
     after = model.text_top.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)

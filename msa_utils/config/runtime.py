@@ -59,6 +59,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 PRECISIONS = ("float32", "bfloat16")
 """The values of a profile's ``precision``: float32, or bf16 autocast of the frozen encoders."""
 
+CACHE_DTYPES = ("float32", "float16", "bfloat16")
+"""The dtypes cached token states are stored in (a profile's ``cache_dtype``), named as in torch."""
+
 
 def checked_precision(precision: str) -> str:
     """``precision`` itself if it is one of :data:`PRECISIONS`.
@@ -67,7 +70,7 @@ def checked_precision(precision: str) -> str:
         ValueError: otherwise.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+        raise ValueError(f"precision must be {' or '.join(map(repr, PRECISIONS))}, got {precision!r}")
     return precision
 
 

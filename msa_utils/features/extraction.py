@@ -1,12 +1,8 @@
 """The frozen encoders' pass over the posts: batches of similar text length, streamed in windows.
 
-:func:`encode_windows` takes the posts in windows of :data:`SORT_WINDOW`; within a window it
-encodes batches of similar text length, each cut to its longest text
-(:func:`length_sorted_batches`, :meth:`msa_utils.features.encoders.FrozenBackbone.encode_preprocessed`),
-while DataLoader workers decode the next images, and yields the window in input order.
-:func:`msa_utils.features.feature_cache.load_or_extract_features` streams the windows into the on-disk
-cache, so the pass holds one window of states whatever the number of posts;
-:func:`extract_features` collects them in memory (tests, benchmarks).
+:func:`encode_windows` yields windows of :data:`SORT_WINDOW` posts in input order, encoded in batches of similar text
+length each cut to its longest text, while DataLoader workers decode the next images; the feature cache streams them
+to disk, :func:`extract_features` keeps them in memory.
 """
 
 from __future__ import annotations
@@ -17,17 +13,15 @@ from typing import Iterator, Sequence
 import torch
 from tqdm import tqdm
 
-from msa_utils.features.sets import _DTYPES, FeatureSet
 from msa_utils.config.runtime import ExpectedTime
+from msa_utils.features.sets import FeatureSet, checked_dtype
 
 SORT_WINDOW = 2048
-"""Posts sorted by text length together in the encoders' pass (:func:`length_sorted_batches`):
-the pass holds one window of states in memory, whatever the number of posts."""
+"""Posts sorted by text length together (:func:`length_sorted_batches`); the pass holds one window."""
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    """Post ``i``'s preprocessed image ``(3, S, S)``, for a DataLoader whose workers decode and
-    preprocess while the encoders run (:meth:`FrozenBackbone.preprocess_images` of one path)."""
+    """Post ``i``'s preprocessed image ``(3, S, S)``, for DataLoader workers decoding while the encoders run."""
 
     def __init__(self, backbone, image_paths: Sequence[str | os.PathLike]) -> None:
         self.backbone, self.image_paths = backbone, list(image_paths)
@@ -45,22 +39,9 @@ def _one_thread(_worker_id: int) -> None:
 
 def length_sorted_batches(lengths: Sequence[int] | torch.Tensor, batch_size: int,
                           window: int = SORT_WINDOW) -> list[list[int]]:
-    """Batches of post positions for the encoders' pass: each window of ``window`` consecutive
-    posts is sorted by text length, then cut into batches, so that cutting each batch to its
-    longest text (:meth:`msa_utils.features.encoders.FrozenBackbone.encode_preprocessed`) saves most of
-    the padding. Every position appears exactly once; the order within a window is by length,
-    ties keeping their order (stable). Windows bound how far a post moves (for streaming).
-
-    Args:
-        lengths: ``(N,)`` real tokens per text.
-        batch_size: posts per batch. window: posts sorted together.
-
-    Returns:
-        Lists of positions ``0..N-1``, each at most ``batch_size`` long.
-
-    Raises:
-        ValueError: if ``batch_size`` or ``window`` is not positive.
-    """
+    """Lists of at most ``batch_size`` positions ``0..N-1``, each once: every ``window`` consecutive posts sorted by
+    ``lengths`` ``(N,)`` (stable), then cut into batches, so that cutting a batch to its longest text saves most of
+    the padding. ValueError unless both are positive."""
     if batch_size < 1 or window < 1:
         raise ValueError(f"batch_size and window must be positive, got {batch_size}, {window}")
     lengths = torch.as_tensor(lengths)
@@ -75,30 +56,10 @@ def encode_windows(backbone, texts: Sequence[str], image_paths: Sequence[str | o
                    batch_size: int = 32, dtype: str | torch.dtype = "float32", progress: bool = True,
                    workers: int = 0, window: int = SORT_WINDOW
                    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Encode the posts with the frozen backbone, one window of ``window`` consecutive posts at a time.
-
-    Within a window, posts are encoded in batches of similar text length
-    (:func:`length_sorted_batches`), each cut to its longest text; images are decoded and
-    preprocessed by ``workers`` DataLoader processes while the encoders run (pinned memory on
-    CUDA). After the first seconds the expected time of the pass is printed
-    (:class:`msa_utils.config.runtime.ExpectedTime`, with ``progress``).
-
-    Args:
-        backbone: a :class:`msa_utils.features.encoders.FrozenBackbone` (its ``precision`` applies).
-        texts, image_paths: ``N`` posts, aligned.
-        batch_size: posts per encoder forward pass. dtype: dtype of the yielded states.
-        progress: show a tqdm bar and the expected time.
-        workers: DataLoader worker processes for decoding (0: the main process).
-        window: posts per window.
-
-    Yields:
-        ``(start, text_states (W, L, Dt), text_mask (W, L) int64, image_states (W, Li, Di))`` on the
-        CPU for posts ``start .. start + W - 1`` in input order; text states are zeros at padding.
-
-    Raises:
-        ValueError: if ``texts`` and ``image_paths`` differ in length.
-    """
-    dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+    """Yield ``(start, text_states (W, L, Dt), text_mask (W, L), image_states (W, Li, Di))`` on the CPU for posts
+    ``start .. start + W - 1``, window by window (module docstring); ``workers`` DataLoader processes decode images;
+    ``progress``: a bar and the expected time. ValueError if ``texts`` and ``image_paths`` differ in length."""
+    dtype = checked_dtype(dtype)
     texts, n = list(texts), len(texts)
     if len(image_paths) != n:
         raise ValueError(f"{n} texts but {len(image_paths)} images")
@@ -132,29 +93,9 @@ def encode_windows(backbone, texts: Sequence[str], image_paths: Sequence[str | o
 def extract_features(backbone, texts: Sequence[str], image_paths: Sequence[str | os.PathLike],
                      guids: Sequence[int] | torch.Tensor, batch_size: int = 32, progress: bool = True,
                      dtype: str | torch.dtype = "float32", workers: int = 0) -> FeatureSet:
-    """Encode every post with the frozen backbone into memory (:func:`encode_windows`: batches of
-    similar text length, ``workers`` decoding processes); the rows follow the input order.
-
-    Args:
-        backbone: a :class:`msa_utils.features.encoders.FrozenBackbone`.
-        texts: ``N`` texts (already cleaned/translated as the study wants them).
-        image_paths: ``N`` image files (opened with ``msa_utils.data.images.load_image`` if present).
-        guids: ``N`` post ids.
-        batch_size: posts per encoder forward pass.
-        progress: show a tqdm bar and the expected time.
-        dtype: dtype of the stored states (``"float16"`` halves memory; ``"float32"`` is exact).
-        workers: DataLoader worker processes for decoding (0: the main process).
-
-    Returns:
-        A :class:`FeatureSet` on the CPU holding the encoders' own states (not prepared: see
-        :meth:`msa_utils.features.encoders.FrozenBackbone.prepare`); text states are zeros at padding
-        positions. Peak memory: all the features plus one window (:func:`msa_utils.features.feature_cache.load_or_extract_features`
-        streams them to the cache instead).
-
-    Raises:
-        ValueError: if the three sequences differ in length or are empty.
-    """
-    guids = _checked_guids(guids, texts, image_paths)
+    """The encoders' own states (not prepared) of ``N`` posts in memory, on the CPU, rows in input order
+    (:func:`encode_windows`). ValueError if the sequences differ in length or are empty."""
+    guids = checked_guids(guids, texts, image_paths)
     n, columns = len(guids), None
     for start, *window in encode_windows(backbone, texts, image_paths, batch_size=batch_size, dtype=dtype,
                                          progress=progress, workers=workers):
@@ -165,7 +106,7 @@ def extract_features(backbone, texts: Sequence[str], image_paths: Sequence[str |
     return FeatureSet(guids, *columns)
 
 
-def _checked_guids(guids, texts, image_paths) -> torch.Tensor:
+def checked_guids(guids, texts, image_paths) -> torch.Tensor:
     """``guids`` as an int64 tensor; ``ValueError`` if the three sequences differ in length or are empty."""
     guids = torch.as_tensor(list(map(int, guids)) if not isinstance(guids, torch.Tensor) else guids, dtype=torch.long)
     if not (len(texts) == len(image_paths) == len(guids)):

@@ -1,48 +1,7 @@
-"""The on-disk cache of frozen-encoder features: safetensors shards, read memory-mapped.
-
-:func:`load_or_extract_features` returns the features of the study's posts, computing them once
-with the frozen encoders (:mod:`msa_utils.features.extraction`). It keeps ONE cache folder per (backbone, data, settings),
-``{cache_dir}/features-{backbone}-{key}/`` (:func:`cache_path`). Its key is a
-:class:`msa_utils.io.hashing.Digest` (SHA-256) over
-
-* :data:`FORMAT_VERSION`,
-* the backbone's :meth:`~msa_utils.features.encoders.FrozenBackbone.fingerprint` (model identity, a hash of
-  its weights, tokenisation, image preprocessing and ``precision``),
-* the cache dtype,
-* the image loader's identity: the source of :mod:`msa_utils.data.images` (any edit of it invalidates
-  the cache),
-* every guid, every text and the SHA-256 of every image file's bytes, in order,
-
-so a change of model, data or preprocessing can never reuse a stale cache.
-
-**Layout.** The folder holds ``shard-00000.safetensors``, ``shard-00001.safetensors``, ... (rows
-in order, at most ``rows_per_shard`` posts each, by default about :data:`SHARD_BYTES` = 256 MiB:
-1,532 posts of the compact backbone in float16, 668 of FLAVA), each with the four tensors
-``guids (n,)``, ``text_states (n, L, Dt)``, ``text_mask (n, L)``, ``image_states (n, Li, Di)``,
-and ``manifest.json`` (:data:`MANIFEST_NAME`): the key, the format version, the number of rows,
-each tensor's dtype and row shape, and each shard's file name, row count and SHA-256 of its bytes.
-Every file is written atomically (:func:`msa_utils.io.atomic_path`), the manifest last
-(:class:`ShardWriter`), so a folder without a valid manifest is incomplete. A folder whose
-manifest is missing or unreadable, whose key or format differs, or one of whose shards is missing,
-malformed or does not match its SHA-256 is reported (``logging.warning``) and rebuilt, never used.
-A file in the folder that the manifest does not name (e.g. the temporary shard of a killed
-writer) is not read, and is named in a ``logging.warning`` on every load.
-A cache of an older format (format 2: one ``features-{backbone}-{key}.safetensors`` file) has
-another path and is ignored.
-
-**Writing.** The encoders' pass (:func:`msa_utils.features.extraction.encode_windows`) hands windows of
-posts, in input order, to a :class:`ShardWriter`: extraction, too, holds one window of states,
-whatever the number of posts.
-
-**Reading.** :func:`load_features` verifies each shard's SHA-256 by streaming its bytes (1 MiB at
-a time, nothing kept) and memory-maps it (``numpy.memmap``, copy-on-write, never written back):
-nothing of the token states is read into memory on load. ``text_states`` and ``image_states``
-become :class:`LazyRows`, which read only the rows asked for (``rows[index]``), across shards;
-``guids`` and ``text_mask`` (8 + 8 L bytes a post, 0.1 % of FLAVA's row) are copied into memory.
-:meth:`FeatureSet.subset` of a lazy set is a view (a row index, no copy) and
-:meth:`FeatureSet.batch` gathers the rows of one batch, so memory stays flat in the number of
-posts (``benchmarks/cache_memory.py``).
-"""
+"""The on-disk cache of frozen-encoder features: one folder per (backbone, data, settings) of safetensors shards (rows
+in order: ``guids``, ``text_states``, ``text_mask``, ``image_states``) and a manifest written last (key, format,
+dtypes, row shapes, each shard's rows and SHA-256), every file atomically. An unusable folder is rebuilt with a
+warning, never used; files the manifest does not name are not read. Shards are memory-mapped."""
 
 from __future__ import annotations
 
@@ -50,56 +9,54 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
-from msa_utils.data import images as images_module
-from msa_utils.features.extraction import _checked_guids, encode_windows
-from msa_utils.features.sets import _DTYPES, _TENSOR_NAMES, FeatureSet, LazyRows
+from msa_utils.features.extraction import checked_guids, encode_windows
+from msa_utils.features.sets import TENSOR_NAMES, FeatureSet, LazyRows, checked_dtype
+from msa_utils.io import read_json, save_tensors, write_json
 from msa_utils.io.hashing import Digest, file_sha256
-from msa_utils.io import atomic_path, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "3"
-"""Bump when the file layout or the meaning of the cached tensors changes (2: key and content hash
-computed with :class:`msa_utils.io.hashing.Digest`; 3: a folder of shards and a manifest, read
-memory-mapped)."""
+"""Bump when the file layout changes (3: a folder of shards and a manifest)."""
+
+FEATURES_VERSION = "1"
+"""Bump it when a change to the code alters the features (encoding, preprocessing, image loading, the text-below
+pass): cache keys hash this, never source code."""
 
 MANIFEST_NAME = "manifest.json"
-"""The manifest of a cache folder, written last (module docstring)."""
 
 SHARD_BYTES = 256 * 2**20
-"""Default size of a shard: ``rows_per_shard = max(1, SHARD_BYTES // bytes of one post)``."""
+"""Default shard size: ``rows_per_shard = max(1, SHARD_BYTES // bytes of one post)`` (256 MiB)."""
 
 
 def feature_cache_key(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequence[str],
-                      image_paths: Sequence[str | os.PathLike], dtype: str) -> str:
-    """The cache key (hex SHA-256) described in the module docstring.
-
-    Reads every image file once to hash its bytes (about 1 s for the 4,869 MVSA-Single images).
-
-    Raises:
-        OSError: if an image file cannot be read.
-        ValueError: if the sequences differ in length.
-    """
+                      image_paths: Sequence[str | os.PathLike] | None, dtype: str, **settings) -> str:
+    """Hex SHA-256 of :data:`FORMAT_VERSION`, :data:`FEATURES_VERSION`, the backbone's fingerprint (weights,
+    preprocessing, precision), ``dtype``, ``settings`` (JSON-able) and every guid, text and image file's bytes in
+    order (``image_paths`` ``None``: text-only states). ValueError if the lengths differ, OSError for a bad file."""
     guid_list = guids.tolist() if isinstance(guids, torch.Tensor) else [int(g) for g in guids]
-    if not (len(guid_list) == len(texts) == len(image_paths)):
-        raise ValueError(f"{len(guid_list)} guids, {len(texts)} texts and {len(image_paths)} images must match")
-    digest = (Digest().add("format", FORMAT_VERSION).add("backbone", backbone.fingerprint())
-              .add("dtype", str(dtype)).add("loader", images_module))
-    for guid, text, path in zip(guid_list, texts, image_paths):
-        digest.add("guid", str(int(guid))).add("text", text).add_file("image", path)
+    paths = [None] * len(texts) if image_paths is None else image_paths
+    if not (len(guid_list) == len(texts) == len(paths)):
+        raise ValueError(f"{len(guid_list)} guids, {len(texts)} texts and {len(paths)} images must match")
+    digest = (Digest().add("format", FORMAT_VERSION).add("features", FEATURES_VERSION)
+              .add("backbone", backbone.fingerprint()).add("dtype", str(dtype)).add("settings", settings))
+    for guid, text, path in zip(guid_list, texts, paths):
+        digest.add("guid", str(int(guid))).add("text", text)
+        if path is not None:
+            digest.add_file("image", path)
     return digest.hexdigest()
 
 
 def cache_path(cache_dir: str | os.PathLike, backbone_name: str, key: str) -> Path:
-    """The cache folder ``{cache_dir}/features-{backbone_name}-{key}`` (module docstring)."""
+    """The cache folder ``{cache_dir}/features-{backbone_name}-{key}``."""
     return Path(cache_dir) / f"features-{backbone_name}-{key}"
 
 
@@ -108,33 +65,9 @@ def _shard_name(number: int) -> str:
 
 
 class ShardWriter:
-    """Writes a cache folder (module docstring) one shard at a time, from batches of rows.
-
-    Example (e.g. inside an extraction loop)::
-
-        with ShardWriter(folder, key) as writer:
-            for ...:
-                writer.append(text_states, text_mask, image_states, guids)   # any batch size
-        # leaving the block without an error writes the last shard and the manifest
-
-    Memory: one shard's buffer (``rows_per_shard`` rows), whatever the batch sizes. Opening a
-    writer deletes the folder's manifest, so the folder counts as incomplete until :meth:`close`;
-    shards of an earlier cache in the folder that the new manifest does not list, and the
-    temporary files a killed writer left (``.shard-*.tmp``, ``.manifest.json.*.tmp``), are
-    deleted then; anything else (a folder, a user's file) is left, and reported on load.
-    Readers of the earlier cache are not disturbed: each file is replaced atomically
-    (``os.replace``), and a memory-mapped file stays readable after its name is reused.
-
-    Args:
-        folder: the cache folder (created; a file in its place is deleted).
-        key: the cache key, stored in the manifest and in each shard's metadata.
-        rows_per_shard: posts per shard; ``None``: ``max(1, SHARD_BYTES // bytes of one post)``,
-            from the first batch.
-
-    Raises:
-        ValueError: if ``rows_per_shard`` is not positive.
-        PermissionError / OSError: (on construction) if the folder cannot be written.
-    """
+    """Writes a cache folder one shard (``rows_per_shard`` rows; ``None``: about :data:`SHARD_BYTES`) at a time:
+    ``with ShardWriter(folder, key) as writer: writer.append(...)``. Opening deletes the manifest (OSError if the
+    folder is not writable); closing writes it and deletes unlisted shards and a killed writer's temporaries."""
 
     def __init__(self, folder: str | os.PathLike, key: str, rows_per_shard: int | None = None) -> None:
         if rows_per_shard is not None and rows_per_shard < 1:
@@ -152,22 +85,16 @@ class ShardWriter:
 
     def append(self, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor,
                guids: Sequence[int] | torch.Tensor) -> None:
-        """Add ``B`` rows: ``text_states (B, L, Dt)``, ``text_mask (B, L)`` (stored as int64),
-        ``image_states (B, Li, Di)``, ``guids (B,)``; the states are stored in their own dtype,
-        which must stay the same for every batch (as must every row shape). A full shard is written.
-
-        Raises:
-            ValueError: if the tensors differ in rows, or in dtype or row shape from earlier batches.
-            RuntimeError: if the writer is closed.
-        """
+        """Add ``B`` rows (``text_mask`` stored as int64); ValueError if they differ in rows, or in dtype or row shape
+        from earlier ones; RuntimeError once closed."""
         if self._closed:
             raise RuntimeError(f"the writer of {self.folder} is closed")
         batch = {"guids": torch.as_tensor(guids, dtype=torch.long).reshape(-1), "text_states": text_states,
                  "text_mask": torch.as_tensor(text_mask).long(), "image_states": image_states}
         rows = len(batch["guids"])
-        if any(batch[name].shape[0] != rows for name in _TENSOR_NAMES):
+        if any(batch[name].shape[0] != rows for name in TENSOR_NAMES):
             raise ValueError("a batch's tensors differ in rows: "
-                             + ", ".join(f"{name} {tuple(batch[name].shape)}" for name in _TENSOR_NAMES))
+                             + ", ".join(f"{name} {tuple(batch[name].shape)}" for name in TENSOR_NAMES))
         if rows == 0:
             return
         if self._buffer is None:
@@ -193,17 +120,12 @@ class ShardWriter:
     def _write_shard(self) -> None:
         name = _shard_name(len(self._shards))
         tensors = {key: value[:self._filled] for key, value in self._buffer.items()}
-        with atomic_path(self.folder / name) as tmp:
-            save_file(tensors, str(tmp), metadata={"key": self.key, "format_version": FORMAT_VERSION})
+        save_tensors(self.folder / name, tensors, {"key": self.key, "format_version": FORMAT_VERSION})
         self._shards.append({"file": name, "rows": self._filled, "sha256": file_sha256(self.folder / name)})
         self._filled = 0
 
     def close(self) -> Path:
-        """Write the last shard and then the manifest; delete unlisted shards. Returns the folder.
-
-        Raises:
-            ValueError: if no row was appended.
-        """
+        """Write the last shard and the manifest; returns the folder. ValueError if no row was appended."""
         if self._closed:
             return self.folder
         if self._buffer is None:
@@ -237,13 +159,7 @@ class ShardWriter:
 
 def save_features(features: FeatureSet, folder: str | os.PathLike, key: str,
                   rows_per_shard: int | None = None) -> Path:
-    """Write ``features`` (in memory or lazy) to the cache folder ``folder`` as shards of at most
-    ``rows_per_shard`` posts (default: about :data:`SHARD_BYTES`) and a manifest carrying ``key``
-    (:class:`ShardWriter`; memory: one shard). Returns the folder.
-
-    Raises:
-        ValueError: if ``features`` is empty or ``rows_per_shard`` is not positive.
-    """
+    """Write ``features`` (in memory or lazy) to the cache folder ``folder``; ValueError if empty."""
     with ShardWriter(folder, key, rows_per_shard) as writer:
         step = writer.rows_per_shard or 1024
         for start in range(0, len(features), step):
@@ -261,21 +177,8 @@ _SAFETENSORS_DTYPES = {  # safetensors dtype -> (numpy dtype of the bytes, torch
 
 
 def map_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, memory-mapped: nothing is read until used.
-
-    Parses the header (8-byte little-endian length, then JSON: each tensor's ``dtype``, ``shape``
-    and ``data_offsets``) and maps the file once with ``numpy.memmap(mode="c")`` (copy-on-write:
-    the file is never written; pages read are the page cache's, counted as file-backed, not
-    anonymous, memory); each tensor is a ``torch.from_numpy`` view of its bytes (bfloat16 viewed
-    from uint16).
-
-    Returns:
-        ``{name: tensor}`` on the CPU, in the file's shapes and dtypes.
-
-    Raises:
-        ValueError: if the file is empty, its header is malformed, or a dtype is unsupported.
-        OSError: if the file cannot be opened.
-    """
+    """``{name: tensor}`` of a safetensors file, views of one copy-on-write ``numpy.memmap`` of it (nothing read until
+    used); ValueError for a short file, a malformed header or an unsupported dtype."""
     raw = np.memmap(path, dtype=np.uint8, mode="c")
     if raw.size < 8:
         raise ValueError(f"{path} is too short for a safetensors file")
@@ -300,24 +203,9 @@ def map_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_features(folder: str | os.PathLike, key: str, verify: bool = True) -> FeatureSet:
-    """Open a cache folder written by :class:`ShardWriter` / :func:`save_features`.
-
-    ``text_states`` and ``image_states`` come back as :class:`LazyRows` over the memory-mapped
-    shards (nothing read); ``guids`` and ``text_mask`` are copied into memory.
-
-    Args:
-        folder: the cache folder (:func:`cache_path`).
-        key: the expected key.
-        verify: stream every shard's bytes through SHA-256 (1 MiB at a time; about 1 s a GB) and
-            compare with the manifest (``False``: only for a folder this process has just written).
-
-    Raises:
-        FileNotFoundError: if the manifest or a shard is missing.
-        ValueError: if the manifest or a shard is malformed, the key or format version differs, a
-            shard's SHA-256, rows, dtypes or row shapes do not match the manifest, or a tensor is
-            missing (``json.JSONDecodeError`` is a ValueError).
-        OSError: if a file cannot be read.
-    """
+    """Open a cache folder; ``verify`` streams every shard through SHA-256 (about 1 s a GB; ``False`` only for a
+    folder this process has just written). FileNotFoundError for a missing file, ValueError for a malformed one or one
+    that does not match ``key``, the format or the manifest."""
     folder = Path(folder)
     manifest = read_json(folder / MANIFEST_NAME)
     try:
@@ -333,7 +221,7 @@ def _open_shards(folder: Path, manifest: dict, key: str, verify: bool) -> Featur
     if manifest.get("key") != key:
         raise ValueError(f"cache key mismatch: manifest has {manifest.get('key')!r}, expected {key!r}")
     expected = {name: [info["dtype"], info["row_shape"]] for name, info in manifest["tensors"].items()}
-    columns: dict[str, list[torch.Tensor]] = {name: [] for name in _TENSOR_NAMES}
+    columns: dict[str, list[torch.Tensor]] = {name: [] for name in TENSOR_NAMES}
     for shard in manifest["shards"]:
         name = shard["file"]
         if Path(name).name != name or not name.startswith("shard-"):
@@ -341,7 +229,7 @@ def _open_shards(folder: Path, manifest: dict, key: str, verify: bool) -> Featur
         if verify and file_sha256(folder / name) != shard["sha256"]:
             raise ValueError(f"cache content hash mismatch in {name} (file corrupted)")
         tensors = map_safetensors(folder / name)
-        for tensor_name in _TENSOR_NAMES:
+        for tensor_name in TENSOR_NAMES:
             if tensor_name not in tensors:
                 raise ValueError(f"{name} lacks tensor {tensor_name}")
             tensor = tensors[tensor_name]
@@ -358,10 +246,7 @@ def _open_shards(folder: Path, manifest: dict, key: str, verify: bool) -> Featur
 
 
 def _report_unlisted(folder: Path, listed: set[str], shown: int = 5) -> list[str]:
-    """Log (``logging.warning``) the entries of a cache folder that its manifest does not name,
-    e.g. the temporary file of a writer that was killed, and return their names, sorted. They are
-    not read, and not deleted here: the next :class:`ShardWriter` of the folder deletes unlisted
-    shards and its own temporary files; anything else stays until the user removes it."""
+    """Warn of, and return (sorted), the folder's entries its manifest does not name."""
     unlisted = sorted(entry.name for entry in folder.iterdir() if entry.name not in listed)
     if unlisted:
         more = f" and {len(unlisted) - shown} more" if len(unlisted) > shown else ""
@@ -372,24 +257,14 @@ def _report_unlisted(folder: Path, listed: set[str], shown: int = 5) -> list[str
 
 
 def _printable(name: str) -> str:
-    """``name`` with each unprintable character (a newline, say) written as its escape, so that a
-    file name cannot break a log line in two."""
+    """``name`` with unprintable characters escaped, so that it cannot break a log line."""
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in name)
 
 
 def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tensor, texts: Sequence[str],
                 image_paths: Sequence[str | os.PathLike], *, dtype: str, batch_size: int, progress: bool = True,
                 workers: int = 0, rows_per_shard: int | None = None) -> Path:
-    """Encode ``N`` posts (:func:`msa_utils.features.extraction.encode_windows`) straight into the cache
-    folder ``folder`` (:class:`ShardWriter`): memory holds one window of states. Returns ``folder``.
-
-    Args:
-        guids: ``(N,)`` int64; texts, image_paths: ``N`` posts, aligned. The other arguments: as
-            for :func:`load_or_extract_features`.
-
-    Raises:
-        OSError: if an image cannot be read or the folder cannot be written.
-    """
+    """Encode ``N`` posts straight into the cache folder (memory: one window); returns ``folder``."""
     with ShardWriter(folder, key, rows_per_shard) as writer:
         for start, text_states, text_mask, image_states in encode_windows(
                 backbone, texts, image_paths, batch_size=batch_size, dtype=dtype, progress=progress, workers=workers):
@@ -397,56 +272,82 @@ def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tens
     return Path(folder)
 
 
+def load_or_build(folder: Path, key: str, build: Callable[[], object], what: str = "feature") -> FeatureSet:
+    """The cache's one flow: ``folder`` read if it is a valid cache of ``key``; else (an unusable one named in a
+    warning) ``build()`` writes it and it is read back."""
+    if folder.exists():
+        try:
+            features = load_features(folder, key)
+            logger.info("loaded %d cached %s rows from %s", len(features), what, folder)
+            return features
+        except Exception as error:  # any unusable cache is rebuilt, never used
+            logger.warning("%s cache %s is unusable (%s: %s); rebuilding it", what, folder, type(error).__name__,
+                           error)
+    build()
+    features = load_features(folder, key, verify=False)
+    logger.info("cached %d %s rows in %s", len(features), what, folder)
+    return features
+
+
 def load_or_extract_features(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequence[str],
                              image_paths: Sequence[str | os.PathLike], cache_dir: str | os.PathLike,
                              dtype: str = "float16", batch_size: int = 32, progress: bool = True,
                              rows_per_shard: int | None = None, workers: int = 0, processes=None) -> FeatureSet:
-    """Return the features of these posts from the cache, or extract and cache them.
-
-    Args:
-        backbone: a :class:`msa_utils.features.encoders.FrozenBackbone`.
-        guids, texts, image_paths: ``N`` posts, aligned.
-        cache_dir: folder of the cache folders (created if missing; safe to delete).
-        dtype: ``"float16"`` or ``"float32"`` (``"bfloat16"`` also accepted).
-        batch_size: posts per encoder forward pass when extracting.
-        progress: show a tqdm bar when extracting.
-        rows_per_shard: posts per shard when writing (default: about :data:`SHARD_BYTES`).
-        workers: DataLoader worker processes that decode images while extracting.
-        processes: an ``accelerate.PartialState`` of several processes: the posts are encoded in
-            slices, one per process (:func:`msa_utils.runner.distributed.extract_in_parts`); every
-            process must call this. ``None``: this process alone.
-
-    Returns:
-        A :class:`FeatureSet` read from the cache (:func:`load_features`: lazy token states, also
-        right after extracting) whose rows follow ``guids``: the encoders' own states, to be
-        prepared by the backbone (:meth:`FeatureSet.map_image_states` with
-        ``backbone.prepare_image_states``) before the classifier reads them.
-
-    Raises:
-        ValueError: for an unknown dtype or misaligned inputs.
-        OSError: if an image cannot be read.
-
-    A cache folder that is incomplete, unreadable, corrupted or has a different key is logged with
-    ``logging.warning`` and rebuilt.
-    """
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    """The encoders' own (unprepared) states of ``N`` aligned posts, read lazily from the cache or encoded into it
+    (:func:`load_or_build`). ``workers``: decoding processes; ``processes``: an ``accelerate`` state whose processes
+    all call this, each encoding a slice (:func:`extract_in_parts`). ValueError for a bad ``dtype`` or misaligned
+    inputs, OSError for an unreadable image."""
+    checked_dtype(dtype)
     key = feature_cache_key(backbone, guids, texts, image_paths, dtype)
     folder = cache_path(cache_dir, backbone.name, key)
-    if folder.exists():
-        try:
-            features = load_features(folder, key)
-            logger.info("loaded %d cached feature rows from %s", len(features), folder)
-            return features
-        except Exception as error:  # any unusable cache is rebuilt, never used
-            logger.warning("feature cache %s is unusable (%s: %s); rebuilding it", folder, type(error).__name__, error)
-    guids = _checked_guids(guids, texts, image_paths)
-    if processes is not None and processes.num_processes > 1:
-        from msa_utils.runner.distributed import extract_in_parts  # builds on this module
 
-        return extract_in_parts(backbone, guids, texts, image_paths, folder, key, processes, dtype=dtype,
-                                batch_size=batch_size, workers=workers, progress=progress)
-    encode_into(folder, key, backbone, guids, texts, image_paths, dtype=dtype, batch_size=batch_size,
-                progress=progress, workers=workers, rows_per_shard=rows_per_shard)
-    logger.info("cached %d feature rows in %s", len(guids), folder)
-    return load_features(folder, key, verify=False)
+    def build() -> None:
+        checked = checked_guids(guids, texts, image_paths)
+        if processes is not None and processes.num_processes > 1:
+            extract_in_parts(backbone, checked, texts, image_paths, folder, key, processes, dtype=dtype,
+                             batch_size=batch_size, workers=workers, progress=progress)
+        else:
+            encode_into(folder, key, backbone, checked, texts, image_paths, dtype=dtype, batch_size=batch_size,
+                        progress=progress, workers=workers, rows_per_shard=rows_per_shard)
+
+    return load_or_build(folder, key, build)
+
+
+def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_paths: Sequence[str | os.PathLike],
+                     folder: str | os.PathLike, key: str, processes, *, dtype: str, batch_size: int,
+                     workers: int = 0, progress: bool = True) -> Path:
+    """Encode ``N`` posts into the cache ``folder`` over ``processes``: process ``r`` encodes its slice into
+    ``{folder}.part{r}``, the main one joins the parts in order; all return ``folder`` once written."""
+    folder = Path(folder)
+    part = lambda rank: Path(f"{folder}.part{rank}")  # noqa: E731
+    with processes.split_between_processes(list(range(len(guids)))) as mine:
+        if mine:
+            encode_into(part(processes.process_index), key, backbone, guids[mine], [texts[i] for i in mine],
+                        [image_paths[i] for i in mine], dtype=dtype, batch_size=batch_size, workers=workers,
+                        progress=progress and processes.is_main_process)
+    processes.wait_for_everyone()
+    if processes.is_main_process:
+        parts = [load_features(part(r), key, verify=False) for r in range(processes.num_processes)
+                 if part(r).is_dir()]
+        save_features(join_feature_sets(parts), folder, key)
+        for r in range(processes.num_processes):
+            shutil.rmtree(part(r), ignore_errors=True)
+    processes.wait_for_everyone()
+    return folder
+
+
+def join_feature_sets(parts: Sequence[FeatureSet]) -> FeatureSet:
+    """The rows of whole loaded caches one after the other, their memory-mapped blocks joined; ValueError for no part,
+    a part that is not a whole loaded cache, or parts of other row shapes."""
+    if not parts:
+        raise ValueError("no feature sets to join")
+
+    def join(columns: list[LazyRows]) -> LazyRows:
+        for column in columns:
+            if not isinstance(column, LazyRows) or len(column) != sum(len(b) for b in column.blocks):
+                raise ValueError("join_feature_sets joins whole memory-mapped caches, not subsets or tensors")
+        return LazyRows([block for column in columns for block in column.blocks])
+
+    return FeatureSet(guids=torch.cat([p.guids for p in parts]), text_mask=torch.cat([p.text_mask for p in parts]),
+                      text_states=join([p.text_states for p in parts]),
+                      image_states=join([p.image_states for p in parts]))

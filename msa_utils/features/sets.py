@@ -1,24 +1,5 @@
-"""Frozen-encoder features as the study holds them: in memory or memory-mapped from the cache.
-
-The encoders are frozen, so their outputs never change during training: the study encodes each
-post once (:mod:`msa_utils.features.extraction`), keeps the token states on disk
-(:mod:`msa_utils.features.feature_cache`) and trains the multimodal part on them. This module holds what
-both hand around:
-
-* :class:`FeatureSet`: ``guids``, ``text_states``, ``text_mask``, ``image_states`` of ``N`` posts,
-  rows aligned; the states are tensors or :class:`LazyRows`;
-* :class:`LazyRows`: a read-only ``(N, ...)`` tensor whose rows live in memory-mapped shards and
-  are read only when asked for, so a subset is a view and a batch reads only its rows: memory
-  stays flat in the number of posts (``benchmarks/cache_memory.py``);
-* :class:`NullInputs`: the encoders' outputs of the masked inputs the ablations use;
-* :func:`pool_image_tokens`: the compact backbone's pooling of its image map.
-
-The cache holds each encoder's OWN token states (e.g. the compact backbone's whole 7 x 7
-EfficientNet map). What the classifier reads is made from them by the backbone's
-:meth:`~msa_utils.features.encoders.FrozenBackbone.prepare_image_states` (for the compact backbone
-:func:`pool_image_tokens`), applied per batch to a lazy set (:meth:`FeatureSet.map_image_states`),
-so the same cache serves every ``image_grid``.
-"""
+"""Frozen-encoder features as the study holds them: in memory, or rows memory-mapped from the cache and read only when
+asked for (:class:`LazyRows`: memory flat in the number of posts)."""
 
 from __future__ import annotations
 
@@ -31,32 +12,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
-_TENSOR_NAMES = ("guids", "text_states", "text_mask", "image_states")
+from msa_utils.config.runtime import CACHE_DTYPES
 
+DTYPES = {name: getattr(torch, name) for name in CACHE_DTYPES}
+"""Cache dtype name -> torch dtype."""
+TENSOR_NAMES = ("guids", "text_states", "text_mask", "image_states")
+
+
+def checked_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """The torch dtype named ``dtype`` (a key of :data:`DTYPES`, else ValueError), or ``dtype`` itself."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
 
 
 class LazyRows:
-    """A read-only ``(N, ...)`` tensor whose rows are read only when asked for.
-
-    The rows live in ``blocks``: tensors of one dtype and row shape (e.g. the memory-mapped shards
-    of a cache), read as if concatenated. A view may select rows (:meth:`take`, no copy) and pass
-    every batch read through a row-wise function (:meth:`map`, e.g. pooling image tokens).
-    ``rows[index]`` (an int, a slice, or a 1-d sequence / array / tensor of ints, negatives
-    counted from the end, repeats allowed) gathers those rows, and only those, into a new tensor
-    in memory. Shapes and dtypes are those of the equivalent tensor: ``rows[index]`` equals
-    ``fn(torch.cat(blocks)[selection][index])`` bit for bit.
-
-    Args:
-        blocks: ``(n_k, ...)`` tensors on the CPU, same dtype and row shape (at least one).
-        index: ``(N,)`` int64 positions into the concatenated blocks (``None``: all rows).
-        transform: ``(B, ...) -> (B, ...')``, applied to each batch read; must treat rows
-            independently (rows in, the same rows out).
-
-    Raises:
-        ValueError: if there is no block, or the blocks differ in dtype or row shape.
-        IndexError: if ``index`` has a position outside the blocks.
-    """
+    """A read-only ``(N, ...)`` tensor whose rows live in ``blocks`` (CPU tensors of one dtype and row shape, e.g.
+    memory-mapped shards) read as if concatenated, selected by ``index`` (``(N,)`` positions; ``None``: all) and
+    passed through the row-wise ``transform`` when read. ``rows[index]`` (int, slice or 1-d ints) gathers only those
+    rows, bit for bit as from a tensor. ValueError for no or mismatched blocks; IndexError for a position outside
+    them."""
 
     def __init__(self, blocks: Sequence[torch.Tensor], index: torch.Tensor | None = None,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
@@ -104,11 +81,14 @@ class LazyRows:
         """The dtype of the rows read."""
         return self._row_info()[1]
 
+    def _select(self, index) -> torch.Tensor:
+        """Positions in the concatenated blocks of this view's rows ``index``."""
+        positions = _positions(index, len(self))
+        return positions if self._index is None else self._index[positions]
+
     def __getitem__(self, index) -> torch.Tensor:
         scalar = isinstance(index, (int, np.integer)) or getattr(index, "ndim", None) == 0
-        positions = _positions(index, len(self))
-        if self._index is not None:
-            positions = self._index[positions]
+        positions = self._select(index)
         if len(positions) == 0:
             return torch.empty((0, *self._row_info()[0]), dtype=self.dtype)
         rows = self._gather(positions)
@@ -117,21 +97,15 @@ class LazyRows:
         return rows[0] if scalar else rows
 
     def _gather(self, positions: torch.Tensor) -> torch.Tensor:
-        """Rows at ``positions`` (into the concatenated blocks, non-empty), copied into a new tensor.
-
-        One ``torch.stack`` of row views: a single copy, and (single-threaded) several times
-        faster than advanced indexing for float16 rows of 100 kB.
-        """
+        """Rows at ``positions`` (non-empty) in a new tensor: one ``torch.stack`` of row views, several times faster
+        than advanced indexing for float16 rows of 100 kB."""
         block_of = torch.searchsorted(self._starts, positions.contiguous(), right=True) - 1
         rows = positions - self._starts[block_of]
         return torch.stack([self._blocks[b][r] for b, r in zip(block_of.tolist(), rows.tolist())])
 
     def take(self, index) -> "LazyRows":
         """A view of rows ``index`` (as in ``rows[index]``, 1-d): no data is read or copied."""
-        positions = _positions(index, len(self))
-        if self._index is not None:
-            positions = self._index[positions]
-        return LazyRows(self._blocks, positions, self._transform)
+        return LazyRows(self._blocks, self._select(index), self._transform)
 
     def map(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> "LazyRows":
         """A view whose batches go through ``transform`` (after any earlier one); no data is read."""
@@ -144,11 +118,7 @@ class LazyRows:
 
 
 def _positions(index, n: int) -> torch.Tensor:
-    """``index`` (int, slice, 1-d ints) as ``(B,)`` int64 positions in ``0..n-1``.
-
-    Raises:
-        IndexError: for a position outside ``-n..n-1``, or an index that is not integer.
-    """
+    """``index`` (int, slice, 1-d ints) as ``(B,)`` int64 positions in ``0..n-1``; else IndexError."""
     if isinstance(index, slice):
         return torch.arange(n)[index]  # Python's slice rules: slice(4, 2) is empty, not an error
     positions = torch.as_tensor(index).reshape(-1)
@@ -163,28 +133,14 @@ def _positions(index, n: int) -> torch.Tensor:
 
 
 Column = torch.Tensor | LazyRows
-"""A feature column: a tensor in memory, or rows read on demand (:class:`LazyRows`)."""
 
 
 @dataclass
 class FeatureSet:
-    """Frozen-encoder outputs of ``N`` posts, row ``i`` belonging to ``guids[i]``.
-
-    ``guids`` and ``text_mask`` are always tensors in memory. The token states are tensors
-    (e.g. from :func:`msa_utils.features.extraction.extract_features`) or :class:`LazyRows` (a loaded cache,
-    :func:`msa_utils.features.feature_cache.load_features`): index them (``features.text_states[index]``) or use :meth:`batch`,
-    which works for both; whole-tensor operations work on tensors only.
-
-    Attributes:
-        guids: ``(N,)`` int64 post ids.
-        text_states: ``(N, L, Dt)`` text token states (float16, bfloat16 or float32).
-        text_mask: ``(N, L)`` int64 attention mask, 1 for real tokens, 0 for padding.
-        image_states: ``(N, Li, Di)`` image token states.
-
-    Raises:
-        TypeError: (on construction) if ``guids`` or ``text_mask`` is not a tensor.
-        ValueError: (on construction) if the columns differ in length.
-    """
+    """Frozen-encoder outputs of ``N`` posts: ``guids (N,)`` int64, ``text_states (N, L, Dt)``, ``text_mask (N, L)``
+    int64 (1 real, 0 padding), ``image_states (N, Li, Di)``; the states are tensors or :class:`LazyRows`
+    (:meth:`batch` reads both). TypeError if ``guids`` or ``text_mask`` is not a tensor, ValueError if the columns
+    differ in length."""
 
     guids: torch.Tensor
     text_states: Column
@@ -196,95 +152,57 @@ class FeatureSet:
             if not isinstance(getattr(self, name), torch.Tensor):
                 raise TypeError(f"FeatureSet.{name} must be a tensor, got {type(getattr(self, name)).__name__}")
         n = self.guids.shape[0]
-        for name in _TENSOR_NAMES[1:]:
+        for name in TENSOR_NAMES[1:]:
             if getattr(self, name).shape[0] != n:
                 raise ValueError(f"{name} has {getattr(self, name).shape[0]} rows, guids has {n}")
 
     def __len__(self) -> int:
         return int(self.guids.shape[0])
 
-    def index_of(self, guids: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """Row positions ``(len(guids),)`` int64 of the given guids.
-
-        Raises:
-            KeyError: if a guid is not in this set.
-        """
+    def subset(self, guids: Sequence[int] | torch.Tensor) -> "FeatureSet":
+        """The rows of ``guids`` in that order (tensor rows copied, :class:`LazyRows` as views); KeyError for a guid
+        not in the set."""
         position = {int(g): i for i, g in enumerate(self.guids.tolist())}
         wanted = guids.tolist() if isinstance(guids, torch.Tensor) else list(guids)
         missing = [int(g) for g in wanted if int(g) not in position]
         if missing:
             raise KeyError(f"{len(missing)} guids not in the feature set, e.g. {missing[:5]}")
-        return torch.tensor([position[int(g)] for g in wanted], dtype=torch.long)
-
-    def subset(self, guids: Sequence[int] | torch.Tensor) -> "FeatureSet":
-        """The rows of ``guids``, in that order: tensors are copied (their rows), :class:`LazyRows`
-        become views (:meth:`LazyRows.take`: a row index, nothing read).
-
-        Raises:
-            KeyError: if a guid is not in this set.
-        """
-        rows = self.index_of(guids)
+        rows = torch.tensor([position[int(g)] for g in wanted], dtype=torch.long)
         pick = lambda column: column.take(rows) if isinstance(column, LazyRows) else column[rows]
         return FeatureSet(self.guids[rows], pick(self.text_states), self.text_mask[rows], pick(self.image_states))
 
     def batch(self, index: slice | Sequence[int] | np.ndarray | torch.Tensor) -> "FeatureSet":
-        """Rows ``index`` (a slice or 1-d positions, repeats allowed) with every column a tensor in
-        memory: what a training step reads (lazy columns read only these rows, across shards).
-
-        Returns:
-            A :class:`FeatureSet` of ``B`` rows, same dtypes (a slice of a tensor column is a view).
-
-        Raises:
-            IndexError: if a position is out of range.
-        """
+        """Rows ``index`` (a slice or 1-d positions), every column a tensor in memory."""
         if not isinstance(index, slice):
             index = _positions(index, len(self))
         return FeatureSet(self.guids[index], self.text_states[index], self.text_mask[index], self.image_states[index])
 
     def batches(self, batch_size: int = 1024) -> Iterator["FeatureSet"]:
-        """:meth:`batch` of rows ``0..b-1``, ``b..2b-1``, ... in order (memory: one batch at a time).
-
-        Raises:
-            ValueError: if ``batch_size`` is not positive.
-        """
+        """:meth:`batch` of rows ``0..b-1``, ``b..2b-1``, ... in order (ValueError for ``b < 1``)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         for start in range(0, len(self), batch_size):
             yield self.batch(slice(start, start + batch_size))
 
     def in_memory(self) -> "FeatureSet":
-        """Every row in memory (:meth:`batch` of all rows): for small sets and tests."""
+        """Every row in memory: for small sets and tests."""
         return self.batch(slice(None))
 
     def map_image_states(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "FeatureSet":
-        """The set with ``image_states`` through ``fn`` (``(B, Li, Di) -> (B, Li', Di)``, row by
-        row, e.g. :meth:`msa_utils.features.encoders.FrozenBackbone.prepare_image_states`): applied now to a
-        tensor, to each batch read from :class:`LazyRows` (:meth:`LazyRows.map`). The other columns
-        are shared, not copied.
-        """
+        """The set with ``image_states`` through the row-wise ``fn`` (``(B, Li, Di) -> (B, Li', Di)``): now for a
+        tensor, per batch read for :class:`LazyRows`; other columns shared."""
         images = self.image_states
         return dataclasses.replace(self, image_states=images.map(fn) if isinstance(images, LazyRows) else fn(images))
 
     def tensors(self) -> dict[str, Column]:
-        """The four columns by name (no copies): tensors, or :class:`LazyRows`."""
-        return {name: getattr(self, name) for name in _TENSOR_NAMES}
+        """The four columns by name (no copies)."""
+        return {name: getattr(self, name) for name in TENSOR_NAMES}
 
 
 @dataclass(frozen=True)
 class NullInputs:
-    """Frozen-encoder outputs of the masked inputs used by the ablations (the paper's masking), as
-    the classifier reads them; made by :meth:`msa_utils.features.encoders.FrozenBackbone.null_inputs`.
-
-    Attributes:
-        text_states: ``(1, L, Dt)`` the text encoder on all-zero ids and an all-zero attention mask.
-        text_mask: ``(1, L)`` int64, all zeros.
-        image_states: ``(1, Li', Di)`` the image encoder on all-zero pixel values, prepared
-            (pooled) like the features (:meth:`~msa_utils.features.encoders.FrozenBackbone.prepare`).
-
-    Raises:
-        ValueError: (on construction) if a tensor does not have one row, the wrong rank, or the
-            text states and mask disagree in length.
-    """
+    """The encoders' outputs of the ablations' masked inputs, prepared like the features: ``text_states (1, L, Dt)``,
+    ``text_mask (1, L)`` int64 zeros, ``image_states (1, Li', Di)`` (ValueError for other shapes)."""
 
     text_states: torch.Tensor
     text_mask: torch.Tensor
@@ -302,23 +220,9 @@ class NullInputs:
 
 
 def pool_image_tokens(states: torch.Tensor, grid: int | None) -> torch.Tensor:
-    """Average-pool a square grid of image tokens to ``grid x grid`` tokens (a pure function; the
-    study calls it only through :meth:`msa_utils.features.encoders.CompactBackbone.prepare_image_states`).
-
-    Tokens are read row by row (as :meth:`msa_utils.features.encoders.CompactBackbone.encode_image` writes
-    them), pooled with ``torch.nn.functional.adaptive_avg_pool2d``, and written back row by row.
-
-    Args:
-        states: ``(N, S*S, C)`` image token states.
-        grid: output side; ``None`` or ``S`` returns ``states`` itself (no copy).
-
-    Returns:
-        ``(N, grid*grid, C)``, same dtype.
-
-    Raises:
-        ValueError: if the token count is not a perfect square (e.g. FLAVA's 197 tokens, which
-            include a CLS token) or ``grid`` is not in ``1..S``.
-    """
+    """Average-pool (``adaptive_avg_pool2d``) a row-major square grid of image tokens ``(N, S*S, C)`` to
+    ``(N, grid*grid, C)``; ``grid`` ``None`` or ``S`` returns ``states``. ValueError if the tokens are not a square
+    (FLAVA's 197) or ``grid`` is not in ``1..S``."""
     if grid is None:
         return states
     n, tokens, channels = states.shape

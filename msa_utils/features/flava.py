@@ -1,0 +1,94 @@
+"""The paper's backbone: FLAVA's frozen text and image encoders (``facebook/flava-full``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+import torch
+
+from msa_utils.config.runtime import checked_precision, resolve_device
+from msa_utils.features.backbone import FrozenBackbone, ImageLike, freeze, to_rgb_images, tokenizer_config
+
+
+class FlavaBackbone(FrozenBackbone):
+    """``FlavaModel.text_model`` and ``image_model``; states ``hidden_states[-1]``, BEFORE the final layernorms, as
+    ``FlavaModel.forward`` feeds them to its projections (transformers 5.24): ``(B, L, 768)`` and ``(B, 197, 768)``
+    (CLS + 14 x 14 patches), all read by the multimodal encoder (:meth:`prepare_image_states` is the identity).
+    :attr:`flava` is the whole model."""
+
+    name = "flava"
+
+    def __init__(self, flava, tokenizer, image_processor, *, max_text_tokens: int = 64,
+                 device: str | torch.device = "cpu", name_or_path: str = "", precision: str = "float32") -> None:
+        """Wrap a loaded ``FlavaModel`` (moved to ``device``, encoders frozen), its tokenizer and image processor;
+        ValueError for ``max_text_tokens`` over the positions or a bad ``precision``."""
+        self.precision = checked_precision(precision)
+        self.device = resolve_device(device)
+        self.flava = flava.to(self.device)
+        self.name_or_path = str(name_or_path)
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.text_encoder = freeze(flava.text_model)
+        self.image_encoder = freeze(flava.image_model)
+        self.text_dim = flava.config.text_config.hidden_size
+        self.image_dim = flava.config.image_config.hidden_size
+        max_positions = flava.config.text_config.max_position_embeddings
+        if max_text_tokens > max_positions:
+            raise ValueError(f"max_text_tokens={max_text_tokens} exceeds FLAVA's {max_positions} text positions")
+        self.max_text_tokens = int(max_text_tokens)
+        self.image_size = int(flava.config.image_config.image_size)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = "facebook/flava-full", *, max_text_tokens: int = 64,
+                        image_size: int | None = None, device: str | torch.device = "auto",
+                        precision: str = "float32") -> "FlavaBackbone":
+        """Load ``FlavaModel`` and ``FlavaProcessor`` from a hub id or folder. OSError if not found; ValueError if
+        ``image_size`` (``None``: any) differs from the checkpoint's."""
+        from transformers import FlavaModel, FlavaProcessor  # heavy (2.5 s): only when a model is loaded
+
+        flava = FlavaModel.from_pretrained(name_or_path)
+        processor = FlavaProcessor.from_pretrained(name_or_path)
+        checkpoint_size = flava.config.image_config.image_size
+        if image_size is not None and int(image_size) != checkpoint_size:
+            raise ValueError(
+                f"image_size={image_size} but the FLAVA checkpoint {name_or_path!s} expects {checkpoint_size} px")
+        return cls(flava, processor.tokenizer, processor.image_processor, max_text_tokens=max_text_tokens,
+                   device=device, name_or_path=str(name_or_path), precision=precision)
+
+    @classmethod
+    def from_profile(cls, profile) -> "FlavaBackbone":
+        return cls.from_pretrained(profile.flava_name_or_path, max_text_tokens=profile.max_text_tokens,
+                                   image_size=profile.image_size, device=profile.device, precision=profile.precision)
+
+    def preprocess_images(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        pixel_values = self.image_processor(images=to_rgb_images(images), return_tensors="pt")["pixel_values"]
+        return pixel_values.float()
+
+    @torch.no_grad()
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            out = self.text_encoder(input_ids=input_ids.to(self.device, non_blocking=True),
+                                    attention_mask=attention_mask.to(self.device, non_blocking=True),
+                                    output_hidden_states=True, return_dict=True)
+        return out.hidden_states[-1].float()
+
+    @torch.no_grad()
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            out = self.image_encoder(pixel_values=pixel_values.to(self.device, non_blocking=True),
+                                     output_hidden_states=True, return_dict=True)
+        return out.hidden_states[-1].float()
+
+    def preprocessing_config(self) -> dict[str, Any]:
+        return {"model": self.name_or_path, "states": "hidden_states[-1]", "max_text_tokens": self.max_text_tokens,
+                "tokenizer": tokenizer_config(self.tokenizer),
+                "image_processor": json.loads(self.image_processor.to_json_string())}
+
+    def prepare_image_states(self, image_states: torch.Tensor) -> torch.Tensor:
+        return image_states
+
+    def describe(self) -> str:
+        return (f"FLAVA (`{self.name_or_path}`): frozen text and image encoders, "
+                "pretrained multimodal encoder fine-tuned")
