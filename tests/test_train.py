@@ -5,21 +5,30 @@ backbone and prepared by it (2 x 2 pooled image tokens, the ``cpu`` design), wit
 multimodal encoder on top.
 """
 
+import dataclasses
 import os
+import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+import msa_utils
+from msa_utils.config.enums import Modality
 from msa_utils.config.labels import LABEL2ID
 from msa_utils.features.extraction import extract_features
 from msa_utils.features.sets import NullInputs
-from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.model.factory import compact_classifier
 from msa_utils.config.profiles import DEFAULT_DATA_DIR, get_profile
 from msa_utils.config.runtime import set_seed
-from msa_utils.train.loop import fit, predict_logits
+from msa_utils.experiments.variants import run_key
+from msa_utils.train.loop import TrainSettings, fit, predict_logits
 
 from conftest import read_post_text
 
@@ -43,17 +52,20 @@ def real_split(compact_backbone_grid2):
             features.subset(val), np.array([by_guid[g] for g in val]), nulls)
 
 
+ONE_EPOCH = TrainSettings(lr=1e-3, batch_size=8, max_epochs=1)
+
+
 def new_model(seed=0):
     cfg = get_profile("smoke", fusion_hidden=32, fusion_layers=1, fusion_heads=2, image_grid=2, head_hidden=(16, 8))
     set_seed(seed)
-    return MultimodalClassifier.compact(384, 1280, cfg)
+    return compact_classifier(384, 1280, cfg)
 
 
 def test_fit_keeps_the_best_epoch_and_reports_it(real_split):
     train, y_train, val, y_val, _ = real_split
     saved = {}
     model = new_model()
-    result = fit(model, train, y_train, val, y_val, lr=3e-3, batch_size=8, max_epochs=4, patience=4,
+    result = fit(model, train, y_train, val, y_val, TrainSettings(lr=3e-3, batch_size=8, max_epochs=4, patience=4),
                  progress=False, on_best=lambda m, e: saved.update({e: predict_logits(m, val)}))
     history = result.history
     assert list(history["epoch"]) == [1, 2, 3, 4] and not result.stopped_early
@@ -66,44 +78,44 @@ def test_fit_keeps_the_best_epoch_and_reports_it(real_split):
 
 def test_early_stopping_after_patience_epochs_without_improvement(real_split):
     train, y_train, val, y_val, _ = real_split
-    result = fit(new_model(), train, y_train, val, y_val, lr=0.0, max_epochs=10, patience=2, progress=False)
+    settings = TrainSettings(lr=0.0, max_epochs=10, patience=2)
+    result = fit(new_model(), train, y_train, val, y_val, settings, progress=False)
     # lr 0: the validation F1 never changes, so epochs 2 and 3 bring no improvement
     assert result.best_epoch == 1 and len(result.history) == 3 and result.stopped_early
 
 
 def test_same_seed_same_history(real_split):
     train, y_train, val, y_val, _ = real_split
-    runs = [fit(new_model(), train, y_train, val, y_val, lr=1e-3, batch_size=8, max_epochs=2, seed=5, progress=False)
-            for _ in range(2)]
+    settings = TrainSettings(lr=1e-3, batch_size=8, max_epochs=2, seed=5)
+    runs = [fit(new_model(), train, y_train, val, y_val, settings, progress=False) for _ in range(2)]
     columns = [c for c in runs[0].history if c != "seconds"]
     pd.testing.assert_frame_equal(runs[0].history[columns], runs[1].history[columns])
-    other = fit(new_model(), train, y_train, val, y_val, lr=1e-3, batch_size=8, max_epochs=2, seed=6, progress=False)
+    other = fit(new_model(), train, y_train, val, y_val, dataclasses.replace(settings, seed=6), progress=False)
     assert not np.allclose(other.history["train_loss"], runs[0].history["train_loss"])
 
 
 def test_without_text_the_model_ignores_the_text(real_split):
     train, y_train, val, y_val, nulls = real_split
     model = new_model()
-    fit(model, train, y_train, val, y_val, lr=1e-3, batch_size=8, max_epochs=1, drop="text", nulls=nulls, progress=False)
+    fit(model, train, y_train, val, y_val, ONE_EPOCH, drop=Modality.TEXT, nulls=nulls, progress=False)
     shuffled = type(val)(val.guids, val.text_states.flip(0), val.text_mask.flip(0), val.image_states)
-    assert torch.equal(predict_logits(model, val, drop="text", nulls=nulls),
-                       predict_logits(model, shuffled, drop="text", nulls=nulls))
+    assert torch.equal(predict_logits(model, val, drop=Modality.TEXT, nulls=nulls),
+                       predict_logits(model, shuffled, drop=Modality.TEXT, nulls=nulls))
     assert not torch.equal(predict_logits(model, val), predict_logits(model, shuffled))
     with pytest.raises(ValueError, match="null inputs"):
-        predict_logits(model, val, drop="image")
+        predict_logits(model, val, drop=Modality.IMAGE)
     with pytest.raises(ValueError, match="null inputs"):  # refused before any training step
-        fit(new_model(), train, y_train, val, y_val, drop="image", progress=False,
+        fit(new_model(), train, y_train, val, y_val, drop=Modality.IMAGE, progress=False,
             on_step=lambda e, s: pytest.fail("trained without null inputs"))
 
 
 def test_without_image_the_model_ignores_the_image(real_split):
     train, y_train, val, y_val, nulls = real_split
     model = new_model()
-    fit(model, train, y_train, val, y_val, lr=1e-3, batch_size=8, max_epochs=1, drop="image", nulls=nulls,
-        progress=False)
+    fit(model, train, y_train, val, y_val, ONE_EPOCH, drop=Modality.IMAGE, nulls=nulls, progress=False)
     shuffled = type(val)(val.guids, val.text_states, val.text_mask, val.image_states.flip(0))
-    assert torch.equal(predict_logits(model, val, drop="image", nulls=nulls),
-                       predict_logits(model, shuffled, drop="image", nulls=nulls))
+    assert torch.equal(predict_logits(model, val, drop=Modality.IMAGE, nulls=nulls),
+                       predict_logits(model, shuffled, drop=Modality.IMAGE, nulls=nulls))
     assert not torch.equal(predict_logits(model, val), predict_logits(model, shuffled))
 
 
@@ -140,7 +152,8 @@ def _same_run(a, b, model_a, model_b):
 
 def test_interrupted_training_resumes_to_the_same_result(real_split, tmp_path):
     train, y_train, val, y_val, _ = real_split
-    settings = dict(lr=3e-3, batch_size=8, max_epochs=4, patience=4, seed=2, progress=False, state_key="k")
+    settings = dict(settings=TrainSettings(lr=3e-3, batch_size=8, max_epochs=4, patience=4, seed=2), progress=False,
+                    state_key="k")
     reference_model = new_model()
     reference = fit(reference_model, train, y_train, val, y_val, state_path=tmp_path / "ref.safetensors", **settings)
 
@@ -164,7 +177,7 @@ def test_interrupted_training_resumes_to_the_same_result(real_split, tmp_path):
 
 def test_a_foreign_or_corrupt_state_is_not_trusted(real_split, tmp_path, caplog):
     train, y_train, val, y_val, _ = real_split
-    settings = dict(lr=3e-3, batch_size=8, max_epochs=2, patience=4, progress=False)
+    settings = dict(settings=TrainSettings(lr=3e-3, batch_size=8, max_epochs=2, patience=4), progress=False)
     path = tmp_path / "state.safetensors"
     fit(new_model(), train, y_train, val, y_val, state_path=path, state_key="run-a", **settings)
     steps = []
@@ -184,25 +197,25 @@ import os, signal, sys
 import numpy as np, pandas as pd, torch
 from safetensors.torch import load_file, save_file
 from msa_utils.features.sets import FeatureSet
-from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.model.factory import compact_classifier
 from msa_utils.config.profiles import get_profile
 from msa_utils.config.runtime import set_seed
-from msa_utils.train.loop import fit
+from msa_utils.train.loop import TrainSettings, fit
 
 data, state, out, kill_epoch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 t = load_file(data)
 part = lambda p: FeatureSet(t[p + ".guids"], t[p + ".text_states"], t[p + ".text_mask"], t[p + ".image_states"])
 cfg = get_profile("smoke", fusion_hidden=32, fusion_layers=1, fusion_heads=2, image_grid=2, head_hidden=(16, 8))
 set_seed(0)
-model = MultimodalClassifier.compact(384, 1280, cfg)
+model = compact_classifier(384, 1280, cfg)
 
 def kill(epoch, step):
     if epoch == kill_epoch and step == 1:
         os.kill(os.getpid(), signal.SIGKILL)
 
-result = fit(model, part("train"), t["train.labels"].numpy(), part("val"), t["val.labels"].numpy(), lr=3e-3,
-             batch_size=8, max_epochs=4, patience=4, seed=1, progress=False, state_path=state, state_key="k",
-             on_step=kill)
+result = fit(model, part("train"), t["train.labels"].numpy(), part("val"), t["val.labels"].numpy(),
+             TrainSettings(lr=3e-3, batch_size=8, max_epochs=4, patience=4, seed=1), progress=False, state_path=state,
+             state_key="k", on_step=kill)
 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
 result.history.drop(columns="seconds").to_csv(out + ".csv", index=False)
 '''
@@ -210,11 +223,6 @@ result.history.drop(columns="seconds").to_csv(out + ".csv", index=False)
 
 @pytest.mark.slow
 def test_training_killed_with_sigkill_resumes_to_the_same_result(real_split, tmp_path):
-    import subprocess
-    import sys
-
-    from safetensors.torch import load_file, save_file
-
     train, y_train, val, y_val, _ = real_split
     tensors = {f"{p}.{k}": v.contiguous() for p, f in (("train", train), ("val", val)) for k, v in f.tensors().items()}
     tensors.update({"train.labels": torch.tensor(y_train), "val.labels": torch.tensor(y_val)})
@@ -233,3 +241,49 @@ def test_training_killed_with_sigkill_resumes_to_the_same_result(real_split, tmp
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "reference.csv"), pd.read_csv(tmp_path / "resumed.csv"))
     reference, resumed = load_file(tmp_path / "reference.safetensors"), load_file(tmp_path / "resumed.safetensors")
     assert reference.keys() == resumed.keys() and all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+def test_train_settings_come_from_the_profile():
+    cfg = get_profile("smoke", lr=2e-3, batch_size=4, group_by_length=True, seed=9)
+    settings = TrainSettings.from_profile(cfg)
+    assert (settings.lr, settings.batch_size, settings.group_by_length, settings.seed) == (2e-3, 4, True, 9)
+    assert settings.device == cfg.device and settings.patience == cfg.patience
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lr = 1.0
+
+
+RUN_DATA = r'''
+from types import SimpleNamespace
+import numpy as np, torch
+from msa_utils.config.profiles import get_profile
+from msa_utils.features.sets import FeatureSet
+
+def part(n):
+    return FeatureSet(torch.arange(n), torch.ones(n, 3, 4), torch.ones(n, 3, dtype=torch.long), torch.zeros(n, 2, 5))
+
+data = SimpleNamespace(features={"train": part(4), "val": part(2)},
+                       labels={"train": np.arange(4) % 3, "val": np.arange(2)})
+cfg = get_profile("smoke")
+'''
+
+
+def test_the_resume_key_ignores_comments_and_docstrings_but_not_settings(tmp_path):
+    run = {}
+    exec(RUN_DATA, run)
+    data, cfg = run["data"], run["cfg"]
+    key = run_key(data, "full", cfg)
+    edited = tmp_path / "msa_utils"
+    shutil.copytree(Path(msa_utils.__file__).parent, edited, ignore=shutil.ignore_patterns("__pycache__"))
+    for module in edited.rglob("*.py"):  # a docstring and a comment edited in every module
+        module.write_text(module.read_text().replace('"""', '"""Edited. ', 1) + "\n# edited\n")
+    script = RUN_DATA + "import msa_utils\nfrom msa_utils.experiments.variants import run_key\n" \
+        "print(msa_utils.__file__, run_key(data, 'full', cfg))\n"
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == [str(edited / "__init__.py"), key]
+    reversed_labels = type(data)(features=data.features, labels={**data.labels, "val": data.labels["val"][::-1]})
+    others = {run_key(data, "full", dataclasses.replace(cfg, lr=cfg.lr * 2)), run_key(reversed_labels, "full", cfg),
+              run_key(data, "full", dataclasses.replace(cfg, seed=cfg.seed + 1)), run_key(data, "no_text", cfg)}
+    assert len(others) == 4 and key not in others
+    assert run_key(data, "full", dataclasses.replace(cfg, results_dir="/elsewhere")) == key

@@ -1,12 +1,4 @@
-"""The study's data as a model reads it: features and labels of the train, val, test and unlabelled parts.
-
-:func:`prepare` is the first step of notebooks 04-06: it reads the post table (notebook 01)
-and the split (notebook 03), loads the frozen backbone named by the profile, and gets the
-frozen-encoder features of every usable post from the cache (computing and caching them the
-first time, :mod:`msa_utils.features.sets`), prepared for the classifier by the backbone. The features
-stay in the memory-mapped cache: each part is a view of its rows, and the backbone's preparation
-(e.g. pooling the compact backbone's image tokens) runs on each batch read.
-"""
+"""The study's data as a model reads it: features and labels of the train, val, test and unlabelled parts."""
 
 from __future__ import annotations
 
@@ -17,42 +9,30 @@ import numpy as np
 import pandas as pd
 
 from msa_utils import io
-from msa_utils.features.encoders import FrozenBackbone, load_backbone
+from msa_utils.config.profiles import Profile
+from msa_utils.data.posts import load_posts, usable
+from msa_utils.data.splits import load_split
+from msa_utils.features.backbone import FrozenBackbone
+from msa_utils.features.encoders import load_backbone
 from msa_utils.features.feature_cache import load_or_extract_features
 from msa_utils.features.sets import FeatureSet, NullInputs
-from msa_utils.data.posts import load_posts, usable
-from msa_utils.config.profiles import Profile
-from msa_utils.data.splits import load_split
 
 LABELLED_PARTS = ("train", "val", "test")
-"""The parts of the usable labelled posts of ``train.txt`` (notebook 03): training, validation
-(early stopping and every choice) and the held-out test part (scores only)."""
-
-BACKBONE_FILE = "backbone.json"
-"""Written under ``metrics/`` by :func:`write_backbone_card` (notebook 04), read by the report."""
+"""The split of the usable labelled posts (notebook 03): training, validation (early stopping and
+every choice), and the test part (scores only)."""
 
 PARTS = (*LABELLED_PARTS, "unlabelled")
-"""Every part: the labelled ones and the usable posts of ``test_without_label.txt``, which are
-predicted for the study's prediction file and never scored."""
+"""Every part: the labelled ones and the usable posts of ``test_without_label.txt`` (predicted, never scored)."""
+
+BACKBONE_FILE = "backbone.json"
+"""Written under ``metrics/`` by :func:`write_backbone_card`, read by the report."""
 
 
 @dataclass
 class StudyData:
-    """Everything a training run needs, aligned by guid.
-
-    Attributes:
-        cfg: the profile.
-        posts: the post table (:func:`msa_utils.data.posts.load_posts`).
-        split: ``{"train", "val", "test"}`` guid arrays (notebook 03).
-        backbone: the frozen backbone (:func:`msa_utils.features.encoders.load_backbone`); it builds
-            the classifier (for FLAVA, from its pretrained multimodal encoder).
-        features: :data:`PARTS` -> prepared features, rows in the guid order of each part: lazy
-            views of the cache (:meth:`msa_utils.features.sets.FeatureSet.subset`) whose image states
-            go through ``backbone.prepare_image_states`` batch by batch
-            (:meth:`~msa_utils.features.sets.FeatureSet.map_image_states`).
-        labels: :data:`LABELLED_PARTS` -> ``(N,)`` int64 class ids aligned with ``features``.
-        nulls: the prepared frozen-encoder outputs of the masked inputs, for the ablations.
-    """
+    """Everything a training run needs: the post table (notebook 01), the split's guids (notebook 03),
+    the frozen backbone, each part's prepared features (lazy views of the cache, in the part's guid
+    order), labels (``(N,)`` int64 class ids, aligned) and the masked inputs' features (ablations)."""
 
     cfg: Profile
     posts: pd.DataFrame
@@ -64,14 +44,9 @@ class StudyData:
 
 
 def prepare(cfg: Profile, processes=None) -> StudyData:
-    """Load the backbone and the prepared features of every usable post.
-
-    ``processes``, an ``accelerate.PartialState`` of several processes, shares the encoders' pass
-    among them (:mod:`msa_utils.runner.distributed`); ``None`` (the notebooks): this process alone.
-
-    The labelled parts follow the saved split; the unlabelled part is every usable post of
-    ``test_without_label.txt``, by guid. Features of all three are computed by the frozen encoders
-    once and cached under ``cfg.cache_dir``; later runs, and the ablations, read the cache.
+    """Load the backbone and the prepared features of every usable post, encoding and caching those
+    not cached yet (:func:`~msa_utils.features.feature_cache.load_or_extract_features`), shared among
+    ``processes`` (an ``accelerate`` state, :mod:`msa_utils.runner.distributed`) if given.
 
     Raises:
         FileNotFoundError: if notebooks 01 or 03 have not run for this results folder.
@@ -85,16 +60,9 @@ def prepare(cfg: Profile, processes=None) -> StudyData:
     rows = posts.set_index("guid").loc[wanted]
     backbone = load_backbone(cfg)
     cached = load_or_extract_features(
-        backbone,
-        guids=wanted,
-        texts=rows["text"].tolist(),
-        image_paths=[Path(cfg.data_dir) / f for f in rows["image_file"]],
-        cache_dir=cfg.cache_dir,
-        dtype=cfg.cache_dtype,
-        batch_size=cfg.encode_batch_size,
-        workers=cfg.encode_workers,
-        processes=processes,
-    )
+        backbone, guids=wanted, texts=rows["text"].tolist(),
+        image_paths=[Path(cfg.data_dir) / f for f in rows["image_file"]], cache_dir=cfg.cache_dir,
+        dtype=cfg.cache_dtype, batch_size=cfg.encode_batch_size, workers=cfg.encode_workers, processes=processes)
     prepared = backbone.prepare(cached)  # pooled batch by batch: memory stays flat
     features = {part: prepared.subset(guids) for part, guids in parts.items()}
     labelled = posts.set_index("guid")["label"]
@@ -103,12 +71,7 @@ def prepare(cfg: Profile, processes=None) -> StudyData:
 
 
 def write_backbone_card(data: StudyData) -> Path:
-    """Write ``metrics/backbone.json`` (:data:`BACKBONE_FILE`): the backbone's
-    name and how reports describe it (``backbone.describe()``, naming the checkpoint actually
-    loaded), for ``REPORT.md``.
-
-    Returns:
-        The path written.
-    """
+    """Write ``metrics/backbone.json``: the backbone's ``name`` and ``description`` (the checkpoint
+    actually loaded), for ``REPORT.md``; return its path."""
     card = {"name": data.backbone.name, "description": data.backbone.describe()}
     return io.write_json(data.cfg.paths.metrics / BACKBONE_FILE, card)

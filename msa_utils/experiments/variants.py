@@ -1,25 +1,9 @@
-"""The study's models, trained with several seeds and scored on the same parts.
+"""The study's models and baselines, trained with several seeds and scored on the same parts.
 
-- :data:`VARIANTS`: the paper's model (``full``), its ablations, and the variants that test the
-  paper's other claims (loss, head, freezing, regularisation); each is the profile with a few
-  settings changed (:class:`Variant`);
-- :func:`run_variant`: trains one variant with each of the profile's ``seeds`` seeds
-  (``seed, seed + 1, ...``; the parts stay the same), early-stopped on validation, and scores it
-  on validation and on the held-out test part;
-- :func:`run_baselines`: majority class, TF-IDF text probe, linear probes (:mod:`msa_utils.experiments.baselines`).
-
-Files written (the claims notebook and the report read them back, :mod:`msa_utils.experiments.claims`):
-
-- ``metrics/runs/<variant>.csv``: one row per seed (:data:`RUN_COLUMNS` + ``val_*`` / ``test_*`` metrics);
-- ``metrics/runs/<variant>_history.csv``: one row per seed and epoch;
-- ``predictions/runs/<variant>.csv``: class probabilities of every post of the scored parts
-  (:data:`PREDICTED_PARTS`), per seed (:data:`PREDICTION_COLUMNS`);
-- ``metrics/baselines.csv`` and ``predictions/runs/baselines.csv`` likewise for the baselines;
-- ``checkpoints/<variant>/seed<k>/`` (best epoch) and ``checkpoints/<variant>/seed<k>_training_state.safetensors``.
-
-A run resumes after an interruption and is not retrained when finished (:mod:`msa_utils.train.resume`);
-:func:`run_key` names it so that a changed setting, data or code never resumes a stale one.
-"""
+Writes (for :mod:`msa_utils.experiments.claims` and the report) ``metrics/runs/<variant>.csv`` (a row
+per seed), ``<variant>_history.csv`` (per seed and epoch), ``predictions/runs/<variant>.csv``, the
+baselines' ``metrics/baselines.csv`` and ``predictions/runs/baselines.csv``, and
+``checkpoints/<variant>/seed<k>/`` (the kept epoch) with ``seed<k>_training_state.safetensors``."""
 
 from __future__ import annotations
 
@@ -32,48 +16,36 @@ import pandas as pd
 import torch
 
 from msa_utils import io
+from msa_utils.config.enums import Modality
 from msa_utils.config.labels import LABELS
+from msa_utils.config.profiles import Profile
+from msa_utils.config.runtime import set_seed
 from msa_utils.experiments import baselines
-from msa_utils.features import encoders
-from msa_utils.model import classifier as model, text_finetune
-from msa_utils.train import resume, loop as train
 from msa_utils.experiments.dataset import LABELLED_PARTS, PARTS, StudyData
 from msa_utils.io.hashing import Digest
+from msa_utils.model import factory, text_finetune
+from msa_utils.train.loop import TRAINING_VERSION, TrainSettings, fit, predict_logits
 from msa_utils.train.metrics import classification_metrics
-from msa_utils.config.profiles import Profile
-from msa_utils.config.runtime import resolve_device, set_seed
-from msa_utils.train.loop import fit, predict_logits
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One model of the study: the profile's recipe with ``settings`` changed.
-
-    Attributes:
-        name: file-safe name (``metrics/runs/<name>.csv``).
-        title: what it is, for tables and figures.
-        drop: the modality masked at training and prediction (the paper's ablation), or None.
-        settings: profile fields that differ from the recipe (:class:`msa_utils.config.profiles.Profile`).
-    """
+    """The profile's recipe with ``settings`` (profile fields) changed, without ``drop`` if set (an ablation)."""
 
     name: str
     title: str
-    drop: str | None = None
+    drop: Modality | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
 
     def profile(self, cfg: Profile, seed: int) -> Profile:
-        """``cfg`` with this variant's settings and the training seed ``seed``.
-
-        Raises:
-            ValueError / TypeError: if a setting is not a valid profile field value.
-        """
+        """``cfg`` with this variant's settings and seed ``seed`` (ValueError / TypeError: a bad setting)."""
         return dataclasses.replace(cfg, seed=seed, **self.settings)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("full", "image + text (the paper's recipe)"),
-    Variant("no_image", "without image", drop="image"),
-    Variant("no_text", "without text", drop="text"),
+    Variant("no_image", "without image", drop=Modality.IMAGE),
+    Variant("no_text", "without text", drop=Modality.TEXT),
     Variant("weighted_loss", "class-weighted loss, no re-sampling",
             settings={"resample": False, "class_weighted_loss": True}),
     Variant("plain_loss", "plain loss, no re-sampling", settings={"resample": False}),
@@ -86,8 +58,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("no_regularisation", "no dropout, no early stopping",
             settings={"dropout": 0.0, "fusion_dropout": 0.0, "early_stopping": False}),
 )}
-"""Every variant of the study, by name. ``full`` is notebook 04's, ``no_image`` / ``no_text``
-notebook 05's, the rest notebook 06's (the claims)."""
+"""Notebook 04 trains ``full``, notebook 05 ``no_image`` and ``no_text``, notebook 06 the rest (the claims)."""
 
 BASELINES = {
     "majority": "majority class",
@@ -95,32 +66,18 @@ BASELINES = {
     "probe_balanced": "linear probe, balanced classes",
     "probe_unbalanced": "linear probe, unbalanced",
 }
-"""The baselines of :func:`run_baselines`, by name, with their titles."""
-
-RUN_COLUMNS = ["variant", "seed", "best_epoch", "best_val_epoch", "epochs_run", "stopped_early",
-               "batches_per_epoch", "mean_epoch_seconds", "trainable_parameters"]
-"""The first columns of ``metrics/runs/<variant>.csv``; then ``val_<metric>`` and ``test_<metric>``
-for every metric of :func:`msa_utils.train.metrics.classification_metrics`."""
+"""The baselines of :func:`run_baselines` (:mod:`msa_utils.experiments.baselines`), with their titles."""
 
 PREDICTED_PARTS = ("val", "test", "unlabelled")
-"""The parts whose predictions are written: what is scored, and the posts to predict (the training
-part's own predictions would triple the files and serve no table)."""
+"""The parts whose predictions are written (not the training part's: no table reads them)."""
 
 PREDICTION_COLUMNS = ["model", "seed", "part", "guid", "gold", "pred", *(f"p_{c}" for c in LABELS)]
-"""The columns of the prediction tables; ``gold`` is empty for the unlabelled part, ``p_*`` are
-class probabilities (softmax of the logits; 0/1 for the baselines without probabilities)."""
+"""``gold``: empty for unlabelled posts; ``p_*``: class probabilities (0/1 from baselines without them)."""
 
 
 @dataclass
 class VariantRuns:
-    """Every seed's run of one variant.
-
-    Attributes:
-        variant: the :class:`Variant`.
-        runs: one row per seed (:data:`RUN_COLUMNS` + metrics).
-        history: one row per seed and epoch (:class:`msa_utils.train.loop.FitResult` history + ``seed``).
-        predictions: :data:`PREDICTION_COLUMNS`, the :data:`PREDICTED_PARTS`, every seed.
-    """
+    """One variant's tables, as written."""
 
     variant: Variant
     runs: pd.DataFrame
@@ -129,59 +86,41 @@ class VariantRuns:
 
 
 def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRuns:
-    """Train and score one variant with each of ``data.cfg.seeds`` seeds; write its files (module doc).
-
-    Run ``k`` seeds the initialisation, dropout and sampler with ``cfg.seed + k`` and trains on
-    the train part, early-stopped (and its best epoch chosen) on the val part; the test part is
-    only predicted. A variant that fine-tunes text layers (``text_top_layers``) trains on the
-    cached states below them (:func:`msa_utils.model.text_finetune.text_below_features`).
-
-    Raises:
-        KeyError: for an unknown variant name.
-    """
-    variant = VARIANTS[name]
-    cfg, paths = data.cfg, data.cfg.paths
-    device = resolve_device(cfg.device)
+    """Train variant ``name`` (KeyError if unknown) on the train part with seeds ``cfg.seed + k``,
+    ``k < cfg.seeds``, early-stopped on val; score val and test, predict :data:`PREDICTED_PARTS`;
+    write its files. Each run resumes a state of its :func:`run_key`, a finished one is not retrained."""
+    variant, cfg, paths = VARIANTS[name], data.cfg, data.cfg.paths
     rows, histories, predictions = [], [], []
-    for k in range(cfg.seeds):
-        seed = cfg.seed + k
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         run_cfg = variant.profile(cfg, seed)
         run_data = _text_below(data, run_cfg.text_top_layers)
         set_seed(seed)
-        classifier = data.backbone.build_classifier(run_cfg)
+        classifier = factory.build_classifier(data.backbone, run_cfg)
         if run_cfg.text_top_layers:
-            classifier = text_finetune.TextTopClassifier(data.backbone.text_top(run_cfg.text_top_layers), classifier)
+            classifier = text_finetune.TextTopClassifier(text_finetune.text_top(data.backbone, run_cfg.text_top_layers), classifier)
         checkpoint = paths.checkpoints / name / f"seed{seed}"
-        result = fit(
-            classifier, run_data.features["train"], data.labels["train"], run_data.features["val"], data.labels["val"],
-            lr=run_cfg.lr, batch_size=run_cfg.batch_size, max_epochs=run_cfg.max_epochs, patience=run_cfg.patience,
-            resample=run_cfg.resample, class_weighted_loss=run_cfg.class_weighted_loss,
-            early_stopping=run_cfg.early_stopping, group_by_length=run_cfg.group_by_length, seed=seed,
-            drop=variant.drop, nulls=data.nulls, device=device,
-            on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
-            state_path=paths.checkpoints / name / f"seed{seed}_training_state.safetensors",
-            state_key=run_key(run_data, name, run_cfg),
-        )
+        settings = TrainSettings.from_profile(run_cfg)
+        result = fit(classifier, run_data.features["train"], data.labels["train"], run_data.features["val"],
+                     data.labels["val"], settings, drop=variant.drop, nulls=data.nulls,
+                     on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
+                     state_path=paths.checkpoints / name / f"seed{seed}_training_state.safetensors",
+                     state_key=run_key(run_data, name, run_cfg))
         classifier.save_pretrained(checkpoint)  # the kept epoch's weights, also when a finished run was reused
+        history = result.history
         row = {"variant": name, "seed": seed, "best_epoch": result.best_epoch,
-               "best_val_epoch": int(result.history.loc[result.history["val_weighted_f1"].idxmax(), "epoch"]),
-               "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+               "best_val_epoch": int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"]),
+               "epochs_run": len(history), "stopped_early": result.stopped_early,
                "batches_per_epoch": -(-len(data.labels["train"]) // run_cfg.batch_size),
-               "mean_epoch_seconds": round(float(result.history["seconds"].mean()), 2),
+               "mean_epoch_seconds": round(float(history["seconds"].mean()), 2),
                "trainable_parameters": sum(p.numel() for p in classifier.parameters() if p.requires_grad)}
         for part in PREDICTED_PARTS:
             logits = predict_logits(classifier, run_data.features[part], drop=variant.drop, nulls=data.nulls,
-                                    device=device)
-            probabilities = torch.softmax(logits, dim=1).numpy()
-            predictions.append(_prediction_rows(data, name, seed, part, probabilities))
-            if part in LABELLED_PARTS:
-                scores = classification_metrics(data.labels[part], probabilities.argmax(1))
-                row.update({f"{part}_{metric}": value for metric, value in scores.items()})
+                                    device=settings.device)
+            row.update(_score(data, name, seed, part, torch.softmax(logits, dim=1).numpy(), predictions))
         rows.append(row)
-        histories.append(result.history.assign(seed=seed))
+        histories.append(history.assign(seed=seed)[["seed", *history.columns]])
     runs = pd.DataFrame(rows)
     history = pd.concat(histories, ignore_index=True)
-    history = history[["seed", *[c for c in history.columns if c != "seed"]]]
     table = pd.concat(predictions, ignore_index=True)
     io.write_csv(paths.metrics / "runs" / f"{name}.csv", runs.round(6))
     io.write_csv(paths.metrics / "runs" / f"{name}_history.csv", history.round(6))
@@ -190,18 +129,11 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
 
 
 def run_baselines(data: StudyData) -> pd.DataFrame:
-    """Fit the baselines (:data:`BASELINES`) on the train part; score them on val and test.
-
-    Writes ``metrics/baselines.csv`` (one row per baseline: ``val_*``, ``test_*`` metrics and the
-    ``C`` chosen by cross-validation on the train part) and ``predictions/runs/baselines.csv``.
-
-    Returns:
-        The ``metrics/baselines.csv`` table, indexed by baseline name.
-    """
-    cfg = data.cfg
+    """Fit the :data:`BASELINES` on the train part, score them on val and test, write their files;
+    return ``metrics/baselines.csv`` (``title``, ``val_*``, ``test_*``, ``C`` of the cross-validation)."""
+    cfg, y = data.cfg, data.labels["train"]
     pooled = {part: baselines.pooled_feature_set(data.features[part]) for part in PARTS}
     texts = {part: _texts(data, part) for part in PARTS}
-    y = data.labels["train"]
     fitted = {
         "majority": (baselines.fit_majority(y), pooled),
         "tfidf_text": (baselines.fit_tfidf_probe(texts["train"], y, seed=cfg.seed), texts),
@@ -212,13 +144,11 @@ def run_baselines(data: StudyData) -> pd.DataFrame:
     for name, (estimator, inputs) in fitted.items():
         row = {"baseline": name, "title": BASELINES[name]}
         for part in PREDICTED_PARTS:
-            probabilities = _full_probabilities(estimator, inputs[part])
-            predictions.append(_prediction_rows(data, name, cfg.seed, part, probabilities))
-            if part in ("val", "test"):
-                scores = classification_metrics(data.labels[part], probabilities.argmax(1))
-                row.update({f"{part}_{metric}": value for metric, value in scores.items()})
-        last = estimator[-1] if hasattr(estimator, "steps") else None
-        row["C"] = float(np.ravel(last.C_)[0]) if last is not None else float("nan")
+            # every class a column, 0 for one the estimator never saw in training
+            probabilities = np.zeros((len(inputs[part]), len(LABELS)))
+            probabilities[:, estimator.classes_.astype(int)] = estimator.predict_proba(inputs[part])
+            row.update(_score(data, name, cfg.seed, part, probabilities, predictions))
+        row["C"] = float(np.ravel(estimator[-1].C_)[0]) if hasattr(estimator, "steps") else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows).set_index("baseline")
     io.write_csv(cfg.paths.metrics / "baselines.csv", table.round(6), index=True)
@@ -227,22 +157,17 @@ def run_baselines(data: StudyData) -> pd.DataFrame:
 
 
 def run_key(data: StudyData, name: str, cfg: Profile) -> str:
-    """SHA-256 (hex) naming one training run, for resuming it (:mod:`msa_utils.train.resume`).
-
-    Covers the variant, every profile field of the run that can change what training produces
-    (:meth:`msa_utils.config.profiles.Profile.run_key_settings`: its settings and seed), every byte of the
-    training and validation features and labels, and the source of the modules that build the
-    classifier and train it, so that a changed setting, data or code never resumes a stale run.
-    """
-    digest = Digest().add("variant", name).add("settings", cfg.run_key_settings())
+    """SHA-256 (hex) naming a training run, to resume it: :data:`~msa_utils.train.loop.TRAINING_VERSION`
+    (no source code: a comment retrains nothing), the variant, the profile's keyed settings and seed
+    (:meth:`~msa_utils.config.profiles.Profile.run_key_settings`), every byte of the train and val data."""
+    digest = Digest().add("training_version", TRAINING_VERSION).add("variant", name)
+    digest.add("settings", cfg.run_key_settings())
     for part in ("train", "val"):
         features = data.features[part]
-        for tensor_name, column in features.tensors().items():  # streamed: the same digest as whole tensors
+        for tensor_name, column in features.tensors().items():  # streamed: the digest of the whole tensor
             chunks = (column[start:start + 1024] for start in range(0, len(features), 1024))
             digest.add_tensor_chunks(f"{part}.{tensor_name}", column.dtype, column.shape, chunks)
         digest.add(f"{part}.labels", np.asarray(data.labels[part]))
-    for module in (encoders, model, text_finetune, train, resume):
-        digest.add(module.__name__, module)
     return digest.hexdigest()
 
 
@@ -253,8 +178,8 @@ def _texts(data: StudyData, part: str) -> list[str]:
 
 
 def _text_below(data: StudyData, top_layers: int) -> StudyData:
-    """``data`` itself, or with every part's text states replaced by the (cached) states below
-    the top ``top_layers`` layers of the text encoder (:func:`msa_utils.model.text_finetune.text_below_features`)."""
+    """``data`` with the (cached) text states below the top ``top_layers`` layers, if any
+    (:func:`msa_utils.model.text_finetune.text_below_features`): what a text-top variant trains on."""
     if not top_layers:
         return data
     cfg = data.cfg
@@ -264,19 +189,16 @@ def _text_below(data: StudyData, top_layers: int) -> StudyData:
     return dataclasses.replace(data, features=features)
 
 
-def _full_probabilities(estimator, inputs) -> np.ndarray:
-    """(N, 3) class probabilities of a fitted scikit-learn estimator, with a 0 column for every
-    class it never saw in training."""
-    out = np.zeros((len(inputs), len(LABELS)))
-    out[:, estimator.classes_.astype(int)] = estimator.predict_proba(inputs)
-    return out
-
-
-def _prediction_rows(data: StudyData, model_name: str, seed: int, part: str, probabilities: np.ndarray) -> pd.DataFrame:
-    """The :data:`PREDICTION_COLUMNS` rows of one model, seed and part."""
-    gold = [LABELS[i] for i in data.labels[part]] if part in data.labels else [""] * len(probabilities)
-    frame = pd.DataFrame({"model": model_name, "seed": seed, "part": part, "guid": data.features[part].guids.numpy(),
-                          "gold": gold, "pred": [LABELS[i] for i in probabilities.argmax(1)]})
+def _score(data: StudyData, model: str, seed: int, part: str, probabilities: np.ndarray,
+           predictions: list[pd.DataFrame]) -> dict[str, float]:
+    """Append the :data:`PREDICTION_COLUMNS` rows of ``probabilities`` (``(N, 3)``, ``part``'s posts)
+    to ``predictions``; return ``{part_<metric>: value}`` for a labelled part, else ``{}``."""
+    pred = probabilities.argmax(1)
+    gold = [LABELS[i] for i in data.labels[part]] if part in data.labels else [""] * len(pred)
+    frame = pd.DataFrame({"model": model, "seed": seed, "part": part, "guid": data.features[part].guids.numpy(),
+                          "gold": gold, "pred": [LABELS[i] for i in pred]})
     for i, label in enumerate(LABELS):
         frame[f"p_{label}"] = np.round(probabilities[:, i], 5)
-    return frame
+    predictions.append(frame)
+    scores = classification_metrics(data.labels[part], pred) if part in LABELLED_PARTS else {}
+    return {f"{part}_{metric}": value for metric, value in scores.items()}

@@ -1,15 +1,11 @@
-"""Resumable training: the whole training state after each completed epoch, in one safetensors file.
+"""Resumable training: the whole training state after each completed epoch, in one file.
 
-A run killed (SIGINT, SIGKILL, a lost machine) and started again with the same command resumes
-from the last completed epoch and ends with the same numbers as an uninterrupted run: the file
-holds the model and best-epoch weights, Adam's state, the global torch RNG (dropout) and the
-sampler's generator (the order of the next epoch), the history and the early-stopping counters.
-It is written atomically (:mod:`msa_utils.io`), so a crash while writing leaves the previous
-epoch's file, never a truncated one. Nothing is unpickled: tensors go in safetensors, the rest
-in its JSON metadata.
-
-A ``key`` names what is being trained (profile, variant, data); a file with another key, or one
-that cannot be read, is ignored with a warning and training starts afresh.
+A run killed (Ctrl-C, SIGKILL, a lost machine) and started again resumes after its last completed
+epoch and ends with the numbers of an uninterrupted run. The file (:func:`msa_utils.io.save_tensors`:
+atomic, safetensors + JSON, no pickle) holds the model and best-epoch weights, Adam's state, the
+global torch RNG (dropout), the sampler's generator (the next epoch's order), the history and the
+early-stopping counters, under a ``key`` naming the run; another key or an unreadable file is
+ignored with a warning, and training starts afresh.
 """
 
 from __future__ import annotations
@@ -21,107 +17,70 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from msa_utils.io import atomic_path
+from msa_utils.io import load_tensors, read_tensor_metadata, save_tensors
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 
 @dataclass
 class TrainingProgress:
-    """The scalar part of the training state.
+    """The scalar part of the training state."""
 
-    Attributes:
-        epoch: last completed epoch (1-based; 0 = none).
-        history: one dict per completed epoch (the rows of :attr:`msa_utils.train.loop.FitResult.history`).
-        best_f1: best validation weighted F1 so far (-1 before the first epoch).
-        best_epoch: the epoch whose weights are kept (the one that reached ``best_f1``; the
-            last one when training without early stopping).
-        since_best: epochs since the last improvement (early stopping counter).
-        finished: True once training has ended (early stop or epoch bound).
-    """
-
-    epoch: int = 0
-    history: list[dict] = field(default_factory=list)
-    best_f1: float = -1.0
-    best_epoch: int = 0
-    since_best: int = 0
-    finished: bool = False
+    epoch: int = 0  # the last completed epoch, 1-based
+    history: list[dict] = field(default_factory=list)  # rows of msa_utils.train.loop.FitResult.history
+    best_f1: float = -1.0  # the best validation weighted F1 so far
+    best_epoch: int = 0  # the epoch whose weights are kept
+    since_best: int = 0  # epochs since the last improvement
+    finished: bool = False  # early-stopped or at the epoch bound
 
 
-def save_training_state(
-    path: str | os.PathLike,
-    key: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    best_state: dict[str, torch.Tensor],
-    progress: TrainingProgress,
-) -> Path:
-    """Atomically write the training state to ``path`` (safetensors, ``key`` in its metadata)."""
-    tensors: dict[str, torch.Tensor] = {}
-    tensors.update({f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
-    tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in best_state.items()})
+def save_training_state(path: str | os.PathLike, key: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        generator: torch.Generator, best_state: dict[str, torch.Tensor],
+                        progress: TrainingProgress) -> Path:
+    """Atomically write the training state to ``path`` under ``key``."""
     optim = optimizer.state_dict()
-    for index, state in optim["state"].items():
-        for name, value in state.items():
-            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.sampler"] = generator.get_state()
-    metadata = {
-        "format_version": FORMAT_VERSION,
-        "key": key,
-        "progress": json.dumps(asdict(progress)),
-        "param_groups": json.dumps(optim["param_groups"]),
-    }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return path
+    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+               **{f"best.{k}": v for k, v in best_state.items()},
+               **{f"optim.{i}.{name}": torch.as_tensor(value) for i, slots in optim["state"].items()
+                  for name, value in slots.items()},
+               "rng.torch": torch.get_rng_state(), "rng.sampler": generator.get_state()}
+    # the history as one JSON string: its columns keep their order (save_tensors sorts keys)
+    metadata = {"format_version": FORMAT_VERSION, "key": key, "progress": json.dumps(asdict(progress)),
+                "param_groups": optim["param_groups"]}
+    return save_tensors(path, tensors, metadata)
 
 
-def load_training_state(
-    path: str | os.PathLike,
-    key: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-) -> tuple[TrainingProgress, dict[str, torch.Tensor]] | None:
-    """Restore a state written by :func:`save_training_state` into ``model``, ``optimizer``,
-    the global torch RNG and ``generator``.
-
-    Returns:
-        ``(progress, best_state)``, or None if there is no file, its key differs, or it cannot be
-        read (logged as a warning; nothing is restored then).
-    """
-    path = Path(path)
-    if not path.exists():
+def load_training_state(path: str | os.PathLike, key: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        generator: torch.Generator) -> tuple[TrainingProgress, dict[str, torch.Tensor]] | None:
+    """Restore a state of :func:`save_training_state` into ``model``, ``optimizer``, the global torch
+    RNG and ``generator``; return ``(progress, best_state)``, or None (nothing restored) if there is
+    no file, its key differs or it cannot be read (a warning)."""
+    if not Path(path).exists():
         return None
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
+        metadata = read_tensor_metadata(path)
         if metadata.get("format_version") != FORMAT_VERSION or metadata.get("key") != key:
             logger.warning("training state %s belongs to another run; starting afresh", path)
             return None
-        tensors = load_file(str(path))
         progress = TrainingProgress(**json.loads(metadata["progress"]))
-        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        best_state = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")}
-        optim_state: dict[int, dict[str, torch.Tensor]] = {}
+        tensors, _ = load_tensors(path)
+        parts: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}, "rng": {}}
         for name, value in tensors.items():
-            if name.startswith("optim."):
-                _, index, slot = name.split(".", 2)
-                optim_state.setdefault(int(index), {})[slot] = value
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict({"state": optim_state, "param_groups": json.loads(metadata["param_groups"])})
-        torch.set_rng_state(tensors["rng.torch"])
-        generator.set_state(tensors["rng.sampler"])
+            group, rest = name.split(".", 1)
+            parts[group][rest] = value
+        optim_state: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in parts["optim"].items():
+            index, slot = name.split(".", 1)
+            optim_state.setdefault(int(index), {})[slot] = value
+        model.load_state_dict(parts["model"])
+        optimizer.load_state_dict({"state": optim_state, "param_groups": metadata["param_groups"]})
+        torch.set_rng_state(parts["rng"]["torch"])
+        generator.set_state(parts["rng"]["sampler"])
     except Exception as error:  # an unreadable state is never trusted
         logger.warning("training state %s is unusable (%s: %s); starting afresh", path, type(error).__name__, error)
         return None
-    return progress, best_state
+    return progress, parts["best"]
