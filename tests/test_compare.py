@@ -1,5 +1,5 @@
 """Tests of msa_utils.experiments.compare: confusion matrices and metrics against scikit-learn, the paired
-two-level bootstrap against a plain loop over the documented draws, its behaviour (pairing, seeds,
+two-level bootstrap against a plain loop over the documented draws (scikit-learn metrics), its behaviour (pairing, seeds,
 baselines, symmetry, determinism), errors, and the verdict rules at their boundaries."""
 
 import math
@@ -30,7 +30,7 @@ def noisy_copy(rng, gold, correct_rate, rows=None):
 
 # --- confusion matrices and metrics ----------------------------------------------------------
 
-def test_confusion_matrices_match_sklearn_with_leading_shape_and_index():
+def test_confusion_matrices_match_sklearn_with_leading_shape():
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 3, 40)
     pred = rng.integers(0, 3, (2, 3, 40))
@@ -40,16 +40,6 @@ def test_confusion_matrices_match_sklearn_with_leading_shape_and_index():
         for j in range(3):
             np.testing.assert_array_equal(conf[i, j], confusion_matrix(gold, pred[i, j], labels=[0, 1, 2]))
     np.testing.assert_array_equal(confusion_matrices(gold, pred[0, 0]), confusion_matrix(gold, pred[0, 0], labels=[0, 1, 2]))
-
-    index = rng.integers(0, 40, (5, 40))
-    boot = confusion_matrices(gold, pred, index)
-    assert boot.shape == (5, 2, 3, 3, 3)
-    for b in range(5):
-        for i in range(2):
-            for j in range(3):
-                expected = confusion_matrix(gold[index[b]], pred[i, j, index[b]], labels=[0, 1, 2])
-                np.testing.assert_array_equal(boot[b, i, j], expected)
-    assert boot.sum(axis=(-2, -1)).tolist() == [[[40] * 3] * 2] * 5
 
 
 def test_confusion_rows_are_gold_columns_are_predicted():
@@ -140,10 +130,6 @@ def test_confusion_matrices_errors():
         confusion_matrices(gold, np.array([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match="1-d"):
         confusion_matrices(np.array([[0, 1, 2]]), np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match="index values"):
-        confusion_matrices(gold, gold, np.array([[0, 1, 3]]))
-    with pytest.raises(ValueError, match="2-d"):
-        confusion_matrices(gold, gold, np.array([0, 1, 2]))
 
 
 # --- seed summaries ---------------------------------------------------------------------------
@@ -159,7 +145,7 @@ def test_seed_summary_and_format():
     one = seed_summary(np.array([0.7]))
     assert one.n == 1 and one.mean == 0.7 and math.isnan(one.std)
     assert str(one) == format_summary(one) == "0.700 (n=1)"
-    with pytest.raises(ValueError, match="digits"):
+    with pytest.raises(ValueError):
         format_summary(s, -1)
     for bad in ([], [[0.1, 0.2]], [0.5, float("nan")]):
         with pytest.raises(ValueError):
@@ -360,17 +346,32 @@ def test_paired_bootstrap_shape_errors():
 # --- bootstrap_mean ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_bootstrap_mean_with_one_row_equals_the_study_interval(metric):
-    from msa_utils.train.metrics import bootstrap_interval
-
+def test_bootstrap_mean_with_one_row_equals_a_plain_loop_over_posts(metric):
     rng = np.random.default_rng(11)
     gold = rng.integers(0, 3, 150)
     pred = noisy_copy(rng, gold, 0.7)
     est = bootstrap_mean(gold, pred, metric, n_resamples=150, seed=3)
-    low, high = bootstrap_interval(gold, pred, metric, n_resamples=150, seed=3)
+    draw = np.random.default_rng(3)
+    values = [SKLEARN[metric](gold[idx], pred[idx]) for idx in (draw.integers(0, 150, 150) for _ in range(150))]
+    low, high = np.percentile(values, (2.5, 97.5))
     assert isinstance(est, Estimate)
     assert (est.low, est.high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
     assert est.mean == pytest.approx(SKLEARN[metric](gold, pred), abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "weighted_f1"])
+def test_bootstrap_mean_contains_the_estimate_narrows_with_posts_and_widens_with_level(metric):
+    rng = np.random.default_rng(14)
+    small_gold, large_gold = rng.choice(3, 80, p=[0.6, 0.3, 0.1]), rng.choice(3, 2000, p=[0.6, 0.3, 0.1])
+    small = bootstrap_mean(small_gold, noisy_copy(rng, small_gold, 0.7), metric, n_resamples=200, seed=3)
+    large = bootstrap_mean(large_gold, noisy_copy(rng, large_gold, 0.7), metric, n_resamples=200, seed=3)
+    assert small.low <= small.mean <= small.high and small.low < small.high
+    assert large.high - large.low < 0.5 * (small.high - small.low)
+    gold = small_gold
+    pred = noisy_copy(rng, gold, 0.6)
+    wide = bootstrap_mean(gold, pred, metric, n_resamples=300, level=0.99)
+    narrow = bootstrap_mean(gold, pred, metric, n_resamples=300, level=0.5)
+    assert wide.low < narrow.low < narrow.high < wide.high
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -426,10 +427,10 @@ def test_verdict_rules_at_the_boundaries(low, high, expected, margin, result):
 
 @pytest.mark.parametrize("args, match", [
     ((0.0, 1.0, "better"), "unknown expected"),
-    ((0.2, 0.1, "greater"), "low must be <= high"),
+    ((0.2, 0.1, "greater"), "low <= high"),
     ((-0.1, 0.1, "not_worse", -0.01), "margin"),
-    ((-0.1, 0.1, "greater", 0.01), "margin applies only"),
-    ((-0.1, 0.1, "at_least", 0.01), "margin applies only"),
+    ((-0.1, 0.1, "greater", 0.01), "0 unless"),
+    ((-0.1, 0.1, "at_least", 0.01), "0 unless"),
     ((float("nan"), 0.1, "greater"), "finite"),
     ((-0.1, 0.1, "not_worse", float("inf")), "margin"),
 ])

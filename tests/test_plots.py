@@ -1,4 +1,4 @@
-"""The study's figures (msa_utils.report.plots, msa_utils.report.explore) and the bootstrap interval (metrics)."""
+"""The study's figures (msa_utils.report.plots, msa_utils.report.explore)."""
 
 import matplotlib
 
@@ -12,11 +12,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from msa_utils.config.labels import LABELS
 from msa_utils.report import explore, plots
-from msa_utils.train import metrics  # noqa: E402
 from msa_utils.report.summary import PAPER  # noqa: E402
 
 VARIANTS = ("full", "no_image", "no_text")
-N_RESAMPLES = 100  # enough for the tests, fast
 
 
 @pytest.fixture(autouse=True)
@@ -26,14 +24,6 @@ def _study_theme():
         plots.set_style()
         yield
     plt.close("all")
-
-
-def _predictions(n: int, accuracy: float, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    gold = rng.choice(len(LABELS), size=n, p=[0.6, 0.3, 0.1])
-    wrong = rng.random(n) > accuracy
-    pred = np.where(wrong, (gold + rng.integers(1, len(LABELS), n)) % len(LABELS), gold)
-    return pd.DataFrame({"guid": np.arange(n), "gold": [LABELS[i] for i in gold], "pred": [LABELS[i] for i in pred]})
 
 
 def _history(epochs: int, seed: int) -> pd.DataFrame:
@@ -209,44 +199,3 @@ def test_every_figure_is_deterministic(tmp_path, runs, claims, histories, posts)
         assert first == second, name
         assert b"Software" not in _text_chunk_keys(first), name
     assert plt.get_fignums() == []  # the saver closed every figure
-
-
-# --- the bootstrap interval -----------------------------------------------------------------
-
-def _ids(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    to_id = {name: i for i, name in enumerate(LABELS)}
-    return frame["gold"].map(to_id).to_numpy(), frame["pred"].map(to_id).to_numpy()
-
-
-@pytest.mark.parametrize("metric", ["accuracy", "weighted_f1"])
-def test_bootstrap_interval_contains_estimate_narrows_and_is_seeded(metric):
-    small, large = _ids(_predictions(80, 0.7, seed=1)), _ids(_predictions(2000, 0.7, seed=1))
-    point = metrics.classification_metrics(*small)[metric]
-    low, high = metrics.bootstrap_interval(*small, metric, n_resamples=200, seed=3)
-    assert low <= point <= high and low < high
-    big_low, big_high = metrics.bootstrap_interval(*large, metric, n_resamples=200, seed=3)
-    assert big_high - big_low < 0.5 * (high - low)
-    assert metrics.bootstrap_interval(*small, metric, n_resamples=200, seed=3) == (low, high)
-    assert metrics.bootstrap_interval(*small, metric, n_resamples=200, seed=4) != (low, high)
-
-
-def test_bootstrap_interval_level_and_callable():
-    gold, pred = _ids(_predictions(200, 0.6, seed=2))
-    wide = metrics.bootstrap_interval(gold, pred, "accuracy", n_resamples=300, seed=0, level=0.99)
-    narrow = metrics.bootstrap_interval(gold, pred, "accuracy", n_resamples=300, seed=0, level=0.5)
-    assert wide[0] < narrow[0] < narrow[1] < wide[1]
-    mean_correct = metrics.bootstrap_interval(gold, pred, lambda t, p: float(np.mean(t == p)), n_resamples=300, seed=0)
-    assert mean_correct == pytest.approx(metrics.bootstrap_interval(gold, pred, "accuracy", n_resamples=300, seed=0))
-
-
-@pytest.mark.parametrize("kwargs", [
-    {"y_true": [], "y_pred": []},
-    {"y_true": [0, 1], "y_pred": [0]},
-    {"metric": "recall"},
-    {"n_resamples": 0},
-    {"level": 1.0},
-])
-def test_bootstrap_interval_rejects_bad_arguments(kwargs):
-    args = {"y_true": [0, 1, 2, 0], "y_pred": [0, 1, 1, 0], **kwargs}
-    with pytest.raises(ValueError):
-        metrics.bootstrap_interval(**args)

@@ -1,12 +1,7 @@
-"""The reference baselines a trained fusion model has to clear, fitted on the training part only.
-
-- the majority class of the training part;
-- a text-only TF-IDF + logistic regression (:func:`fit_tfidf_probe`): what the words alone give;
-- the linear probe (:func:`fit_linear_probe`): logistic regression on the pooled frozen features
-  the fusion model reads, with and without balanced class weights.
-
-Every hyperparameter (the inverse regularisation ``C``) is chosen by 5-fold stratified
-cross-validation on the training part (weighted F1); validation and test only score them.
+"""The baselines a trained fusion model has to clear, fitted on the training part only: the majority
+class, a text-only TF-IDF + logistic regression, and the linear probe (logistic regression on the
+pooled frozen features the fusion model reads), with and without balanced class weights. Every
+``C`` is chosen by 5-fold stratified cross-validation on the training part (weighted F1).
 """
 
 from __future__ import annotations
@@ -29,21 +24,10 @@ C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def pooled_features(text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor) -> np.ndarray:
-    """One vector per post: masked mean of the text tokens next to the mean of the image tokens.
-
-    This is the linear probe's own summary of the features the classifier reads (a baseline's
-    input, deliberately the simplest one), not a preparation of them: those are the backbone's
-    (:meth:`msa_utils.features.encoders.FrozenBackbone.prepare`), and the mean over the prepared image tokens
-    equals the mean over the encoder's own when they are average-pooled from a square grid.
-
-    Args:
-        text_states: (N, L, Dt) prepared text states.
-        text_mask: (N, L) 1 for real tokens, 0 for padding.
-        image_states: (N, Li', Di) prepared image states.
-
-    Returns:
-        (N, Dt + Di) float32 array.
-    """
+    """(N, Dt + Di) float32: per post, the masked mean of the prepared text states (N, L, Dt; mask
+    (N, L), 1 = token) next to the mean of the prepared image states (N, Li', Di). The probe's own
+    deliberately simple summary (for an average-pooled square grid the mean over prepared image
+    tokens equals the mean over the encoder's own)."""
     mask = text_mask.unsqueeze(-1).float()
     text = (text_states.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     image = image_states.float().mean(1)
@@ -51,13 +35,8 @@ def pooled_features(text_states: torch.Tensor, text_mask: torch.Tensor, image_st
 
 
 def pooled_feature_set(features: FeatureSet, batch_size: int = 1024) -> np.ndarray:
-    """:func:`pooled_features` of every post of ``features`` (prepared; tensors or a lazy cache),
-    ``batch_size`` posts at a time, so memory holds one batch of token states (the rows equal
-    those of one call on the whole set: every reduction is per post).
-
-    Returns:
-        ``(N, Dt + Di)`` float32 array, rows in the order of ``features``.
-    """
+    """:func:`pooled_features` of every post of ``features`` (tensors or a lazy cache), one batch of
+    ``batch_size`` posts in memory at a time; (N, Dt + Di), rows in the order of ``features``."""
     pooled = [pooled_features(rows.text_states, rows.text_mask, rows.image_states)
               for rows in features.batches(batch_size)]
     width = features.text_states.shape[-1] + features.image_states.shape[-1]
@@ -66,11 +45,9 @@ def pooled_feature_set(features: FeatureSet, batch_size: int = 1024) -> np.ndarr
 
 def _logistic_regression(balanced: bool, seed: int, cs: Sequence[float]) -> LogisticRegressionCV:
     """scikit-learn's ``LogisticRegressionCV``: L2, ``C`` from ``cs`` by 5-fold stratified CV on weighted F1."""
-    return LogisticRegressionCV(
-        Cs=list(cs), cv=5, scoring=make_scorer(f1_score, average="weighted", zero_division=0),
-        class_weight="balanced" if balanced else None, max_iter=2000,
-        l1_ratios=(0.0,), random_state=seed, use_legacy_attributes=False,
-    )
+    return LogisticRegressionCV(Cs=list(cs), cv=5, scoring=make_scorer(f1_score, average="weighted", zero_division=0),
+                                class_weight="balanced" if balanced else None, max_iter=2000, l1_ratios=(0.0,),
+                                random_state=seed, use_legacy_attributes=False)
 
 
 def fit_majority(train_y: np.ndarray) -> DummyClassifier:
@@ -81,43 +58,18 @@ def fit_majority(train_y: np.ndarray) -> DummyClassifier:
 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, balanced: bool = True, seed: int = 0,
                      cs: Sequence[float] = C_GRID) -> Pipeline:
-    """Logistic regression on pooled frozen features (:func:`pooled_features`): the bar a trained
-    fusion model has to clear.
-
-    Standardises the features (:class:`~sklearn.preprocessing.StandardScaler`), then fits
-    :class:`~sklearn.linear_model.LogisticRegressionCV` choosing ``C`` from ``cs`` by 5-fold
-    stratified cross-validation on ``train_x`` (weighted F1).
-
-    Args:
-        train_x: (N, D) features; train_y: (N,) class ids.
-        balanced: class weights ``N / (k * count(c))`` (scikit-learn's "balanced"), else none.
-        seed: random state of the solver.
-
-    Returns:
-        The fitted pipeline (``predict`` / ``predict_proba`` on (N', D); ``C_`` on its last step).
-
-    Raises:
-        ValueError: from scikit-learn, e.g. a single class in ``train_y``.
+    """The linear probe: standardised (N, D) features (:func:`pooled_features`) + logistic regression,
+    ``C`` from ``cs`` (:func:`_logistic_regression`), class weights "balanced" (``N / (k * count)``)
+    or none. Returns the fitted pipeline (``C_`` on its last step); ValueError from scikit-learn,
+    e.g. for a single class.
     """
     return make_pipeline(StandardScaler(), _logistic_regression(balanced, seed, cs)).fit(train_x, train_y)
 
 
 def fit_tfidf_probe(train_texts: Sequence[str], train_y: np.ndarray, *, seed: int = 0,
                     cs: Sequence[float] = C_GRID) -> Pipeline:
-    """Text only: TF-IDF of word uni- and bigrams + balanced logistic regression.
-
-    :class:`~sklearn.feature_extraction.text.TfidfVectorizer` (``ngram_range=(1, 2)``,
-    ``min_df=2``, ``sublinear_tf=True``) on the model's input texts (cleaned, translated), then
-    :class:`~sklearn.linear_model.LogisticRegressionCV` as in :func:`fit_linear_probe` (balanced).
-
-    Args:
-        train_texts: (N,) texts (empty strings allowed); train_y: (N,) class ids.
-
-    Returns:
-        The fitted pipeline (``predict`` / ``predict_proba`` on a list of texts).
-
-    Raises:
-        ValueError: from scikit-learn, e.g. no word occurring twice in ``train_texts``.
-    """
+    """Text only: TF-IDF of word uni- and bigrams (``min_df=2``, sublinear tf) of the model's input
+    texts + balanced :func:`_logistic_regression`; ValueError from scikit-learn, e.g. when no word
+    occurs twice."""
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     return make_pipeline(vectorizer, _logistic_regression(True, seed, cs)).fit(list(train_texts), train_y)

@@ -1,12 +1,6 @@
-"""The study's prediction files for ``test_without_label.txt``.
-
-:func:`write_test_predictions` writes a file in ``test_without_label.txt``'s own format from a
-model's class probabilities of the unlabelled part, and ``predictions/unpredicted.csv`` naming
-every guid that was not predicted; :func:`write_selected_predictions` chooses the model on
-validation. The study writes two: ``test_predictions.txt`` from the model
-chosen on validation (notebook 06) and ``test_predictions_paper_recipe.txt`` from the paper's
-recipe (notebook 04). (Every model's probabilities of every part are in ``predictions/runs/``,
-:mod:`msa_utils.experiments.variants`.)
+"""The study's prediction files for ``test_without_label.txt``: ``test_predictions.txt`` from the
+model chosen on validation (notebook 06) and ``test_predictions_paper_recipe.txt`` from the paper's
+recipe (notebook 04). (Every model's probabilities of every part: ``predictions/runs/``.)
 """
 
 from __future__ import annotations
@@ -28,32 +22,15 @@ from msa_utils.experiments.variants import VARIANTS
 
 
 SELECTION_FILE = "selection.json"
-"""Written under ``metrics/`` by :func:`write_selected_predictions`: the model chosen on validation."""
+"""Under ``metrics/``: the model chosen on validation (:func:`write_selected_predictions`)."""
 
 
 def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np.ndarray,
                            filename: str = "test_predictions.txt") -> pd.DataFrame:
-    """Write ``predictions/<filename>`` for every post of ``test_without_label.txt``.
-
-    The file has ``test_without_label.txt``'s own format: header ``guid,tag``, one row per guid
-    written in that file (each once, in the file's order), tags ``positive|negative|neutral``.
-    A guid that was not predicted keeps the tag ``null`` and is listed in
-    ``predictions/unpredicted.csv`` with the reasons from the data report: a post the model
-    cannot read (no usable text or image), a guid excluded from the test split (also in
-    ``train.txt``, or listed twice with different tags), or one left out of a smoke sample.
-
-    Args:
-        data: the study data (its unlabelled part: the usable posts of ``test_without_label.txt``).
-        guids: ``(N,)`` the predicted posts: every post of the unlabelled part, in any order.
-        probabilities: ``(N, 3)`` class probabilities (or logits) of ``guids``, e.g. the mean
-            over a variant's seeds (:func:`msa_utils.experiments.claims.mean_probabilities`).
-        filename: the file's name under ``predictions/``.
-
-    Returns:
-        The written table (``guid``, ``tag``).
-
-    Raises:
-        ValueError: if ``guids`` are not the unlabelled part's posts, or ``probabilities`` is not ``(N, 3)``.
+    """Write ``predictions/<filename>`` in ``test_without_label.txt``'s own format (``guid,tag``, its
+    guids in its order) from ``probabilities`` (N, 3) of ``guids`` (N,), the unlabelled part's posts
+    in any order, and ``predictions/unpredicted.csv``: the guids left at tag ``null``, with the data
+    report's reasons. Returns the written table; ValueError for other guids or a bad shape.
     """
     paths = data.cfg.paths
     probabilities = np.asarray(probabilities)
@@ -67,7 +44,7 @@ def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np
     io.write_csv(paths.predictions / filename, table)
     missing = [g for g in guids if g not in tags]
     report = DataReport.load(paths.data_report).to_frame()
-    why = report["guid"].isin(missing) & ((report["action"] == "excluded") | (report["reason"] == reasons.NOT_IN_SAMPLE))
+    why = report["guid"].isin(missing) & (report["action"].eq("excluded") | report["reason"].eq(reasons.NOT_IN_SAMPLE))
     why_by_guid = report[why].groupby("guid")["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
     io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame(
         {"guid": missing, "reason": [why_by_guid.get(g, "not usable (see data_report.csv)") for g in missing]}))
@@ -75,21 +52,10 @@ def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np
 
 
 def write_selected_predictions(data: StudyData) -> dict:
-    """Write ``test_predictions.txt`` from the model chosen on VALIDATION, and say which.
-
-    The variant with the best mean validation weighted F1 over its seeds
-    (:func:`msa_utils.experiments.claims.choose_model`; the test part plays no part in the choice) predicts
-    with the mean of its seeds' class probabilities (:func:`msa_utils.experiments.claims.mean_probabilities`).
-    Also writes ``metrics/selection.json`` (:data:`SELECTION_FILE`): the model, its title, its
-    seeds, its mean validation weighted F1, and the test-part scores of the seed average
-    (reported, never used to choose).
-
-    Returns:
-        The content of ``metrics/selection.json``.
-
-    Raises:
-        FileNotFoundError: if no variant has run (notebooks 04-06).
-    """
+    """Write ``test_predictions.txt`` from the seeds' mean probabilities of the variant chosen on
+    VALIDATION (:func:`~msa_utils.experiments.claims.choose_model`) and ``metrics/selection.json``
+    (model, title, seeds, validation weighted F1, test scores: reported, never used to choose);
+    return that content. FileNotFoundError if no variant has run."""
     paths = data.cfg.paths
     name = claims.choose_model(paths)
     runs = claims.load_runs(paths, [name])

@@ -1,9 +1,6 @@
-"""Tables and figures of the data exploration (notebook ``01_explore``).
-
-Each ``*_figure`` function takes the post table (:func:`msa_utils.data.posts.build_posts`, the
-columns named in its docstring) and returns a ``matplotlib.figure.Figure``; each
-``*_table``/``*_counts`` function returns a small DataFrame/Series. Figures are written with
-:func:`msa_utils.report.plots.save_figure`, which closes them.
+"""Tables and figures of the data exploration (notebook ``01_explore``), from the post table
+(:func:`msa_utils.data.posts.build_posts`; a missing column raises KeyError). Figures are written
+with :func:`msa_utils.report.plots.save_figure`.
 """
 
 from __future__ import annotations
@@ -23,9 +20,6 @@ from msa_utils.io import hashing
 from msa_utils.data.images import ImageLoadError, load_image
 from msa_utils.data.post_text import draw_post_text
 
-SPLIT_ORDER = ("train", "test")
-
-
 def class_balance_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Posts per split and tag, with the share of each tag within its split [%].
 
@@ -33,24 +27,13 @@ def class_balance_table(frame: pd.DataFrame) -> pd.DataFrame:
     """
     counts = frame.groupby(["split", "tag"], sort=False).size().rename("posts").reset_index()
     counts["share_pct"] = (100 * counts["posts"] / counts.groupby("split")["posts"].transform("sum")).round(1)
-    order = {t: i for i, t in enumerate(LABELS)}
-    counts["_split"] = counts["split"].map({s: i for i, s in enumerate(SPLIT_ORDER)}).fillna(len(SPLIT_ORDER))
-    counts["_tag"] = counts["tag"].map(order).fillna(len(order))
+    counts["_split"] = counts["split"].map({"train": 0, "test": 1}).fillna(2)
+    counts["_tag"] = counts["tag"].map({t: i for i, t in enumerate(LABELS)}).fillna(len(LABELS))
     return counts.sort_values(["_split", "_tag"]).drop(columns=["_split", "_tag"]).reset_index(drop=True)
 
 
 def class_balance_figure(frame: pd.DataFrame) -> Figure:
-    """Bar chart of the labelled (train) posts per class, with counts and shares on the bars.
-
-    Args:
-        frame: posts with columns ``split`` and ``tag``; only ``split == "train"`` rows count.
-
-    Returns:
-        The figure: y label ``posts``, title ``Class balance of train.txt (n=<posts>)``.
-
-    Raises:
-        KeyError: if a column is missing.
-    """
+    """Bars of the ``train`` posts per tag, annotated with counts and shares."""
     counts = frame.loc[frame["split"] == "train", "tag"].value_counts().reindex(LABELS, fill_value=0)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     bars = ax.bar(counts.index, counts.to_numpy(), color=["tab:green", "tab:red", "tab:gray"])
@@ -71,24 +54,10 @@ def text_lengths(frame: pd.DataFrame, column: str = "text_raw") -> pd.DataFrame:
 
 
 def text_length_figure(frame: pd.DataFrame, columns: tuple[str, ...] = ("text_raw", "text_clean")) -> Figure:
-    """Histograms of text length in characters (left) and whitespace tokens (right), one outline per column.
-
-    Drawn with ``seaborn.histplot`` on shared bins (one bin per token count on the right), so the
-    columns compare bin by bin. Columns absent from ``frame`` are skipped.
-
-    Args:
-        frame: posts, with the text columns named in ``columns``.
-        columns: text columns to compare (legend: column and median length).
-
-    Returns:
-        The figure: x labels ``characters`` and ``whitespace tokens``, y label ``posts``,
-        title ``Text length``.
-    """
+    """Step histograms of text length in characters (left) and whitespace tokens (right, one bin per
+    count), one outline per column of ``columns`` present in ``frame`` (legend: its median)."""
     present = [c for c in columns if c in frame.columns]
-    parts = []
-    for column in present:
-        lengths = text_lengths(frame, column)
-        parts.append(lengths.assign(text=column))
+    parts = [text_lengths(frame, column).assign(text=column) for column in present]
     long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"chars": [], "tokens": [], "text": []})
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, unit, xlabel in zip(axes, ("chars", "tokens"), ("characters", "whitespace tokens")):
@@ -119,19 +88,8 @@ def language_counts(frame: pd.DataFrame, column: str = "lang") -> pd.Series:
 
 
 def language_figure(frame: pd.DataFrame, column: str = "lang", top: int = 15) -> Figure:
-    """Horizontal bars of the non-English languages detected (``en`` and ``und`` in the title).
-
-    Args:
-        frame: posts with a language-code column.
-        column: that column's name.
-        top: at most this many languages are drawn, largest first.
-
-    Returns:
-        The figure: x label ``posts``.
-
-    Raises:
-        KeyError: if ``column`` is missing.
-    """
+    """Horizontal bars of the ``top`` non-English languages of ``column`` (``en`` and ``und`` counts in
+    the title)."""
     counts = language_counts(frame, column)
     other = counts.drop(["en", "und"], errors="ignore").head(top)
     fig, ax = plt.subplots(figsize=(5, 0.3 * max(len(other), 3) + 1))
@@ -143,17 +101,7 @@ def language_figure(frame: pd.DataFrame, column: str = "lang", top: int = 15) ->
 
 
 def image_size_figure(frame: pd.DataFrame) -> Figure:
-    """Histograms of image width, height [px] and size [megapixels].
-
-    Args:
-        frame: posts with columns ``width`` and ``height`` (missing sizes are skipped).
-
-    Returns:
-        The figure: three axes with x labels ``width [px]``, ``height [px]``, ``megapixels``.
-
-    Raises:
-        KeyError: if a column is missing.
-    """
+    """Histograms of image width, height [px] and megapixels (rows without a size skipped)."""
     sizes = frame[["width", "height"]].dropna().astype(float)
     megapixels = sizes["width"] * sizes["height"] / 1e6
     fig, axes = plt.subplots(1, 3, figsize=(10, 3))
@@ -172,37 +120,20 @@ def encoding_counts(frame: pd.DataFrame) -> pd.Series:
     return frame["encoding"].value_counts().rename("posts")
 
 
-def file_hashes(frame: pd.DataFrame, data_dir: str | os.PathLike, column: str = "image_file") -> pd.Series:
-    """SHA-256 of each file named in ``column`` (relative to ``data_dir``); ``None`` if it is not a
-    regular file (:func:`msa_utils.io.hashing.file_hashes`)."""
-    hashes = hashing.file_hashes(Path(data_dir) / rel for rel in frame[column])
-    return pd.Series(hashes, index=frame.index, name="sha256", dtype=object)
-
-
 def duplicate_summary(frame: pd.DataFrame, data_dir: str | os.PathLike) -> pd.DataFrame:
-    """Counts of duplicated content among the posts of ``frame``.
-
-    Rows: groups of identical raw texts (non-empty), posts in them, those groups whose train
-    labels conflict; groups of byte-identical images (SHA-256), posts in them, those whose
-    train labels conflict. Column ``count``.
-    """
-    def groups(keys: pd.Series) -> tuple[int, int, int]:
+    """Column ``count``: groups of identical non-empty raw texts, posts in them, groups whose train
+    labels conflict; the same for byte-identical images (SHA-256 of ``image_file`` under ``data_dir``)."""
+    counts = {}
+    hashes = pd.Series(hashing.file_hashes(Path(data_dir) / rel for rel in frame["image_file"]), index=frame.index,
+                       dtype=object)
+    for kind, keys in (("text", frame["text_raw"]), ("image", hashes)):
         keyed = frame.assign(_key=keys)
-        keyed = keyed[keyed["_key"].notna() & (keyed["_key"] != "")]
-        dup = keyed[keyed["_key"].duplicated(keep=False)]
+        dup = keyed[keyed["_key"].notna() & (keyed["_key"] != "")]
+        dup = dup[dup["_key"].duplicated(keep=False)]
         labels = dup[dup["split"] == "train"].groupby("_key")["label"].nunique()
-        return dup["_key"].nunique(), len(dup), int((labels > 1).sum())
-
-    text_groups, text_posts, text_conflicts = groups(frame["text_raw"])
-    image_groups, image_posts, image_conflicts = groups(file_hashes(frame, data_dir))
-    return pd.DataFrame({"count": {
-        "identical-text groups": text_groups,
-        "posts in identical-text groups": text_posts,
-        "identical-text groups with conflicting labels": text_conflicts,
-        "identical-image groups": image_groups,
-        "posts in identical-image groups": image_posts,
-        "identical-image groups with conflicting labels": image_conflicts,
-    }})
+        counts |= {f"identical-{kind} groups": dup["_key"].nunique(), f"posts in identical-{kind} groups": len(dup),
+                   f"identical-{kind} groups with conflicting labels": int((labels > 1).sum())}
+    return pd.DataFrame({"count": counts})
 
 
 def example_posts(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFrame:
@@ -210,31 +141,15 @@ def example_posts(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFram
     pool = frame[(frame["split"] == "train") & frame["image_ok"]]
     rng = np.random.default_rng(seed)
     per_class = [pool[pool["tag"] == tag].sample(frac=1, random_state=int(rng.integers(2**31))) for tag in LABELS]
-    picked = []
-    for i in range(n):
-        for group in per_class:
-            if len(picked) < n and i < len(group):
-                picked.append(group.iloc[i])
-    return pd.DataFrame(picked)
+    return pd.DataFrame([group.iloc[i] for i in range(n) for group in per_class if i < len(group)][:n])
 
 
 def example_grid_figure(frame: pd.DataFrame, data_dir: str | os.PathLike, n: int = 8, seed: int = 0,
                         columns: int = 4, wrap: int = 34, text_column: str = "text_raw") -> Figure:
-    """A grid of ``n`` example posts: image, label (title) and wrapped text (below, <= 5 lines).
-
-    The texts are drawn as written (:func:`msa_utils.data.post_text.draw_post_text`: ``$`` is not
-    math, fonts fall back for CJK and symbols); characters no installed font has are drawn as
-    ``□`` and counted in the figure's footnote.
-
-    Args:
-        frame: posts with columns ``split``, ``tag``, ``guid``, ``image_ok``, ``image_file``
-            and ``text_column`` (drawn by :func:`example_posts` with ``n`` and ``seed``).
-        data_dir: folder the ``image_file`` paths are relative to.
-        columns: panels per row; wrap: characters per text line.
-
-    Returns:
-        The figure (one panel per post, empty panels hidden).
-    """
+    """A grid of :func:`example_posts` (``columns`` panels a row): image (relative to ``data_dir``),
+    tag and guid, and ``text_column`` wrapped at ``wrap`` characters (<= 5 lines), drawn as written
+    (:func:`msa_utils.data.post_text.draw_post_text`); characters no installed font has are drawn
+    as ``□`` and counted in a footnote."""
     examples = example_posts(frame, n, seed)
     rows = max(1, -(-len(examples) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 4.0 * rows), squeeze=False)

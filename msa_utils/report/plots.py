@@ -1,17 +1,7 @@
-"""The study's figures: training curves with seed bands (the paper's Figures 3-5), test scores per
-model, the claims' intervals, confusion matrix.
-
-Every figure function returns a :class:`matplotlib.figure.Figure` and draws with the current
-matplotlib/seaborn settings (notebooks call :func:`set_style` first, through :func:`msa_utils.runner.notebook.setup`).
-:func:`save_figure` is the one way the study writes a figure: an atomic PNG without the
-matplotlib version in its metadata, after which the figure is closed. A notebook shows the saved
-file, so what the reader sees is exactly what was written::
-
-    from IPython.display import Image, display
-    display(Image(filename=plots.save_figure(fig, paths.figures / "07_scores.png")))
-
-Every figure is deterministic: the same inputs and settings give the same PNG bytes (the
-bootstrap intervals are seeded).
+"""The study's figures (training curves with seed bands as the paper's Figures 3-5, test scores,
+the claims' intervals, a confusion matrix, class counts), drawn with :func:`set_style`'s settings.
+A notebook writes each with :func:`save_figure` and shows the saved file, which the same inputs
+give byte for byte: ``display(Image(filename=plots.save_figure(fig, path)))``.
 """
 
 from __future__ import annotations
@@ -30,7 +20,7 @@ from msa_utils import io
 from msa_utils.config.labels import LABELS
 
 CURVES = {
-    "loss": ("val_loss", "validation loss (cross-entropy)"),
+    "loss": ("val_loss", "loss (cross-entropy)"),  # with the training loss
     "accuracy": ("val_accuracy", "validation accuracy"),
     "f1": ("val_weighted_f1", "validation weighted F1"),
 }
@@ -47,26 +37,9 @@ def set_style() -> None:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically, then close it; return the path.
-
-    The write goes through :func:`msa_utils.io.atomic_path` (parent folders created; an
-    interrupted save leaves no partial file). The PNG's ``Software`` text chunk is left out, so
-    the bytes do not depend on the matplotlib version string. The figure is closed afterwards
-    (also when saving fails) so that a notebook does not accumulate open figures and the inline
-    backend does not show it a second time; display the saved file instead, e.g.
-    ``display(Image(filename=save_figure(fig, path)))``.
-
-    Args:
-        fig: the figure to write.
-        path: destination ``.png`` file.
-        dpi: resolution in dots per inch.
-
-    Returns:
-        ``path`` as a :class:`pathlib.Path`.
-
-    Raises:
-        OSError: if the file cannot be written (``path`` is then left untouched).
-    """
+    """Write ``fig`` as PNG to ``path`` atomically (:func:`msa_utils.io.atomic_path`), without the
+    matplotlib version in its metadata, then close it (also on failure, so that the inline backend
+    does not show it twice); return ``path``. OSError leaves ``path`` untouched."""
     path = Path(path)
     try:
         with io.atomic_path(path) as tmp:
@@ -76,47 +49,33 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
     return path
 
 
+def _epoch_axis(ax, label: str) -> None:
+    """x label ``epoch`` with integer ticks, y label ``label``, a light grid."""
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+
+
 def training_curve(histories: dict[str, pd.DataFrame], metric: str, titles: dict[str, str]) -> Figure:
-    """Validation curves against the epoch, mean ± standard deviation over seeds (the paper's
-    Figures 3, 4, 5, with seed bands).
-
-    Drawn with ``seaborn.lineplot`` (colour = model, ``errorbar="sd"``: the band is one standard
-    deviation over the seeds that ran that epoch; early stopping ends seeds at different epochs).
-    The loss plot adds the training loss, dashed. Each legend entry gives the kept (best
-    validation) epoch of every seed.
-
-    Args:
-        histories: model name -> the rows of ``metrics/runs/<model>_history.csv`` (columns
-            ``seed``, ``epoch``, ``train_loss``, ``val_loss``, ``val_accuracy``,
-            ``val_weighted_f1``), in legend order.
-        metric: ``"loss"``, ``"accuracy"`` or ``"f1"``.
-        titles: model name -> legend label (the name where it has none).
-
-    Returns:
-        The figure: x label ``epoch``; y label from :data:`CURVES` (``"loss (cross-entropy)"``
-        on the loss plot, which shows both splits).
+    """Validation ``metric`` (a key of :data:`CURVES`) per epoch of each model of ``histories`` (name ->
+    rows of ``<model>_history.csv``, in legend order; legend labels from ``titles``), mean ± one
+    standard deviation over the seeds that ran the epoch; the loss plot adds the training loss,
+    dashed; the legend gives each seed's best validation epoch.
 
     Raises:
-        KeyError: for an unknown ``metric`` or a missing history column.
-        ValueError: if ``histories`` is empty.
+        KeyError: for an unknown ``metric`` or a missing column; ValueError: if ``histories`` is empty.
     """
     column, label = CURVES[metric]
-    if metric == "loss":
-        label = "loss (cross-entropy)"
     if not histories:
         raise ValueError("no training histories to plot")
-    names = []
-    rows = []
+    names, rows = [], []
     for name, history in histories.items():
         best = history.loc[history.groupby("seed")["val_weighted_f1"].idxmax(), "epoch"].astype(int).tolist()
-        title = f"{titles.get(name, name)} (best epochs {', '.join(map(str, best))})"
-        names.append(title)
-        rows.append(pd.DataFrame({"epoch": history["epoch"].astype(int), "value": history[column].astype(float),
-                                  "model": title, "split": "validation"}))
-        if metric == "loss":
-            rows.append(pd.DataFrame({"epoch": history["epoch"].astype(int),
-                                      "value": history["train_loss"].astype(float), "model": title,
-                                      "split": "training"}))
+        names.append(f"{titles.get(name, name)} (best epochs {', '.join(map(str, best))})")
+        for split, values in (("validation", column), ("training", "train_loss"))[:2 if metric == "loss" else 1]:
+            rows.append(pd.DataFrame({"epoch": history["epoch"].astype(int), "value": history[values].astype(float),
+                                      "model": names[-1], "split": split}))
     long = pd.concat(rows, ignore_index=True)
     fig, ax = plt.subplots(figsize=(8.2, 3.9))
     sns.lineplot(data=long, x="epoch", y="value", hue="model", hue_order=names,
@@ -124,36 +83,35 @@ def training_curve(histories: dict[str, pd.DataFrame], metric: str, titles: dict
                  style_order=["validation", "training"] if metric == "loss" else None,
                  marker="o", dashes=True, errorbar="sd", ax=ax)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(label)
+    _epoch_axis(ax, label)
     ax.set_title(f"{label[0].upper()}{label[1:]} per epoch (mean ± std over seeds)", fontsize=11)
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def run_curve(history: pd.DataFrame, title: str) -> Figure:
+    """One run's training and validation loss (left) and validation weighted F1 (right) per epoch,
+    its best validation epoch marked; ``history``: one seed's rows of ``<model>_history.csv``."""
+    best = int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"])
+    fig, (loss, f1) = plt.subplots(1, 2, figsize=(9, 3.4))
+    loss.plot(history["epoch"], history["train_loss"], "o--", label="training")
+    loss.plot(history["epoch"], history["val_loss"], "o-", label="validation")
+    loss.legend(fontsize=8)
+    f1.plot(history["epoch"], history["val_weighted_f1"], "o-", color="tab:green")
+    for ax, label in ((loss, CURVES["loss"][1]), (f1, CURVES["f1"][1])):
+        ax.axvline(best, color="0.5", linestyle=":", linewidth=1)
+        _epoch_axis(ax, label)
+    fig.suptitle(f"{title}: best validation epoch {best}", fontsize=11)
     fig.tight_layout()
     return fig
 
 
 def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, str],
                  baselines: pd.DataFrame | None = None) -> Figure:
-    """Test accuracy and weighted F1 of each model: every seed, their mean ± std, the paper's value.
-
-    ``seaborn.pointplot`` (``errorbar="sd"``) of the per-seed scores with the seeds as dots
-    (``seaborn.stripplot``); an open black diamond marks the paper's value where it reports one;
-    the baselines (deterministic, one value) are dashed horizontal lines.
-
-    Args:
-        runs: per-seed rows (``metrics/runs/<variant>.csv``: ``variant``, ``test_accuracy``,
-            ``test_weighted_f1``), in plot order.
-        paper: variant -> ``{"accuracy", "weighted_f1"}`` (e.g. :data:`msa_utils.report.summary.PAPER`).
-        titles: variant -> tick label.
-        baselines: optional ``metrics/baselines.csv`` rows (index: baseline; ``title``,
-            ``test_accuracy``, ``test_weighted_f1``) drawn as lines.
-
-    Returns:
-        The figure: two axes, ``"accuracy"`` and ``"weighted F1"``.
-
-    Raises:
-        ValueError: if ``runs`` is empty.
+    """Test accuracy and weighted F1 of each model of ``runs`` (per-seed rows, in plot order; tick
+    labels from ``titles``): every seed, mean ± std, the ``paper``'s value (variant -> ``{"accuracy",
+    "weighted_f1"}``); ``baselines`` rows (``title``, ``test_*``) as horizontal lines. ValueError if
+    ``runs`` is empty.
     """
     if len(runs) == 0:
         raise ValueError("no runs to plot")
@@ -191,19 +149,8 @@ def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, s
 
 
 def claims_chart(claims: pd.DataFrame) -> Figure:
-    """Each claim's paired difference on the test part with its 95% interval, coloured by verdict.
-
-    Args:
-        claims: :func:`msa_utils.experiments.claims.claims_table` (columns ``id``, ``claim``, ``difference``,
-            ``low``, ``high``, ``verdict``); rows without a difference (the best epochs, claims not
-            tested) are left out.
-
-    Returns:
-        The figure: one horizontal interval per claim, a vertical line at 0.
-
-    Raises:
-        ValueError: if no row has a difference.
-    """
+    """Each claim's difference (:func:`msa_utils.experiments.claims.claims_table`) with its interval,
+    coloured by verdict; ValueError if no row has a difference."""
     shown = claims.dropna(subset=["difference"]).reset_index(drop=True)
     if len(shown) == 0:
         raise ValueError("no claim with a difference to plot")
@@ -228,30 +175,15 @@ def claims_chart(claims: pd.DataFrame) -> Figure:
 
 
 def confusion_matrix_plot(matrix: np.ndarray, title: str = "") -> Figure:
-    """A (3, 3) confusion matrix as a ``seaborn.heatmap`` of row shares, annotated with counts and shares.
-
-    Rows are the gold classes, columns the predicted ones, both in :data:`msa_utils.LABELS`
-    order (as :func:`msa_utils.train.metrics.confusion` returns them). The colour is the share of the
-    gold row (0-1, so the diagonal reads as per-class recall); each cell shows ``count`` and
-    ``share``. A row without posts shows 0 %.
-
-    Args:
-        matrix: (3, 3) non-negative counts.
-        title: axes title; a second line ``(n = <total>)`` is added.
-
-    Returns:
-        The figure: x label ``predicted``, y label ``gold``.
-
-    Raises:
-        ValueError: if ``matrix`` is not (3, 3) or has negative entries.
-    """
+    """A (3, 3) count matrix (rows gold, columns predicted) as a heatmap of row shares (the diagonal
+    reads as recall), cells annotated with count and share, ``title`` over ``(n = <total>)``;
+    ValueError if it is not (3, 3) or has negative entries."""
     matrix = np.asarray(matrix)
     if matrix.shape != (len(LABELS), len(LABELS)) or (matrix < 0).any():
         raise ValueError(f"need a non-negative ({len(LABELS)}, {len(LABELS)}) count matrix, got shape {matrix.shape}")
     matrix = matrix.astype(np.int64)
     shares = matrix / matrix.sum(1, keepdims=True).clip(min=1)
-    annot = np.array([[f"{matrix[i, j]}\n{shares[i, j]:.0%}" for j in range(matrix.shape[1])]
-                      for i in range(matrix.shape[0])])
+    annot = np.array([[f"{n}\n{share:.0%}" for n, share in zip(*row)] for row in zip(matrix, shares)])
     fig, ax = plt.subplots(figsize=(4.8, 3.9))
     sns.heatmap(pd.DataFrame(shares, index=list(LABELS), columns=list(LABELS)), annot=annot, fmt="",
                 cmap="Blues", vmin=0.0, vmax=1.0, square=True, linewidths=0.5, linecolor="white",
@@ -266,18 +198,8 @@ def confusion_matrix_plot(matrix: np.ndarray, title: str = "") -> Figure:
 
 
 def class_counts_chart(table: pd.DataFrame) -> Figure:
-    """Bars of class counts before and after re-sampling, per class.
-
-    Args:
-        table: one row per class (index = class name) with columns ``before`` (posts in the
-            training split) and ``after`` (posts drawn for one re-sampled epoch).
-
-    Returns:
-        The figure: y label ``posts``.
-
-    Raises:
-        KeyError: if a column is missing.
-    """
+    """Bars per class (``table``'s index) of ``before`` (training split) and ``after`` (one
+    re-sampled epoch) counts."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["before"], 0.4, label="training split")

@@ -1,9 +1,6 @@
-"""``REPORT.md`` and the README's results block, built only from the files the notebooks wrote.
-
-Notebooks 04-06 write every run's scores and predictions (:mod:`msa_utils.experiments.variants`), notebook 06
-the claims (:mod:`msa_utils.experiments.claims`: ``metrics/claims.csv``, ``claims.md``) and the choice of
-model (``metrics/selection.json``); this module reads them back, puts the paper's numbers beside
-ours and writes the report.
+"""``REPORT.md`` and the README's results block, built only from the files notebooks 04-06 wrote
+(runs and predictions, ``metrics/claims_table.csv``, ``metrics/selection.json``), with the
+paper's numbers beside ours.
 """
 
 from __future__ import annotations
@@ -23,35 +20,17 @@ from msa_utils.experiments.predict import SELECTION_FILE
 from msa_utils.config.profiles import PROFILES, REPO_ROOT, Profile, StudyPaths
 from msa_utils.io.tables import markdown_table, mean_std
 
-PAPER = {
-    "full": {"accuracy": 0.73, "weighted_f1": 0.73},
-    "no_image": {"accuracy": 0.63, "weighted_f1": 0.62},
-    "no_text": {"accuracy": 0.70, "weighted_f1": 0.70},
-}
+PAPER = {"full": {"accuracy": 0.73, "weighted_f1": 0.73}, "no_image": {"accuracy": 0.63, "weighted_f1": 0.62},
+         "no_text": {"accuracy": 0.70, "weighted_f1": 0.70}}
 """The paper's reported accuracy and weighted F1 (on its own validation split)."""
 
 
 def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Posts per class in each labelled part, and the usable unlabelled posts.
-
-    Args:
-        posts: the post table (:func:`msa_utils.data.posts.load_posts`).
-        split: ``{"train", "val", "test"}`` guid arrays (:func:`msa_utils.data.splits.load_split`).
-
-    Returns:
-        Rows ``positive, negative, neutral, total``; columns ``train``, ``val``, ``test`` (posts
-        per class) and ``unlabelled`` (the usable posts of ``test_without_label.txt``, in the
-        ``total`` row only: they have no label).
-
-    Raises:
-        KeyError: if a guid of the split is not in ``posts``.
-    """
-    labelled = posts.set_index("guid")
-    columns = {}
-    for part in ("train", "val", "test"):
-        labels = labelled.loc[split[part], "label"].astype(int)
-        columns[part] = labels.value_counts().reindex(range(len(LABELS)), fill_value=0).to_numpy()
-    table = pd.DataFrame(columns, index=list(LABELS))
+    """Posts per class (rows ``positive, negative, neutral, total``) in the ``train``, ``val`` and
+    ``test`` guids of ``split``, and the usable ``unlabelled`` posts (``total`` row only)."""
+    labels, ids = posts.set_index("guid")["label"], range(len(LABELS))
+    table = pd.DataFrame({part: labels.loc[split[part]].astype(int).value_counts().reindex(ids, fill_value=0).to_numpy()
+                          for part in ("train", "val", "test")}, index=list(LABELS))
     table.loc["total"] = table.sum()
     unlabelled = posts[(posts["split"] == "test") & usable(posts)]
     table["unlabelled"] = [0] * len(LABELS) + [len(unlabelled)]
@@ -59,27 +38,16 @@ def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFr
 
 
 def main_table(paths: StudyPaths) -> pd.DataFrame:
-    """Every model's test scores (mean ± std over seeds, n) and validation weighted F1, the paper's beside.
-
-    Columns: ``model, n, test accuracy, test weighted F1, test macro F1, val weighted F1,
-    paper accuracy, paper weighted F1`` (the paper's where it reports the model).
-    """
+    """Every model's test scores and validation weighted F1 (mean ± std over its n seeds), with the
+    paper's accuracy and weighted F1 where it reports the model."""
     table = claims.results_table(paths)
     out = pd.DataFrame({"model": table["title"], "n": table["n"].astype(int)})
-    for part, metric, column in (("test", "accuracy", "test accuracy"), ("test", "weighted_f1", "test weighted F1"),
-                                 ("test", "macro_f1", "test macro F1"), ("val", "weighted_f1", "val weighted F1")):
-        out[column] = [mean_std(m, s, n) for m, s, n in
-                       zip(table[f"{part}_{metric}_mean"], table[f"{part}_{metric}_std"], table["n"])]
-    out["paper accuracy"] = [PAPER.get(name, {}).get("accuracy") for name in table.index]
-    out["paper weighted F1"] = [PAPER.get(name, {}).get("weighted_f1") for name in table.index]
+    for column in ("test accuracy", "test weighted F1", "test macro F1", "val weighted F1"):
+        key = column.replace(" ", "_").replace("F1", "f1")
+        out[column] = [mean_std(*v) for v in zip(table[f"{key}_mean"], table[f"{key}_std"], table["n"])]
+    for metric, column in (("accuracy", "paper accuracy"), ("weighted_f1", "paper weighted F1")):
+        out[column] = [PAPER.get(name, {}).get(metric) for name in table.index]
     return out.reset_index(drop=True)
-
-
-def changed_settings(cfg: Profile) -> dict:
-    """The fields of ``cfg`` that differ from its named profile (``--set`` overrides), except the
-    results and cache folders."""
-    default = PROFILES[cfg.name].to_dict()
-    return {k: v for k, v in cfg.to_dict().items() if v != default[k] and k not in ("results_dir", "cache_dir")}
 
 
 def protocol_text(cfg: Profile, counts: pd.DataFrame) -> str:
@@ -105,97 +73,61 @@ def protocol_text(cfg: Profile, counts: pd.DataFrame) -> str:
 
 def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame, test_counts: pd.Series,
                  claims_table: pd.DataFrame) -> Path:
-    """Write ``<results_dir>/REPORT.md``: protocol, results ours beside the paper's, the claims, data, figures.
-
-    Args:
-        cfg: the profile of the run.
-        data_summary: :meth:`msa_utils.data.data_report.DataReport.summary` of the run.
-        counts: :func:`split_counts`.
-        test_counts: predicted tag -> number of posts in ``test_predictions.txt``.
-        claims_table: :func:`msa_utils.experiments.claims.claims_table`.
-
-    Returns:
-        The path written.
-    """
+    """Write ``<results_dir>/REPORT.md`` from the run's files, the data report's ``data_summary``,
+    :func:`split_counts`, the predicted tags' ``test_counts`` and the claims table; return its path."""
     paths = cfg.paths
-    backbone = io.read_json(paths.metrics / BACKBONE_FILE)["description"]
     selection = io.read_json(paths.metrics / SELECTION_FILE)
     runs = claims.load_runs(paths, ["full"])
-    changed = changed_settings(cfg)
-    command = " ".join([f"msa-study --profile {cfg.name}",
-                        *(f"--set {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in changed.items())])
+    default = PROFILES[cfg.name].to_dict()  # --set overrides, except the results and cache folders:
+    command = " ".join([f"msa-study --profile {cfg.name}", *(
+        f"--set {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in cfg.to_dict().items()
+        if v != default[k] and k not in ("results_dir", "cache_dir"))])
     data_dir = Path(cfg.data_dir)
     data_dir = data_dir.relative_to(REPO_ROOT) if data_dir.is_relative_to(REPO_ROOT) else data_dir
     stopping = (f"Early stopping on validation weighted F1, patience {cfg.patience}" if cfg.early_stopping
                 else f"No early stopping ({cfg.max_epochs} epochs, the last kept)")
-    lines = [
+    sections = [
         f"# Results: multimodal sentiment analysis, profile `{cfg.name}`",
-        "",
-        f"Produced by `{command}` (notebooks 01-07) on `{data_dir}`. Backbone: {backbone}.",
-        "",
+        f"Produced by `{command}` (notebooks 01-07) on `{data_dir}`. "
+        f"Backbone: {io.read_json(paths.metrics / BACKBONE_FILE)['description']}.",
         protocol_text(cfg, counts),
-        "",
         "## The paper's claims (held-out test part)",
-        "",
         claims.claims_markdown(claims_table),
-        "",
         f"Verdicts on weighted F1: *supported* when the 95% interval of the difference excludes 0 in the "
         f"paper's direction, *contradicted* when it excludes 0 in the other, else *inconclusive*; \"does as well\" "
         f"claims are non-inferiority tests with a margin of {claims.NON_INFERIORITY_MARGIN}; 1a asks whether our "
         f"interval reaches the paper's figure; 1b whether every seed's best epoch is one of the paper's strongest "
         f"({', '.join(map(str, claims.PAPER_STRONGEST_EPOCHS))}).",
-        "",
         "## Every model (test part: mean ± std over seeds; n seeds)",
-        "",
         markdown_table(main_table(paths)),
-        "",
         "## The paper's recipe, seed by seed",
-        "",
         markdown_table(runs[["seed", "best_epoch", "epochs_run", "mean_epoch_seconds", "val_weighted_f1",
                              "test_accuracy", "test_weighted_f1", "test_macro_f1"]]),
-        "",
         f"{stopping}; Adam lr {cfg.lr:g}, batch "
         f"{cfg.batch_size}, {'inverse-class-frequency re-sampling' if cfg.resample else 'no re-sampling'}.",
-        "",
         "## Test predictions",
-        "",
         f"`predictions/test_predictions.txt` (format `guid,tag` as in `test_without_label.txt`) comes from "
         f"**{selection['title']}** (`{selection['model']}`), the variant with the best mean validation weighted F1 "
         f"({selection['val_weighted_f1']:.3f}), averaging the class probabilities of its {selection['seeds']} seeds; "
         f"on the held-out test part that average scores weighted F1 {selection['test_weighted_f1']:.3f}. Tags: "
         + ", ".join(f"{tag} {n}" for tag, n in test_counts.items()) + ". The paper's recipe's own predictions "
         "(mean of its seeds) are in `predictions/test_predictions_paper_recipe.txt`.",
-        "",
         "## Data",
-        "",
         markdown_table(counts.reset_index().rename(columns={"index": "class"}), floatfmt=".0f"),
-        "",
         "Every item that was repaired, excluded or noted (full list: `data_report.csv`):",
-        "",
         markdown_table(data_summary),
-        "",
         "## Figures",
-        "",
         "![validation loss](figures/07_val_loss.png) ![validation accuracy](figures/07_val_accuracy.png) "
         "![validation weighted F1](figures/07_val_f1.png)",
-        "",
         "![test scores](figures/07_scores.png) ![claims](figures/06_claims.png) "
         "![confusion matrix](figures/07_confusion_selected.png)",
-        "",
     ]
-    return io.write_text(paths.results / "REPORT.md", "\n".join(lines))
+    return io.write_text(paths.results / "REPORT.md", "\n\n".join(sections) + "\n")
 
 
 def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
-    """The README's results block, rendered from the files of one results folder.
-
-    The claims table (without notes) and where the numbers come from.
-    Written into README.md by ``python -m msa_utils.report.docs``; a test checks that README.md holds
-    exactly this text.
-
-    Raises:
-        FileNotFoundError: if the results folder lacks the files of notebooks 04-06.
-    """
+    """The README's results block (claims without notes, where the numbers come from) from one
+    results folder; FileNotFoundError if it lacks the files of notebooks 04-06."""
     paths = StudyPaths(Path(results_dir))
     table = load_claims_table(paths)
     runs = claims.load_runs(paths, ["full"])
@@ -213,11 +145,6 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
 
 
 def load_claims_table(paths: StudyPaths) -> pd.DataFrame:
-    """``metrics/claims_table.csv`` (:func:`msa_utils.experiments.claims.write_claims`) as written, empty
-    notes as ``""``, missing intervals and post counts (claims not tested) as NaN.
-
-    Raises:
-        FileNotFoundError: if notebook 06 has not run.
-    """
+    """``metrics/claims_table.csv`` as written (intervals and post counts of claims not tested NaN)."""
     return pd.read_csv(paths.metrics / "claims_table.csv", keep_default_na=False,
                        na_values={column: [""] for column in ("difference", "low", "high", "n_posts")})
