@@ -16,7 +16,8 @@ Usage::
 
     python benchmarks/decoding.py [--data data/mvsa_ecnu]
 
-from the repository root. Prints a Markdown table; takes a few seconds.
+from the repository root, after ``pip install -e '.[bench]'`` (charset-normalizer). Prints a
+Markdown table; takes a few seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from charset_normalizer import from_bytes
+try:
+    from charset_normalizer import from_bytes
+except ImportError as error:  # not a dependency of msa_utils: the extra `bench`
+    raise SystemExit("benchmarks/decoding.py needs charset-normalizer: pip install -e '.[bench]'") from error
 
 from msa_utils.data.decoding import LEGACY_ENCODINGS, decode_text_bytes
 

@@ -10,7 +10,7 @@ real MVSA posts (texts decoded and cleaned as the study does):
    ``encode_batch_size``, ``encode_workers`` decoding workers, pinned memory on CUDA), once in
    fp32 and once under the profile's bf16 autocast (TF32 allowed), with the relative error
    between the two;
-2. one training epoch of the paper's classifier (:meth:`FlavaBackbone.build_classifier`: FLAVA's
+2. one training epoch of the paper's classifier (:func:`msa_utils.model.factory.build_classifier`: FLAVA's
    projections and 6-layer, 768-wide multimodal encoder + the 768 → 512 → 256 → 3 MLP, dropout
    0.3) with :func:`msa_utils.train.loop.fit` (Adam, lr 1e-4, batch 32, re-sampling), half the posts
    for training, half for validation;
@@ -45,10 +45,11 @@ sys.path.insert(0, str(REPO))
 from msa_utils.data.decoding import decode_text_bytes, join_lines  # noqa: E402
 from msa_utils.features.encoders import FlavaBackbone  # noqa: E402
 from msa_utils.features.extraction import extract_features  # noqa: E402
+from msa_utils.model.factory import build_classifier  # noqa: E402
 from msa_utils.config.profiles import get_profile  # noqa: E402
 from msa_utils.config.runtime import allow_tf32, resolve_device, set_seed  # noqa: E402
 from msa_utils.data.text import clean_text  # noqa: E402
-from msa_utils.train.loop import fit  # noqa: E402
+from msa_utils.train.loop import TrainSettings, fit  # noqa: E402
 from msa_utils.config.labels import LABEL2ID  # noqa: E402
 
 DATA = REPO / "data" / "mvsa_ecnu"
@@ -142,11 +143,11 @@ def main() -> None:
         half = len(guids) // 2
         train, val = prepared.subset(guids[:half]), prepared.subset(guids[half:])
         set_seed(0)
-        model = backbone.build_classifier(profile)
+        model = build_classifier(backbone, profile)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
         with Meter(device) as m:
-            result = fit(model, train, np.array(labels[:half]), val, np.array(labels[half:]), lr=profile.lr, batch_size=profile.batch_size,
-                         max_epochs=1, device=device, progress=False)
+            settings = TrainSettings(lr=profile.lr, batch_size=profile.batch_size, max_epochs=1, device=device)
+            result = fit(model, train, np.array(labels[:half]), val, np.array(labels[half:]), settings, progress=False)
         steps = -(-half // profile.batch_size)
         rows.append(("one training epoch (train + validation)", m.seconds, len(guids) / m.seconds, m.seconds / steps,
                      m.peak_gib))

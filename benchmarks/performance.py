@@ -50,9 +50,10 @@ from msa_utils.features.encoders import load_backbone
 from msa_utils.features.extraction import extract_features, length_sorted_batches
 from msa_utils.data.images import load_image
 from msa_utils.model.classifier import EndToEndModel
+from msa_utils.model.factory import build_classifier
 from msa_utils.config.profiles import get_profile
 from msa_utils.config.runtime import set_seed
-from msa_utils.train.loop import fit
+from msa_utils.train.loop import TrainSettings, fit
 
 def _rss_mb() -> float:
     """This process's resident memory [MB], from ``/proc/self/status`` (0 where there is none)."""
@@ -189,11 +190,11 @@ def main() -> None:
                                      ("grouped, bf16 autocast", True, True)):
         def epoch(meter):  # one epoch of a fresh model, same seed: the same batches every time
             set_seed(0)
-            model = backbone.build_classifier(profile)
+            model = build_classifier(backbone, profile)
             with meter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], lr=profile.lr,
-                    batch_size=profile.batch_size, max_epochs=1, device="cpu", progress=False,
-                    group_by_length=grouped)
+                fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch],
+                    TrainSettings(lr=profile.lr, batch_size=profile.batch_size, max_epochs=1, device="cpu",
+                                  group_by_length=grouped), progress=False)
             return meter
 
         flops = epoch(FlopCounterMode(display=False)).get_total_flops()  # forward and backward
@@ -201,7 +202,7 @@ def main() -> None:
         add(f"training epoch from the cache, {label} ({flops / n / 1e9:.2f} GFLOP/post)", m, n / m.seconds,
             flops / m.seconds / 1e9, note=f"the study's 2,560 training posts: about {2560 * m.seconds / n:.1f} s")
     set_seed(0)
-    end_to_end = EndToEndModel(backbone, backbone.build_classifier(profile))
+    end_to_end = EndToEndModel(backbone, build_classifier(backbone, profile))
     optimiser = torch.optim.Adam([p for p in end_to_end.parameters() if p.requires_grad], lr=profile.lr)
     with Part() as full:
         for start in range(0, n, profile.batch_size):

@@ -7,7 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from msa_utils.data.mvsa import LOADED_COLUMNS, decode_text_bytes, load_mvsa, looks_like_mojibake
+from msa_utils.data.decoding import decode_text_bytes, looks_like_mojibake
+from msa_utils.data.mvsa import LOADED_COLUMNS, load_mvsa
 from msa_utils.data.posts import sample_posts
 from msa_utils.data.data_report import DataReport
 

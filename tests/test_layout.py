@@ -54,7 +54,7 @@ def test_environment_yml_pins_what_pyproject_pins():
     import tomllib
 
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    pinned = {*project["dependencies"], *project["optional-dependencies"]["test"]}
+    pinned = {*project["dependencies"], *(pin for extra in project["optional-dependencies"].values() for pin in extra)}
     yml = (REPO_ROOT / "environment.yml").read_text(encoding="utf-8")
     listed = set(re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s#]+)", yml, flags=re.M))
     assert pinned - listed == set(), "pinned in pyproject.toml, missing from environment.yml"

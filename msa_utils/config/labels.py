@@ -1,7 +1,5 @@
 """The three classes in the paper's id order: positive 0, negative 1, neutral 2."""
 
 LABELS = ("positive", "negative", "neutral")
-"""Class names in the paper's id order."""
-
 LABEL2ID = {name: i for i, name in enumerate(LABELS)}
 """Class name to id."""

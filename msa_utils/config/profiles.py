@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from msa_utils.features.encoders import BACKBONES
-from msa_utils.config.runtime import PRECISIONS
+from msa_utils.config.runtime import CACHE_DTYPES, PRECISIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The repository root (this package is installed in editable mode from it)."""
@@ -32,8 +31,11 @@ cell says ``cpu``; :func:`msa_utils.runner.notebook.setup` reads it): the tests 
 nbval with ``MSA_PROFILE=smoke``, and the runner (:mod:`msa_utils.runner.study`) sets it to the profile
 it passes."""
 
-HEADS = ("mlp", "linear", "token_attention", "modality_sum", "attention")
-"""Classifier heads on the multimodal encoder (:class:`msa_utils.model.classifier.MultimodalClassifier`):
+BACKBONE_NAMES = ("flava", "compact")
+"""The backbones a profile may name: the keys of :data:`msa_utils.features.encoders.BACKBONES` (tested)."""
+
+HEAD_NAMES = ("mlp", "linear", "token_attention", "modality_sum", "attention")
+"""Classifier heads on the multimodal encoder, the keys of :data:`msa_utils.model.heads.HEADS` (tested):
 ``mlp`` the paper's 3-layer MLP on the CLS token; ``linear`` one linear layer on it; and the three
 alternatives the paper reports it tried: ``token_attention`` a softmax-weighted sum over all
 output tokens, ``modality_sum`` weighted sums of the text and of the image embeddings combined
@@ -52,7 +54,7 @@ class Profile:
 
     Attributes (units in brackets):
         name: profile name.
-        backbone: a key of :data:`msa_utils.features.encoders.BACKBONES`: the paper's FLAVA, or the
+        backbone: one of :data:`BACKBONE_NAMES`: the paper's FLAVA, or the
             compact pair of offline encoders (MiniLM-L6 + EfficientNet-Lite0).
         flava_name_or_path: hub id or local folder of a FLAVA checkpoint (``flava`` backbone).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
@@ -88,7 +90,7 @@ class Profile:
         resample: inverse-class-frequency re-sampling of the training split (paper: yes).
         class_weighted_loss: cross-entropy weighted by inverse class frequency (the alternative
             the paper rejected; used without ``resample`` in the claims' variants).
-        head: the classifier head on the multimodal encoder (one of :data:`HEADS`): the paper's
+        head: the classifier head on the multimodal encoder (one of :data:`HEAD_NAMES`): the paper's
             3-layer MLP on the CLS token (``"mlp"``) or one of the alternatives it compared.
         train_fusion: train the projections and the multimodal encoder (paper: yes); ``False``
             freezes them at their initialisation (FLAVA: pretrained; compact: random) and
@@ -197,16 +199,16 @@ class Profile:
         for name in ("name", "flava_name_or_path", "data_dir", "results_dir", "cache_dir"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 fail(name, "a non-empty string")
-        if self.backbone not in BACKBONES:
-            fail("backbone", " or ".join(repr(name) for name in sorted(BACKBONES)))
+        if self.backbone not in BACKBONE_NAMES:
+            fail("backbone", " or ".join(repr(name) for name in sorted(BACKBONE_NAMES)))
         if not (self.device in ("cpu", "cuda", "auto") or str(self.device).startswith("cuda:")):
             fail("device", "'cpu', 'cuda', 'cuda:N' or 'auto'")
-        if self.head not in HEADS:
-            fail("head", " or ".join(repr(h) for h in HEADS))
-        if self.cache_dtype not in ("float32", "float16", "bfloat16"):
-            fail("cache_dtype", "'float32', 'float16' or 'bfloat16'")
+        if self.head not in HEAD_NAMES:
+            fail("head", " or ".join(repr(h) for h in HEAD_NAMES))
+        if self.cache_dtype not in CACHE_DTYPES:
+            fail("cache_dtype", " or ".join(map(repr, CACHE_DTYPES)))
         if self.precision not in PRECISIONS:
-            fail("precision", "'float32' or 'bfloat16'")
+            fail("precision", " or ".join(map(repr, PRECISIONS)))
         if len(self.head_hidden) != 2 or not all(is_int(w) and w > 0 for w in self.head_hidden):
             fail("head_hidden", "two positive integers")
 

@@ -1,12 +1,10 @@
 """The study's parts of the labelled posts, grouped by content, and inverse-class-frequency re-sampling.
 
-The paper splits ``train.txt`` 8:2 into training and validation and re-samples the imbalanced
-classes "by inverse class frequency". We first set aside a labelled test part that no choice ever
-reads (:func:`study_split`), then split the rest 8:2; every split is stratified by class and
-grouped by content (:func:`content_groups`: the same text or the same image bytes), so copies of a
-post never sit on both sides. We draw, with replacement, ``len(train)`` posts per epoch
-with probability proportional to ``1 / count(label)`` (``torch.utils.data.WeightedRandomSampler``),
-so each class is drawn equally often in expectation. Re-sampling touches the training split only.
+The paper splits ``train.txt`` 8:2 into training and validation and re-samples the classes "by
+inverse class frequency". We first set aside a test part no choice ever reads, then split the rest
+8:2; each split is stratified by class and keeps posts that share content (:func:`content_groups`)
+on one side. Each epoch draws ``len(train)`` training posts with replacement, with probability
+``1 / count(label)``, so each class is drawn equally often in expectation.
 """
 
 from __future__ import annotations
@@ -26,32 +24,15 @@ from torch.utils.data import WeightedRandomSampler
 
 from msa_utils import io
 from msa_utils.config.labels import LABELS
-from msa_utils.io import hashing
 
 SPLIT_FILES = {"train": "train_guids.txt", "val": "val_guids.txt", "test": "test_guids.txt"}
-"""The guid list of each part of the labelled posts (notebook 03)."""
+"""The guid list of each part (notebook 03)."""
 
 
 def content_groups(texts: Sequence[str | None], image_hashes: Sequence[str | None]) -> np.ndarray:
-    """Group posts that share content: the same decoded text, or the same image bytes.
-
-    Two posts are in one group when their texts are equal after stripping surrounding white
-    space (empty texts relate nothing), or their images have the same SHA-256; groups are the
-    connected components of the union of both relations
-    (:func:`scipy.sparse.csgraph.connected_components` over a graph of posts and contents), so
-    ``A`` sharing its text with ``B`` and ``B`` its image with ``C`` puts all three together.
-
-    Args:
-        texts: (N,) decoded texts (``posts.text_raw``), ``None``/NA for no text.
-        image_hashes: (N,) SHA-256 of each image file (:func:`msa_utils.io.hashing.file_hashes`),
-            ``None`` for no image.
-
-    Returns:
-        (N,) int64 group ids, ``0 .. G-1`` in order of first appearance.
-
-    Raises:
-        ValueError: if the two sequences differ in length.
-    """
+    """(N,) int64 group ids (``0 .. G-1`` in order of first appearance) of N posts: one group for
+    posts that share their text (stripped; empty relates nothing) or image hash, transitively (A's
+    text is B's, B's image C's). ``None`` / NA: no text or image. Raises ValueError on lengths that differ."""
     if len(texts) != len(image_hashes):
         raise ValueError(f"{len(texts)} texts but {len(image_hashes)} image hashes")
     n = len(texts)
@@ -66,61 +47,26 @@ def content_groups(texts: Sequence[str | None], image_hashes: Sequence[str | Non
     return pd.factorize(component[:n])[0].astype(np.int64)
 
 
-def post_groups(posts: pd.DataFrame, data_dir: str | os.PathLike) -> np.ndarray:
-    """:func:`content_groups` of the rows of a post table (:mod:`msa_utils.data.posts`): their decoded
-    texts (``text_raw``) and the SHA-256 of their image files under ``data_dir``.
-
-    Returns:
-        (len(posts),) int64 group ids, in row order.
-
-    Raises:
-        OSError: if an image file exists but cannot be read.
-    """
-    hashes = hashing.file_hashes(Path(data_dir) / rel for rel in posts["image_file"])
-    texts = [None if pd.isna(t) else t for t in posts["text_raw"]]
-    return content_groups(texts, hashes)
-
-
 def straddling_posts(groups: np.ndarray, parts: Sequence[np.ndarray]) -> np.ndarray:
-    """Positions of the posts whose content group has posts in more than one of ``parts``.
-
-    Args:
-        groups: (N,) group ids (:func:`content_groups`).
-        parts: disjoint arrays of positions into ``groups`` (e.g. train, val, test).
-
-    Returns:
-        Sorted int64 positions; empty for a split that keeps every group in one part.
-    """
+    """Sorted int64 positions of the posts whose group has posts in two or more of ``parts``
+    (disjoint arrays of positions into ``groups``)."""
     groups = np.asarray(groups)
     part_of = np.full(len(groups), -1)
     for index, positions in enumerate(parts):
         part_of[np.asarray(positions, dtype=np.int64)] = index
     placed = part_of >= 0
-    frame = pd.DataFrame({"group": groups[placed], "part": part_of[placed]})
-    spread = frame.groupby("group")["part"].nunique()
-    crossing = np.isin(groups, spread.index[spread > 1]) & placed
-    return np.flatnonzero(crossing).astype(np.int64)
+    spread = pd.DataFrame({"group": groups[placed], "part": part_of[placed]}).groupby("group")["part"].nunique()
+    return np.flatnonzero(np.isin(groups, spread.index[spread > 1]) & placed).astype(np.int64)
 
 
 def copies_across_parts(labels: np.ndarray, groups: np.ndarray, parts: Sequence[np.ndarray], fraction: float = 0.2,
                         seed: int = 0) -> pd.Series:
-    """How many posts share content with another post, and how many a split puts on two sides.
-
-    Args:
-        labels: (N,) class ids; groups: (N,) content-group ids (:func:`content_groups`).
-        parts: the study's parts, as positions into ``labels`` (e.g. from :func:`study_split`).
-        fraction: held-out share of the plain split it is compared with.
-        seed: seed of that plain split.
-
-    Returns:
-        A Series of counts: content groups of 2 or more posts, the posts in them, posts whose
-        group straddles ``parts``, and posts whose group straddles a plain stratified split
-        (``train_test_split(stratify=labels, test_size=fraction)``: the paper's protocol, and
-        this study's before its parts were grouped; not stratified if a class has one post).
-    """
+    """Counts: content groups of 2+ posts, the posts in them, posts whose group straddles ``parts``,
+    and posts whose group straddles a plain ``train_test_split(stratify=labels, test_size=fraction,
+    random_state=seed)`` (the paper's protocol; not stratified if a class has one post)."""
     sizes = pd.Series(groups).value_counts()
     shared = sizes[sizes > 1]
-    stratify = labels if np.unique(labels, return_counts=True)[1].min() >= 2 else None  # a class of 1 post cannot be
+    stratify = labels if np.unique(labels, return_counts=True)[1].min() >= 2 else None
     plain = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=stratify, random_state=seed)
     return pd.Series({
         "content groups of 2 or more posts": len(shared),
@@ -131,34 +77,21 @@ def copies_across_parts(labels: np.ndarray, groups: np.ndarray, parts: Sequence[
     }, name="posts")
 
 
+def _names(classes) -> list:
+    return [LABELS[int(c)] if 0 <= int(c) < len(LABELS) else int(c) for c in classes]
+
+
 def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split posts in two parts, stratified by class and never splitting a content group.
+    """``(kept, held)``: sorted int64 positions, ``held`` about ``fraction`` of them, by one fold of
+    ``StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)``: stratified
+    by class, no content group split. A class with one post (and its groups) goes to ``kept``.
 
-    One fold of :class:`sklearn.model_selection.StratifiedGroupKFold` with
-    ``n_splits = round(1 / fraction)``, ``shuffle=True``, ``random_state=seed``: the held part is
-    about ``fraction`` of the posts with about the class shares of all of them, and every group
-    (:func:`content_groups`) lies in one part. Posts of a class with a single post (it cannot be
-    stratified) and their groups go to the first part, with a warning.
-
-    Args:
-        labels: (N,) class ids.
-        groups: (N,) content-group ids.
-        fraction: share of the posts held out, in [0.05, 0.5].
-        seed: seed of the fold assignment.
-
-    Returns:
-        ``(kept, held)``: sorted int64 positions into ``labels``, disjoint, together all of them.
-
-    Raises:
-        ValueError: on mismatched lengths, no posts, a ``fraction`` outside [0.05, 0.5], fewer
-            content groups than folds, or a single post in every class.
-
-    Warns:
-        UserWarning: a class of :data:`msa_utils.LABELS` with no post (the model can never predict
-            it, and its F1 of 0 is not a finding), or with a single one.
+    Raises ValueError on mismatched shapes, no posts, ``fraction`` outside [0.05, 0.5], fewer content
+    groups than folds, or one post in every class. Warns (UserWarning) of a class of
+    :data:`msa_utils.config.labels.LABELS` with no post (its F1 of 0 is not a finding) or one post,
+    and of a part left without a class.
     """
-    labels = np.asarray(labels)
-    groups = np.asarray(groups)
+    labels, groups = np.asarray(labels), np.asarray(groups)
     if labels.shape != groups.shape:
         raise ValueError(f"labels {labels.shape} and groups {groups.shape} differ in shape")
     if not 0.05 <= fraction <= 0.5:
@@ -173,9 +106,8 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed:
                       "F1 of 0 is not a finding (data_report.csv lists what was excluded)", UserWarning, stacklevel=2)
     single = np.isin(labels, classes[counts == 1])
     if single.any():
-        rare = [LABELS[int(c)] if 0 <= int(c) < len(LABELS) else int(c) for c in classes[counts == 1]]
-        warnings.warn(f"class {rare} has a single usable labelled post: it goes to the larger part (training), "
-                      "and the held part has none of that class", UserWarning, stacklevel=2)
+        warnings.warn(f"class {_names(classes[counts == 1])} has a single usable labelled post: it goes to the larger "
+                      "part (training), and the held part has none of that class", UserWarning, stacklevel=2)
     if single.all():
         raise ValueError("a split needs at least 2 usable posts of one class; every class present has 1")
     forced = np.isin(groups, groups[single])
@@ -197,36 +129,20 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed:
     for part, positions in (("held", held), ("kept", kept)):
         missing = sorted(set(classes.tolist()) - set(labels[positions].tolist()))
         if missing and not (part == "held" and set(missing) <= set(classes[counts == 1].tolist())):
-            names = [LABELS[int(c)] if 0 <= int(c) < len(LABELS) else int(c) for c in missing]
-            warnings.warn(f"the {part} part has no post of class {names}: its posts share too few distinct contents "
-                          "to be spread over the parts (groups stay whole)", UserWarning, stacklevel=2)
+            warnings.warn(f"the {part} part has no post of class {_names(missing)}: its posts share too few distinct "
+                          "contents to be spread over the parts (groups stay whole)", UserWarning, stacklevel=2)
     return kept, held
 
 
 def study_split(guids: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_fraction: float = 0.2,
                 val_fraction: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
-    """The study's three parts of the labelled posts: a held-out test part, then train / val.
-
-    First the test part (``test_fraction``; never read by any choice: early stopping, design or
-    variant selection, a baseline's hyperparameters), then the rest 8:2 (``val_fraction``) into
-    training and validation as in the paper; both splits by :func:`grouped_split`, so no content
-    group straddles two parts.
-
-    Args:
-        guids: (N,) unique post ids; labels: (N,) class ids; groups: (N,) content-group ids.
-        test_fraction, val_fraction: shares, each in [0.05, 0.5] (``val_fraction`` of what is
-            left after the test part).
-        seed: seed of both splits.
-
-    Returns:
-        ``{"train", "val", "test"}`` sorted guid arrays, disjoint, together all of ``guids``.
-
-    Raises:
-        ValueError: on duplicated guids, mismatched lengths, or as :func:`grouped_split`.
+    """``{"train", "val", "test"}``: sorted guid arrays, disjoint, together all ``guids``. The test part
+    (``test_fraction``) is set aside first and no choice reads it (early stopping, design or variant
+    selection, a baseline's hyperparameters); the rest is split into train and val (``val_fraction``
+    of it); both by :func:`grouped_split`. Raises ValueError on duplicated guids, mismatched shapes,
+    or as :func:`grouped_split`.
     """
-    guids = np.asarray(guids)
-    labels = np.asarray(labels)
-    groups = np.asarray(groups)
+    guids, labels, groups = np.asarray(guids), np.asarray(labels), np.asarray(groups)
     if not guids.shape == labels.shape == groups.shape:
         raise ValueError(f"guids {guids.shape}, labels {labels.shape} and groups {groups.shape} differ in shape")
     if len(np.unique(guids)) != len(guids):
@@ -244,55 +160,34 @@ def study_split(guids: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Positions of a stratified random subset of ``size`` items: the class shares of ``labels``
-    are kept (up to rounding).
-
-    Uses :func:`sklearn.model_selection.train_test_split` with ``train_size=size`` and
-    ``stratify=labels``; if a class has a single item (it cannot be stratified), without
-    ``stratify``, with a warning.
-
-    Args:
-        labels: (N,) class ids.
-        size: items to keep; ``size >= N`` keeps all.
-        seed: ``random_state`` of the shuffle.
-
-    Returns:
-        Sorted int64 positions into ``labels``.
-
-    Raises:
-        ValueError: if ``size`` is negative.
-    """
+    """Sorted int64 positions of ``size`` items (all if ``size >= N``) keeping the class shares of
+    ``labels``: ``train_test_split(train_size=size, stratify=labels, random_state=seed)``; without
+    ``stratify``, with a warning, if a class has one item or ``size`` is below the number of classes.
+    Raises ValueError if ``size`` is negative."""
     labels = np.asarray(labels)
     if size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
     positions = np.arange(len(labels))
-    if size >= len(labels):
-        return positions
-    if size == 0:
-        return positions[:0]
-    _, counts = np.unique(labels, return_counts=True)
+    if size >= len(labels) or size == 0:
+        return positions[:size]
+    counts = np.unique(labels, return_counts=True)[1]
     stratify = labels
     if counts.min() < 2 or size < len(counts):
         warnings.warn(f"a sample of {size} from classes of {counts.tolist()} posts cannot be stratified; "
                       "drawn without stratification", UserWarning, stacklevel=2)
         stratify = None
-    chosen, _ = train_test_split(positions, train_size=size, stratify=stratify, random_state=seed)
-    return np.sort(chosen)
+    return np.sort(train_test_split(positions, train_size=size, stratify=stratify, random_state=seed)[0])
 
 
 def save_split(split: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
-    """Write the guid list of each part (:data:`SPLIT_FILES`, one guid a line) atomically to ``folder``."""
+    """Atomically write each part's guids (:data:`SPLIT_FILES`, one a line) to ``folder``."""
     for part, name in SPLIT_FILES.items():
         io.write_text(Path(folder) / name, "".join(f"{int(g)}\n" for g in split[part]))
 
 
 def load_split(folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a split written by :func:`save_split`.
-
-    Raises:
-        FileNotFoundError: if a guid list is missing (run notebook 03 first).
-        ValueError: if a guid is in two parts.
-    """
+    """The split :func:`save_split` wrote; raises FileNotFoundError if a guid list is missing (run
+    notebook 03), ValueError if a guid is in two parts."""
     split = {}
     for part, name in SPLIT_FILES.items():
         path = Path(folder) / name
@@ -308,51 +203,30 @@ def load_split(folder: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def inverse_frequency_weights(labels: np.ndarray | torch.Tensor, num_classes: int = len(LABELS)) -> torch.Tensor:
-    """Per-sample weights ``1 / count(label)``.
-
-    Args:
-        labels: (N,) class ids.
-        num_classes: number of classes.
-
-    Returns:
-        (N,) float64 weights; every class sums to 1.
-
-    Raises:
-        ValueError: if a label is outside ``[0, num_classes)``.
-    """
+    """(N,) float64 weights ``1 / count(label)``; raises ValueError for a label outside ``[0, num_classes)``."""
     labels = torch.tensor(np.asarray(labels, dtype=np.int64))
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.unique().tolist()}")
-    counts = torch.bincount(labels, minlength=num_classes).double()
-    return 1.0 / counts[labels]
+    return 1.0 / torch.bincount(labels, minlength=num_classes).double()[labels]
 
 
 def make_sampler(labels: np.ndarray, seed: int, num_samples: int | None = None) -> WeightedRandomSampler:
-    """A :class:`~torch.utils.data.WeightedRandomSampler` drawing with replacement by inverse class frequency.
-
-    Args:
-        labels: (N,) class ids of the training split.
-        seed: seed of the sampler's own ``torch.Generator`` (independent of the global RNG).
-        num_samples: draws per epoch; default ``N`` (an epoch sees as many posts as the split has).
-    """
-    generator = torch.Generator().manual_seed(seed)
+    """A sampler drawing ``num_samples`` (default N) of the (N,) ``labels`` per epoch, with
+    replacement, by :func:`inverse_frequency_weights`, from its own generator seeded with ``seed``."""
     weights = inverse_frequency_weights(labels)
-    return WeightedRandomSampler(weights, num_samples=num_samples or len(weights), replacement=True, generator=generator)
+    return WeightedRandomSampler(weights, num_samples=num_samples or len(weights), replacement=True,
+                                 generator=torch.Generator().manual_seed(seed))
 
 
 def class_counts(labels: np.ndarray, num_classes: int = len(LABELS)) -> pd.Series:
     """Counts per class name (index ``positive, negative, neutral``)."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
-    return pd.Series(counts, index=list(LABELS), name="count")
+    return pd.Series(np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes), index=list(LABELS),
+                     name="count")
 
 
 def resampling_table(labels: np.ndarray, seed: int, epochs: int = 1) -> pd.DataFrame:
-    """Class counts before and after re-sampling (averaged over ``epochs`` draws of the sampler).
-
-    Returns:
-        DataFrame indexed by class name with columns ``before``, ``after`` (mean posts drawn per
-        epoch), ``before_share`` and ``after_share`` (fractions).
-    """
+    """Per class name: ``before`` and ``after`` (mean posts drawn per epoch, over ``epochs`` epochs
+    of :func:`make_sampler`) and their shares ``before_share``, ``after_share``."""
     labels = np.asarray(labels, dtype=np.int64)
     sampler = make_sampler(labels, seed)
     drawn = np.concatenate([labels[list(iter(sampler))] for _ in range(epochs)])
@@ -360,4 +234,3 @@ def resampling_table(labels: np.ndarray, seed: int, epochs: int = 1) -> pd.DataF
     table["before_share"] = table["before"] / table["before"].sum()
     table["after_share"] = table["after"] / table["after"].sum()
     return table
-

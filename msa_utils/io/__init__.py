@@ -1,9 +1,6 @@
-"""Atomic file writes (text, JSON, CSV, safetensors): a crash never leaves a truncated file that a
-later run trusts.
-
-Every writer goes to a temporary file in the destination folder, flushes it to disk and then
-``os.replace``s it over the target, which is atomic on POSIX file systems.
-"""
+"""Atomic file writes (text, JSON, CSV, safetensors): each goes to a temporary file in the target's
+folder, is flushed to disk and ``os.replace``d onto the target (atomic on POSIX), so a crash never
+leaves a truncated file that a later run trusts."""
 
 from __future__ import annotations
 
@@ -22,16 +19,8 @@ from safetensors.torch import load_file, save_file
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success, rename it onto ``path``.
-
-    The parent folder is created if needed. If the body raises, the temporary file is removed
-    and ``path`` is left untouched.
-
-    Example::
-
-        with atomic_path("results/model.safetensors") as tmp:
-            safetensors.torch.save_file(tensors, tmp)
-    """
+    """Yield a temporary path next to ``path`` (its folder created if needed) for the body to write;
+    then rename it onto ``path``. If the body raises, the temporary file is removed, ``path`` untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -39,8 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # mkstemp makes 0600, and some writers (safetensors) replace the file: set the usual
-        # permissions on what was written
+        # mkstemp makes 0600, and some writers (safetensors) replace the file: the usual permissions
         os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -82,11 +70,8 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv_kwargs: Any
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> Path:
-    """Atomically write ``tensors`` (moved to the CPU, made contiguous) to a safetensors file, with
-    ``metadata`` stored as one JSON string under the file's ``"meta"`` key; no pickle.
-
-    The one serialiser of the package: classifiers, trainable text layers and training states.
-    """
+    """Atomically write ``tensors`` (on the CPU, contiguous) to a safetensors file (no pickle), with
+    ``metadata`` as one JSON string under its ``"meta"`` key: the package's one serialiser."""
     state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "meta": json.dumps(metadata or {}, sort_keys=True)})
@@ -94,19 +79,12 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
 
 
 def read_tensor_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``metadata`` a file written by :func:`save_tensors` holds, without reading its tensors.
-
-    Raises:
-        OSError, safetensors.SafetensorError, json.JSONDecodeError: if the file is missing or unreadable.
-    """
+    """The ``metadata`` of a :func:`save_tensors` file, its tensors not read. Raises OSError,
+    ``safetensors.SafetensorError`` or ``json.JSONDecodeError`` if the file is missing or unreadable."""
     with safe_open(str(path), framework="pt") as handle:
         return json.loads((handle.metadata() or {}).get("meta", "{}"))
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and the metadata of a file written by :func:`save_tensors` (on the CPU).
-
-    Raises:
-        OSError, safetensors.SafetensorError, json.JSONDecodeError: if the file is missing or unreadable.
-    """
+    """The tensors (on the CPU) and metadata of a :func:`save_tensors` file; raises as :func:`read_tensor_metadata`."""
     return load_file(str(path)), read_tensor_metadata(path)

@@ -1,24 +1,8 @@
-"""One way to hash: SHA-256 over labelled, length-prefixed fields.
-
-Every key of the study is made here: the feature cache's key (:mod:`msa_utils.features.sets`), a
-backbone's fingerprint (:mod:`msa_utils.features.encoders`), a training run's resume key
-(:mod:`msa_utils.experiments.variants`) and the runner's up-to-date stamps (:mod:`msa_utils.runner.stamps`).
-
-A :class:`Digest` takes ``(label, value)`` fields in order. Each field is written as
-``label:type:length:`` followed by its bytes, so two different sequences of fields never give
-the same byte stream (``("ab", "c")`` and ``("a", "bc")`` differ). Values:
-
-=========================  ===================================================================
-value                      bytes hashed
-=========================  ===================================================================
-``bytes``                  as given
-``str``                    UTF-8 (lone surrogates kept, ``surrogatepass``)
-``torch.Tensor``           dtype, shape, then the raw bytes of a contiguous CPU copy
-``numpy.ndarray``          dtype, shape, then the raw bytes (C order)
-a module                   its source file's bytes (``inspect.getsource``)
-anything else              canonical JSON (sorted keys; ``str()`` for what JSON lacks)
-=========================  ===================================================================
-"""
+"""One way to hash, for every key of the study (feature cache, backbone fingerprint, resume key,
+runner stamps): SHA-256 over fields written as ``label:type:length:`` and their bytes, so different
+sequences of fields never give the same stream. A value's bytes: ``bytes`` as given, ``str`` in UTF-8
+(``surrogatepass``), a tensor or array its dtype and shape then its raw C-order bytes, a module its
+source, anything else canonical JSON (sorted keys, ``str()`` for what JSON lacks)."""
 
 from __future__ import annotations
 
@@ -27,8 +11,8 @@ import inspect
 import json
 import math
 import os
-from pathlib import Path
 import types
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -39,12 +23,7 @@ CHUNK_BYTES = 1 << 20
 
 
 class Digest:
-    """SHA-256 over a sequence of labelled fields (see the module docstring).
-
-    Example::
-
-        key = Digest().add("format", "1").add("weights", tensor).add_file("image", path).hexdigest()
-    """
+    """SHA-256 over labelled fields: ``Digest().add("format", "1").add_file("image", path).hexdigest()``."""
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()
@@ -55,11 +34,7 @@ class Digest:
         return self
 
     def add(self, label: str, value: Any) -> "Digest":
-        """Add one field; returns ``self`` so calls chain.
-
-        Raises:
-            TypeError: if ``value`` is none of the types above and not JSON-serialisable via ``str``.
-        """
+        """Add one field; returns ``self``. Raises TypeError if JSON cannot hold ``value`` (a dict with tuple keys)."""
         if isinstance(value, (bytes, bytearray, memoryview)):
             return self._field(label, "bytes", bytes(value))
         if isinstance(value, str):
@@ -78,17 +53,9 @@ class Digest:
 
     def add_tensor_chunks(self, label: str, dtype: torch.dtype, shape: Sequence[int],
                           chunks: Iterable[torch.Tensor]) -> "Digest":
-        """Add a tensor given as consecutive row chunks: the same field as
-        ``add(label, torch.cat(chunks))`` (dtype, shape, then the bytes), without ever holding the
-        whole tensor (e.g. a memory-mapped feature cache read 1,024 rows at a time).
-
-        Args:
-            dtype, shape: of the whole tensor. chunks: its rows in order, ``(n_k, *shape[1:])``.
-
-        Raises:
-            ValueError: if a chunk has another dtype or the chunks do not hold ``prod(shape)``
-                elements (the digest is then unusable).
-        """
+        """The field ``add(label, torch.cat(chunks))`` of a ``dtype`` tensor of ``shape``, from its rows in
+        order, never held whole (a memory-mapped feature cache). Raises ValueError (the digest is then
+        unusable) if a chunk has another dtype or the chunks do not hold ``prod(shape)`` elements."""
         shape = tuple(int(size) for size in shape)
         self._field(label, "tensor", f"{dtype}{shape}".encode())
         total = math.prod(shape) * dtype.itemsize
@@ -105,11 +72,7 @@ class Digest:
         return self
 
     def add_file(self, label: str, path: str | os.PathLike) -> "Digest":
-        """Add the SHA-256 of a file's bytes (:func:`file_sha256`) as one field.
-
-        Raises:
-            OSError: if the file cannot be read.
-        """
+        """Add the :func:`file_sha256` of a file as one field. Raises OSError if it cannot be read."""
         return self._field(label, "file", file_sha256(path).encode())
 
     def hexdigest(self) -> str:
@@ -126,11 +89,7 @@ def sha256_of(*values: Any) -> str:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes, read in chunks of :data:`CHUNK_BYTES`.
-
-    Raises:
-        OSError: if the file cannot be read.
-    """
+    """SHA-256 (hex) of a file's bytes, read in chunks. Raises OSError if it cannot be read."""
     sha = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
@@ -139,10 +98,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def file_hashes(paths: Iterable[str | os.PathLike]) -> list[str | None]:
-    """:func:`file_sha256` of each path; ``None`` where the path is not a regular file (missing,
-    a folder, a FIFO: never opened).
-
-    Raises:
-        OSError: if a regular file cannot be read.
-    """
+    """:func:`file_sha256` of each path, ``None`` where it is not a regular file (missing, a folder,
+    a FIFO: never opened). Raises OSError if a regular file cannot be read."""
     return [file_sha256(path) if Path(path).is_file() else None for path in paths]

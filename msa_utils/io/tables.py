@@ -1,4 +1,4 @@
-"""Markdown tables and "mean ± std (n)" cells: the one way the study's reports format numbers."""
+"""Markdown tables and "mean ± std" cells: the one way the study's reports format numbers."""
 
 from __future__ import annotations
 
@@ -7,24 +7,21 @@ import math
 import pandas as pd
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def mean_std(mean: float, std: float, n: int, fmt: str = ".3f") -> str:
-    """``"0.674 ± 0.010"`` (``std`` NaN, e.g. one seed or a deterministic baseline: just the mean).
-    ``n`` is not shown: tables give it in a column of its own."""
-    if std is None or (isinstance(std, float) and math.isnan(std)):
-        return format(mean, fmt)
-    return f"{format(mean, fmt)} ± {format(std, fmt)}"
+    """``"0.674 ± 0.010"``, or just the mean where ``std`` is missing (one seed, a deterministic
+    baseline). ``n`` is not shown: tables give it in a column of its own."""
+    return format(mean, fmt) if _missing(std) else f"{format(mean, fmt)} ± {format(std, fmt)}"
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    """``frame`` as a Markdown table: floats formatted once with ``floatfmt``, missing values as ``–``."""
-    def fmt(v):
-        if v is None or (isinstance(v, float) and pd.isna(v)):
-            return "–"
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return str(v)
+    """``frame`` as a Markdown table: floats formatted with ``floatfmt``, missing values as ``–``."""
+    def cell(value) -> str:
+        return "–" if _missing(value) else format(value, floatfmt) if isinstance(value, float) else str(value)
 
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+    rows = [list(frame.columns), ["---"] * len(frame.columns),
+            *([cell(value) for value in row] for row in frame.itertuples(index=False))]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
