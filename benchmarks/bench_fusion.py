@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from msa_utils.features.encoders import CompactBackbone, to_rgb_images
+from msa_utils.features.backbone import to_rgb_images
+from msa_utils.features.compact import CompactBackbone
 from msa_utils.model.classifier import ClassifierConfig, MultimodalClassifier
 from msa_utils.config.profiles import DEFAULT_DATA_DIR
 

@@ -68,7 +68,7 @@ def main() -> None:
             for seed in args.seeds:
                 head_hidden = (design["fusion_hidden"], design["fusion_hidden"] // 2)
                 cfg = get_profile("cpu", results_dir=scratch, seed=seed, seeds=1, head_hidden=head_hidden, **design)
-                backbone = data.backbone.with_image_grid(cfg.image_grid)  # same encoders, this design's grid
+                backbone = data.backbone.with_image_grid(cfg.model.image_grid)  # same encoders, this design's grid
                 prepare = backbone.prepare_image_states  # per batch, on the lazy views of the cache
                 features = {k: v.map_image_states(prepare) for k, v in data.features.items()}
                 run = dataclasses.replace(data, cfg=cfg, backbone=backbone, features=features,

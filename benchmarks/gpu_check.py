@@ -3,7 +3,7 @@
 No checkpoint is downloaded: a randomly initialised ``FlavaModel(FlavaConfig())`` (241 M
 parameters, the architecture of ``facebook/flava-full``) is saved with ``save_pretrained`` together
 with a ``FlavaProcessor`` built from the bert-base-uncased vocabulary, and loaded back through the
-study's own code (:meth:`msa_utils.features.encoders.FlavaBackbone.from_pretrained`). Then, on ``--posts``
+study's own code (:meth:`msa_utils.features.flava.FlavaBackbone.from_pretrained`). Then, on ``--posts``
 real MVSA posts (texts decoded and cleaned as the study does):
 
 1. the frozen text and image encoders' pass (:func:`msa_utils.features.extraction.extract_features`, batch
@@ -43,13 +43,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from msa_utils.data.decoding import decode_text_bytes, join_lines  # noqa: E402
-from msa_utils.features.encoders import FlavaBackbone  # noqa: E402
+from msa_utils.features.flava import FlavaBackbone  # noqa: E402
 from msa_utils.features.extraction import extract_features  # noqa: E402
 from msa_utils.model.factory import build_classifier  # noqa: E402
 from msa_utils.config.profiles import get_profile  # noqa: E402
 from msa_utils.config.runtime import allow_tf32, resolve_device, set_seed  # noqa: E402
 from msa_utils.data.text import clean_text  # noqa: E402
-from msa_utils.train.loop import TrainSettings, fit  # noqa: E402
+from msa_utils.train.loop import fit  # noqa: E402
 from msa_utils.config.labels import LABEL2ID  # noqa: E402
 
 DATA = REPO / "data" / "mvsa_ecnu"
@@ -122,20 +122,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_random_flava(Path(tmp) / "flava-random", args.vocab or default_vocab())
         guids, texts, images, labels = sample_posts(args.posts, args.data)
-        batches = -(-len(guids) // profile.encode_batch_size)
+        batches = -(-len(guids) // profile.features.encode_batch_size)
         passes = {}
-        for precision in ("float32", profile.precision):
+        for precision in ("float32", profile.features.precision):
             allow_tf32(precision)
-            backbone = FlavaBackbone.from_pretrained(folder, max_text_tokens=profile.max_text_tokens, device=device,
+            backbone = FlavaBackbone.from_pretrained(folder, max_text_tokens=profile.features.max_text_tokens, device=device,
                                                      precision=precision)
             with Meter(device) as m:
                 passes[precision] = extract_features(backbone, texts, images, guids, progress=False,
-                                                     batch_size=profile.encode_batch_size,
-                                                     workers=profile.encode_workers)
+                                                     batch_size=profile.features.encode_batch_size,
+                                                     workers=profile.features.encode_workers)
             rows.append((f"frozen encoders, {precision}", m.seconds, len(guids) / m.seconds, m.seconds / batches,
                          m.peak_gib))
         params = sum(p.numel() for p in backbone.flava.parameters()) / 1e6
-        features = passes[profile.precision]
+        features = passes[profile.features.precision]
         errors = {name: float((getattr(features, name) - getattr(passes["float32"], name)).norm()
                               / getattr(passes["float32"], name).norm()) for name in ("text_states", "image_states")}
         shapes = (tuple(features.text_states.shape), tuple(features.image_states.shape))
@@ -146,9 +146,10 @@ def main() -> None:
         model = build_classifier(backbone, profile)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
         with Meter(device) as m:
-            settings = TrainSettings(lr=profile.lr, batch_size=profile.batch_size, max_epochs=1, device=device)
-            result = fit(model, train, np.array(labels[:half]), val, np.array(labels[half:]), settings, progress=False)
-        steps = -(-half // profile.batch_size)
+            settings = profile.train.model_copy(update={"max_epochs": 1})
+            result = fit(model, train, np.array(labels[:half]), val, np.array(labels[half:]), settings, device=device,
+                         progress=False)
+        steps = -(-half // profile.train.batch_size)
         rows.append(("one training epoch (train + validation)", m.seconds, len(guids) / m.seconds, m.seconds / steps,
                      m.peak_gib))
         with Meter(device) as m:
@@ -160,7 +161,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}; FLAVA {params:.1f} M parameters (random); "
           f"{len(guids)} posts; token states text {shapes[0]}, image {shapes[1]}; "
-          f"classifier {trainable:.1f} M trainable; {profile.precision} vs float32 features, relative error: "
+          f"classifier {trainable:.1f} M trainable; {profile.features.precision} vs float32 features, relative error: "
           f"text {errors['text_states']:.2%}, image {errors['image_states']:.2%}; epoch history: {result.history.iloc[0].to_dict()}")
     print("| part | seconds | posts/s | seconds per batch | peak memory [GiB] |")
     print("|---|---:|---:|---:|---:|")

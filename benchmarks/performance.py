@@ -53,7 +53,7 @@ from msa_utils.model.classifier import EndToEndModel
 from msa_utils.model.factory import build_classifier
 from msa_utils.config.profiles import get_profile
 from msa_utils.config.runtime import set_seed
-from msa_utils.train.loop import TrainSettings, fit
+from msa_utils.train.loop import fit
 
 def _rss_mb() -> float:
     """This process's resident memory [MB], from ``/proc/self/status`` (0 where there is none)."""
@@ -145,7 +145,7 @@ def main() -> None:
     profile = get_profile("cpu")
     guids, texts, paths, labels = sample_posts(args.posts)
     labels = np.array(labels)
-    n, batch = len(guids), profile.encode_batch_size
+    n, batch = len(guids), profile.features.encode_batch_size
     rows: list[dict] = []
 
     def add(part: str, meter: Part | None, posts_per_s: float | None, gflops: float | None = None, note: str = ""):
@@ -183,8 +183,8 @@ def main() -> None:
                  f"{float(torch.nn.functional.cosine_similarity(pooled[0].flatten(1), pooled[1].flatten(1)).min()):.4f})")
     rows[-1]["note"] += "; " + tolerance
 
-    backbone = backbones[profile.precision]
-    prepared = backbone.prepare(features[profile.precision].subset(guids))
+    backbone = backbones[profile.features.precision]
+    prepared = backbone.prepare(features[profile.features.precision].subset(guids))
     cached = {}
     for label, grouped, autocast in (("drawn order", False, False), ("grouped by length (the study's)", True, False),
                                      ("grouped, bf16 autocast", True, True)):
@@ -193,8 +193,7 @@ def main() -> None:
             model = build_classifier(backbone, profile)
             with meter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch],
-                    TrainSettings(lr=profile.lr, batch_size=profile.batch_size, max_epochs=1, device="cpu",
-                                  group_by_length=grouped), progress=False)
+                    profile.train.model_copy(update={"max_epochs": 1, "group_by_length": grouped}), progress=False)
             return meter
 
         flops = epoch(FlopCounterMode(display=False)).get_total_flops()  # forward and backward
@@ -203,18 +202,18 @@ def main() -> None:
             flops / m.seconds / 1e9, note=f"the study's 2,560 training posts: about {2560 * m.seconds / n:.1f} s")
     set_seed(0)
     end_to_end = EndToEndModel(backbone, build_classifier(backbone, profile))
-    optimiser = torch.optim.Adam([p for p in end_to_end.parameters() if p.requires_grad], lr=profile.lr)
+    optimiser = torch.optim.Adam([p for p in end_to_end.parameters() if p.requires_grad], lr=profile.train.lr)
     with Part() as full:
-        for start in range(0, n, profile.batch_size):
-            tok = backbone.tokenize(texts[start:start + profile.batch_size])
-            pix = backbone.preprocess_images(paths[start:start + profile.batch_size])
+        for start in range(0, n, profile.train.batch_size):
+            tok = backbone.tokenize(texts[start:start + profile.train.batch_size])
+            pix = backbone.preprocess_images(paths[start:start + profile.train.batch_size])
             logits = end_to_end(tok["input_ids"], tok["attention_mask"], pix)
-            loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels[start:start + profile.batch_size]))
+            loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels[start:start + profile.train.batch_size]))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
     study_epoch = cached["grouped by length (the study's)"]
-    add(f"training epoch end-to-end through the {profile.precision} encoders", full, n / full.seconds,
+    add(f"training epoch end-to-end through the {profile.features.precision} encoders", full, n / full.seconds,
         note=f"the study's cached epoch is {full.seconds / study_epoch.seconds:.1f}x faster")
 
     for r in compare_cache_sizes(args.memory_posts, 20):
@@ -225,7 +224,7 @@ def main() -> None:
                              f"{r['peak_vmrss_mb']:,.0f} MB"})
 
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}; {n} posts, profile cpu (batch {profile.batch_size}, encode batch {batch})")
+          f"torch {torch.__version__}; {n} posts, profile cpu (batch {profile.train.batch_size}, encode batch {batch})")
     print("| part | seconds | posts/s | GFLOP/s | share of fp32 matmul | peak memory [MB] | note |")
     print("|---|---:|---:|---:|---:|---:|---|")
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731

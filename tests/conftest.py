@@ -63,8 +63,8 @@ import torch  # noqa: E402
 
 from msa_utils.config.profiles import get_profile  # noqa: E402
 from msa_utils.data.mvsa import decode_text_bytes, join_lines  # noqa: E402
-from msa_utils.features.encoders import (  # noqa: E402
-    CompactBackbone, load_backbone, load_efficientnet_lite0, load_minilm)
+from msa_utils.features.compact import CompactBackbone, load_efficientnet_lite0, load_minilm  # noqa: E402
+from msa_utils.features.encoders import load_backbone  # noqa: E402
 
 ENCODER_REAL_GUIDS = (1, 2, 3, 4, 5, 6)
 TINY_FLAVA_TEXT_TOKENS = 16

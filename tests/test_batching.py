@@ -13,7 +13,7 @@ Real MVSA posts through the real compact encoders (MiniLM-L6, EfficientNet-Lite0
 import pytest
 import torch
 
-from msa_utils.features.encoders import CompactBackbone
+from msa_utils.features.compact import CompactBackbone
 from msa_utils.features.extraction import encode_windows, extract_features, length_sorted_batches
 from msa_utils.model.factory import compact_classifier
 from msa_utils.config.profiles import DEFAULT_DATA_DIR, get_profile

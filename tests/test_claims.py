@@ -134,7 +134,7 @@ def test_report_and_readme_block_show_the_claims(study):
 
 def test_a_claim_whose_models_have_the_same_settings_is_not_tested(study):
     cfg = study[0]
-    recipe_is_linear = dataclasses.replace(cfg, head="linear")
+    recipe_is_linear = cfg.replace(head="linear")
     table = claims.claims_table(recipe_is_linear).set_index("id")
     assert table.loc["5d", "verdict"] == claims.NOT_TESTED and "same settings" in table.loc["5d", "note"]
     assert table.loc["2a", "verdict"] != claims.NOT_TESTED

@@ -63,8 +63,8 @@ def test_two_processes_write_the_one_cache_a_single_process_would(study):
     cfg = get_profile("smoke", results_dir=str(results))
     posts = load_posts(cfg.paths).set_index("guid").loc[stored.guids.numpy()]
     backbone = load_backbone(cfg)
-    alone = extract_features(backbone, posts["text"].tolist(), [Path(cfg.data_dir) / f for f in posts["image_file"]],
-                             stored.guids, progress=False, dtype=cfg.cache_dtype)
+    alone = extract_features(backbone, posts["text"].tolist(), [Path(cfg.data.data_dir) / f for f in posts["image_file"]],
+                             stored.guids, progress=False, dtype=cfg.features.cache_dtype)
     assert len(stored) > 60 and torch.equal(stored.text_mask, alone.text_mask)
     assert torch.allclose(stored.text_states.float(), alone.text_states.float(), atol=1e-3)
     assert torch.allclose(stored.image_states.float(), alone.image_states.float(), atol=1e-3)

@@ -15,8 +15,10 @@ from torch import nn
 
 import msa_utils.features.compact as compact_module
 import msa_utils.features.encoders as encoders_module
-from msa_utils.features.encoders import (BACKBONES, CompactBackbone, FlavaBackbone, add_state_dicts, load_backbone,
-                                to_rgb_images)
+from msa_utils.features.backbone import add_state_dicts, to_rgb_images
+from msa_utils.features.compact import CompactBackbone
+from msa_utils.features.encoders import BACKBONES, load_backbone
+from msa_utils.features.flava import FlavaBackbone
 from msa_utils.features.sets import FeatureSet, NullInputs, pool_image_tokens
 from msa_utils.io.hashing import Digest
 from msa_utils.data.images import load_image, to_rgb
@@ -181,13 +183,13 @@ def test_fingerprint_tracks_preprocessing_and_weights(flava_backbone, compact_ba
 def test_load_backbone_errors(tiny_flava_dir):
     profile = get_profile("smoke", backbone="flava", flava_name_or_path=str(tiny_flava_dir), device="cpu")
     with pytest.raises(ValueError, match="image_size"):
-        load_backbone(dataclasses.replace(profile, image_size=224))
+        load_backbone(profile.replace(image_size=224))
 
 
 def test_load_backbone_refuses_an_unknown_name():
     # a plain namespace: Profile itself validates names, load_backbone must refuse on its own too
     with pytest.raises(ValueError, match=r"unknown backbone 'clip'; known backbones: 'compact', 'flava'"):
-        load_backbone(types.SimpleNamespace(backbone="clip"))
+        load_backbone(types.SimpleNamespace(features=types.SimpleNamespace(backbone="clip")))
 
 
 def test_registry_maps_names_to_classes_and_no_module_compares_names():

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import msa_utils.features.feature_cache as cache_module
-from msa_utils.features.encoders import FlavaBackbone
+from msa_utils.features.flava import FlavaBackbone
 from msa_utils.features.extraction import extract_features
 from msa_utils.features.feature_cache import MANIFEST_NAME, cache_path, feature_cache_key, load_or_extract_features
 from msa_utils.features.sets import FeatureSet, LazyRows, NullInputs, pool_image_tokens

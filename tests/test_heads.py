@@ -90,7 +90,7 @@ def test_head_shapes_and_cls_embedding():
         reference = out.cls_embedding if reference is None else reference
         torch.testing.assert_close(out.cls_embedding, reference, atol=0, rtol=0)
     assert [type(layer).__name__ for layer in build("linear").head] == ["Dropout", "Linear"]
-    assert build("linear").head[0].p == get_profile("smoke").dropout
+    assert build("linear").head[0].p == get_profile("smoke").model.dropout
     attention = build("attention")
     assert attention.pool.attention.num_heads == attention.config.num_heads == 2
     assert attention.pool.attention.batch_first and isinstance(attention.head, torch.nn.Linear)
@@ -231,7 +231,7 @@ def test_compact_build_classifier_honours_head_and_train_fusion(head, compact_ba
     torch.manual_seed(0)
     trained = build_classifier(compact_backbone_grid2, profile)
     torch.manual_seed(0)
-    frozen = build_classifier(compact_backbone_grid2, dataclasses.replace(profile, train_fusion=False))
+    frozen = build_classifier(compact_backbone_grid2, profile.replace(train_fusion=False))
     for model in (trained, frozen):
         assert model.config.head == head and isinstance(model.pool, POOLS[head])
         assert (model.config.text_dim, model.config.image_dim) == (384, 1280)

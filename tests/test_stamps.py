@@ -36,7 +36,7 @@ def chain(tmp_path, kill_flag=None):
         work = f"text = Path({read}).read_text()\nPath(cfg.results_dir, {write!r}).write_text(text + '{number}')"
         return cfg, work
 
-    write_notebook(notebooks / "01_first.ipynb", *step("01", "cfg.data_dir, 'posts.txt'", "a.txt"))
+    write_notebook(notebooks / "01_first.ipynb", *step("01", "cfg.data.data_dir, 'posts.txt'", "a.txt"))
     cfg, work = step("02", "cfg.results_dir, 'a.txt'", "b.txt")
     if kill_flag is not None:  # the runner is killed (SIGKILL) in the middle of notebook 02
         cfg += (f"\nimport os, signal\nif os.path.exists({str(kill_flag)!r}):\n"

@@ -1,15 +1,14 @@
 """The papermill runner: order, parameters, and a clear stop at the first failing notebook."""
 
-import dataclasses
 import json
 
 import nbformat
 import pytest
-import tqdm.auto
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from msa_utils.config.profiles import Profile
-from msa_utils.runner.notebook import notebook_warnings, quiet_progress_bars
+from msa_utils.config.profiles import PROFILES
+from msa_utils.config.runtime import progress_bar
+from msa_utils.runner.notebook import notebook_warnings
 from msa_utils.runner.study import (StudyFailed, describe_outputs, main, parse_overrides, resolve_paths, run_study,
                                     study_notebooks)
 
@@ -44,7 +43,9 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
     warn = ("from msa_utils.runner.notebook import setup\nsetup(profile, overrides, announce=False)\n"
             "import logging, warnings\nlogging.getLogger('msa_utils.features.feature_cache').warning('cache x rebuilt')\n"
             "warnings.warn('odd input')")
-    bars = "from tqdm import tqdm\nfor _ in tqdm(range(50), desc='epoch 1', disable=False, mininterval=0):\n    pass"
+    bars = ("from tqdm import tqdm\nfrom msa_utils.config.runtime import progress_bar\n"  # a library's bar, the package's
+            "for _ in tqdm(range(50), desc='epoch 0', mininterval=0):\n    pass\n"
+            "for _ in progress_bar(range(50), desc='epoch 1', mininterval=0):\n    pass")
     write_notebook(folder / "01_first.ipynb", record, warn, bars)
     write_notebook(folder / "02_broken.ipynb", record, warn.replace("cache x", "cache y"),
                    "raise ValueError('bad input in cell two')")
@@ -66,7 +67,7 @@ def test_runs_in_order_with_parameters_and_stops_at_the_first_failure(tmp_path, 
     assert "without encryption" not in printed.out + printed.err  # the kernels talk over IPC, not TCP
     assert "Executing:" in printed.err  # papermill's bar over the cells, on the terminal ...
     saved = (tmp_path / "results" / "notebooks" / "01_first.ipynb").read_text()
-    assert "epoch 1:" not in saved and "%|" not in saved  # ... but no bar fragment in the executed notebook
+    assert "epoch 0:" not in saved and "epoch 1:" not in saved and "%|" not in saved  # ... but no bar fragment in the executed notebook
     assert (tmp_path / "results" / "notebooks" / "02_broken.ipynb").exists()  # saved with the traceback
     assert not (tmp_path / "results" / "notebooks" / "03_never.ipynb").exists()
 
@@ -87,13 +88,11 @@ def test_notebook_warnings_reads_the_marked_stderr_lines_in_cell_order(tmp_path)
     assert notebook_warnings(tmp_path / "quiet.ipynb") == []
 
 
-def test_bars_are_off_under_tqdm_disable_even_when_asked_for(monkeypatch):
-    monkeypatch.setattr(tqdm.std.tqdm, "__init__", tqdm.std.tqdm.__init__)  # undone after the test
+def test_bars_are_off_under_tqdm_disable(monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    assert not quiet_progress_bars() and not tqdm.tqdm(range(3), disable=False).disable  # JupyterLab: bars
+    assert not progress_bar(range(3)).disable and progress_bar(range(3), show=False).disable  # JupyterLab: bars
     monkeypatch.setenv("TQDM_DISABLE", "1")  # a kernel of msa-study
-    assert quiet_progress_bars() and quiet_progress_bars()  # patched once however often called
-    assert tqdm.tqdm(range(3), disable=False).disable and tqdm.auto.tqdm(range(3), disable=False).disable
+    assert progress_bar(range(3)).disable  # tqdm itself reads the variable when it is imported (in the kernel)
 
 
 def test_unknown_profile_fails_before_running(tmp_path):
@@ -124,7 +123,8 @@ def test_help_lists_every_profile_field(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     shown = capsys.readouterr().out
-    assert all(f"  {f.name} = " in shown for f in dataclasses.fields(Profile) if f.name != "name")
+    assert all(f"  {name} = " in shown for name in PROFILES["cpu"].flat() if name != "name")
+    assert "  train.lr = 0.0001" in shown and "leaf name (lr)" in shown
 
 
 def test_describe_outputs_groups_folders_and_skips_executed_notebooks():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from msa_utils.features.encoders import FrozenBackbone
+from msa_utils.features.backbone import FrozenBackbone
 from msa_utils.features.extraction import extract_features
 from msa_utils.features.feature_cache import MANIFEST_NAME
 from msa_utils.features.sets import FeatureSet, LazyRows
@@ -20,7 +20,8 @@ from msa_utils.model.classifier import MultimodalClassifier
 from msa_utils.model.factory import build_classifier
 from msa_utils.config.profiles import get_profile
 from msa_utils.config.runtime import set_seed
-from msa_utils.train.loop import TrainSettings, fit
+from msa_utils.config.profiles import TrainSettings
+from msa_utils.train.loop import fit
 from msa_utils.model.text_finetune import (TextTopClassifier, TextTopLayers, encode_text_below, text_below_features,
                                            text_top)
 

@@ -5,7 +5,7 @@ backbone and prepared by it (2 x 2 pooled image tokens, the ``cpu`` design), wit
 multimodal encoder on top.
 """
 
-import dataclasses
+import pydantic
 import os
 import shutil
 import signal
@@ -28,7 +28,8 @@ from msa_utils.model.factory import compact_classifier
 from msa_utils.config.profiles import DEFAULT_DATA_DIR, get_profile
 from msa_utils.config.runtime import set_seed
 from msa_utils.experiments.variants import run_key
-from msa_utils.train.loop import TrainSettings, fit, predict_logits
+from msa_utils.config.profiles import TrainSettings
+from msa_utils.train.loop import fit, predict_logits
 
 from conftest import read_post_text
 
@@ -78,7 +79,7 @@ def test_fit_keeps_the_best_epoch_and_reports_it(real_split):
 
 def test_early_stopping_after_patience_epochs_without_improvement(real_split):
     train, y_train, val, y_val, _ = real_split
-    settings = TrainSettings(lr=0.0, max_epochs=10, patience=2)
+    settings = TrainSettings.model_construct(lr=0.0, max_epochs=10, patience=2)  # lr 0, below a profile's range: nothing improves
     result = fit(new_model(), train, y_train, val, y_val, settings, progress=False)
     # lr 0: the validation F1 never changes, so epochs 2 and 3 bring no improvement
     assert result.best_epoch == 1 and len(result.history) == 3 and result.stopped_early
@@ -86,11 +87,11 @@ def test_early_stopping_after_patience_epochs_without_improvement(real_split):
 
 def test_same_seed_same_history(real_split):
     train, y_train, val, y_val, _ = real_split
-    settings = TrainSettings(lr=1e-3, batch_size=8, max_epochs=2, seed=5)
-    runs = [fit(new_model(), train, y_train, val, y_val, settings, progress=False) for _ in range(2)]
+    settings = TrainSettings(lr=1e-3, batch_size=8, max_epochs=2)
+    runs = [fit(new_model(), train, y_train, val, y_val, settings, seed=5, progress=False) for _ in range(2)]
     columns = [c for c in runs[0].history if c != "seconds"]
     pd.testing.assert_frame_equal(runs[0].history[columns], runs[1].history[columns])
-    other = fit(new_model(), train, y_train, val, y_val, dataclasses.replace(settings, seed=6), progress=False)
+    other = fit(new_model(), train, y_train, val, y_val, settings, seed=6, progress=False)
     assert not np.allclose(other.history["train_loss"], runs[0].history["train_loss"])
 
 
@@ -152,7 +153,7 @@ def _same_run(a, b, model_a, model_b):
 
 def test_interrupted_training_resumes_to_the_same_result(real_split, tmp_path):
     train, y_train, val, y_val, _ = real_split
-    settings = dict(settings=TrainSettings(lr=3e-3, batch_size=8, max_epochs=4, patience=4, seed=2), progress=False,
+    settings = dict(settings=TrainSettings(lr=3e-3, batch_size=8, max_epochs=4, patience=4), seed=2, progress=False,
                     state_key="k")
     reference_model = new_model()
     reference = fit(reference_model, train, y_train, val, y_val, state_path=tmp_path / "ref.safetensors", **settings)
@@ -200,7 +201,8 @@ from msa_utils.features.sets import FeatureSet
 from msa_utils.model.factory import compact_classifier
 from msa_utils.config.profiles import get_profile
 from msa_utils.config.runtime import set_seed
-from msa_utils.train.loop import TrainSettings, fit
+from msa_utils.config.profiles import TrainSettings
+from msa_utils.train.loop import fit
 
 data, state, out, kill_epoch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 t = load_file(data)
@@ -214,7 +216,7 @@ def kill(epoch, step):
         os.kill(os.getpid(), signal.SIGKILL)
 
 result = fit(model, part("train"), t["train.labels"].numpy(), part("val"), t["val.labels"].numpy(),
-             TrainSettings(lr=3e-3, batch_size=8, max_epochs=4, patience=4, seed=1), progress=False, state_path=state,
+             TrainSettings(lr=3e-3, batch_size=8, max_epochs=4, patience=4), seed=1, progress=False, state_path=state,
              state_key="k", on_step=kill)
 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out + ".safetensors")
 result.history.drop(columns="seconds").to_csv(out + ".csv", index=False)
@@ -245,10 +247,10 @@ def test_training_killed_with_sigkill_resumes_to_the_same_result(real_split, tmp
 
 def test_train_settings_come_from_the_profile():
     cfg = get_profile("smoke", lr=2e-3, batch_size=4, group_by_length=True, seed=9)
-    settings = TrainSettings.from_profile(cfg)
-    assert (settings.lr, settings.batch_size, settings.group_by_length, settings.seed) == (2e-3, 4, True, 9)
-    assert settings.device == cfg.device and settings.patience == cfg.patience
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    settings = cfg.train
+    assert (settings.lr, settings.batch_size, settings.group_by_length, cfg.seed) == (2e-3, 4, True, 9)
+    assert settings.patience == get_profile("smoke").train.patience
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         settings.lr = 1.0
 
 
@@ -283,7 +285,7 @@ def test_the_resume_key_ignores_comments_and_docstrings_but_not_settings(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == [str(edited / "__init__.py"), key]
     reversed_labels = type(data)(features=data.features, labels={**data.labels, "val": data.labels["val"][::-1]})
-    others = {run_key(data, "full", dataclasses.replace(cfg, lr=cfg.lr * 2)), run_key(reversed_labels, "full", cfg),
-              run_key(data, "full", dataclasses.replace(cfg, seed=cfg.seed + 1)), run_key(data, "no_text", cfg)}
+    others = {run_key(data, "full", cfg.replace(lr=cfg.train.lr * 2)), run_key(reversed_labels, "full", cfg),
+              run_key(data, "full", cfg.replace(seed=cfg.seed + 1)), run_key(data, "no_text", cfg)}
     assert len(others) == 4 and key not in others
-    assert run_key(data, "full", dataclasses.replace(cfg, results_dir="/elsewhere")) == key
+    assert run_key(data, "full", cfg.replace(results_dir="/elsewhere")) == key

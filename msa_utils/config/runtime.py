@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) and, optionally, ask torch for determinism.
@@ -86,6 +87,14 @@ def allow_tf32(precision: str) -> None:
     fast = checked_precision(precision) == "bfloat16"
     torch.backends.cuda.matmul.allow_tf32 = fast
     torch.backends.cudnn.allow_tf32 = fast
+
+
+def progress_bar(iterable=None, *, show: bool = True, **kwargs) -> tqdm:
+    """``tqdm(iterable, **kwargs)``, off when ``show`` is false or ``TQDM_DISABLE`` is set: ``msa-study``
+    sets it for its kernels, so bars stay on its terminal and out of the executed notebooks (tqdm
+    alone lets an explicit ``disable=False`` win over the variable)."""
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    return tqdm(iterable, disable=quiet or not show, **kwargs)
 
 
 class ExpectedTime:

@@ -60,19 +60,19 @@ class PostTable:
 
 
 def build_posts(cfg: Profile) -> PostTable:
-    """Run every stage on ``cfg.data_dir`` (also uses ``train_sample``, ``test_sample``, ``seed``,
+    """Run every stage on ``cfg.data.data_dir`` (also uses ``train_sample``, ``test_sample``, ``seed``,
     ``translate``, ``translate_timeout_s`` and the translation cache of ``cfg.paths``). Raises as
     :func:`msa_utils.data.mvsa.load_mvsa`, and ValueError if :func:`check_posts` fails."""
     report = DataReport()
-    posts = load_mvsa(cfg.data_dir, report)
-    posts = sample_posts(posts, cfg.train_sample, cfg.test_sample, cfg.seed, report)
-    posts = inspect_images(posts, cfg.data_dir, report)
-    posts = group_content(posts, cfg.data_dir, report)
+    posts = load_mvsa(cfg.data.data_dir, report)
+    posts = sample_posts(posts, cfg.data.train_sample, cfg.data.test_sample, cfg.seed, report)
+    posts = inspect_images(posts, cfg.data.data_dir, report)
+    posts = group_content(posts, cfg.data.data_dir, report)
     posts = clean_posts(posts, report)
-    posts = translate_posts(posts, cfg.paths.translation_cache, report, enabled=cfg.translate,
-                            timeout_s=cfg.translate_timeout_s)
+    posts = translate_posts(posts, cfg.paths.translation_cache, report, enabled=cfg.data.translate,
+                            timeout_s=cfg.data.translate_timeout_s)
     table = PostTable(posts[list(COLUMNS)].reset_index(drop=True), report)
-    check_posts(table, cfg.data_dir)
+    check_posts(table, cfg.data.data_dir)
     return table
 
 

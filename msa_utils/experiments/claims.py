@@ -188,9 +188,9 @@ def claims_table(cfg: Profile, seed: int = 0, ids: tuple[str, ...] | None = None
 
 def _untestable(cfg: Profile, claim: Claim) -> str:
     """Why ``claim`` cannot be tested under ``cfg`` (``""`` if it can)."""
-    if claim.expected == "epochs" and (not cfg.early_stopping or cfg.max_epochs < max(PAPER_STRONGEST_EPOCHS)):
+    if claim.expected == "epochs" and (not cfg.train.early_stopping or cfg.train.max_epochs < max(PAPER_STRONGEST_EPOCHS)):
         return (f"needs early stopping and at least {max(PAPER_STRONGEST_EPOCHS)} epochs (this run: "
-                f"early_stopping={cfg.early_stopping}, max_epochs={cfg.max_epochs})")
+                f"early_stopping={cfg.train.early_stopping}, max_epochs={cfg.train.max_epochs})")
     if isinstance(claim.better, VariantRef) and isinstance(claim.worse, VariantRef):
         a, b = VARIANTS[claim.better.name], VARIANTS[claim.worse.name]
         if a.drop == b.drop and a.profile(cfg, 0).run_key_settings() == b.profile(cfg, 0).run_key_settings():

@@ -61,8 +61,8 @@ def prepare(cfg: Profile, processes=None) -> StudyData:
     backbone = load_backbone(cfg)
     cached = load_or_extract_features(
         backbone, guids=wanted, texts=rows["text"].tolist(),
-        image_paths=[Path(cfg.data_dir) / f for f in rows["image_file"]], cache_dir=cfg.cache_dir,
-        dtype=cfg.cache_dtype, batch_size=cfg.encode_batch_size, workers=cfg.encode_workers, processes=processes)
+        image_paths=[Path(cfg.data.data_dir) / f for f in rows["image_file"]], cache_dir=cfg.cache_dir,
+        dtype=cfg.features.cache_dtype, batch_size=cfg.features.encode_batch_size, workers=cfg.features.encode_workers, processes=processes)
     prepared = backbone.prepare(cached)  # pooled batch by batch: memory stays flat
     features = {part: prepared.subset(guids) for part, guids in parts.items()}
     labelled = posts.set_index("guid")["label"]

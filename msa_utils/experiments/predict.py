@@ -39,7 +39,7 @@ def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np
     if probabilities.shape != (len(guids), len(LABELS)):
         raise ValueError(f"need ({len(guids)}, {len(LABELS)}) probabilities, got {probabilities.shape}")
     tags = dict(zip(np.asarray(guids).tolist(), (LABELS[i] for i in probabilities.argmax(1).tolist())))
-    guids = label_file_guids(Path(data.cfg.data_dir) / LABEL_FILES["test"])
+    guids = label_file_guids(Path(data.cfg.data.data_dir) / LABEL_FILES["test"])
     table = pd.DataFrame({"guid": guids, "tag": [tags.get(g, "null") for g in guids]})
     io.write_csv(paths.predictions / filename, table)
     missing = [g for g in guids if g not in tags]

@@ -24,7 +24,7 @@ from msa_utils.experiments import baselines
 from msa_utils.experiments.dataset import LABELLED_PARTS, PARTS, StudyData
 from msa_utils.io.hashing import Digest
 from msa_utils.model import factory, text_finetune
-from msa_utils.train.loop import TRAINING_VERSION, TrainSettings, fit, predict_logits
+from msa_utils.train.loop import TRAINING_VERSION, fit, predict_logits
 from msa_utils.train.metrics import classification_metrics
 
 
@@ -39,7 +39,7 @@ class Variant:
 
     def profile(self, cfg: Profile, seed: int) -> Profile:
         """``cfg`` with this variant's settings and seed ``seed`` (ValueError / TypeError: a bad setting)."""
-        return dataclasses.replace(cfg, seed=seed, **self.settings)
+        return cfg.replace(seed=seed, **self.settings)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -93,15 +93,14 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
     rows, histories, predictions = [], [], []
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         run_cfg = variant.profile(cfg, seed)
-        run_data = _text_below(data, run_cfg.text_top_layers)
+        run_data = _text_below(data, run_cfg.model.text_top_layers)
         set_seed(seed)
         classifier = factory.build_classifier(data.backbone, run_cfg)
-        if run_cfg.text_top_layers:
-            classifier = text_finetune.TextTopClassifier(text_finetune.text_top(data.backbone, run_cfg.text_top_layers), classifier)
+        if run_cfg.model.text_top_layers:
+            classifier = text_finetune.TextTopClassifier(text_finetune.text_top(data.backbone, run_cfg.model.text_top_layers), classifier)
         checkpoint = paths.checkpoints / name / f"seed{seed}"
-        settings = TrainSettings.from_profile(run_cfg)
         result = fit(classifier, run_data.features["train"], data.labels["train"], run_data.features["val"],
-                     data.labels["val"], settings, drop=variant.drop, nulls=data.nulls,
+                     data.labels["val"], run_cfg.train, seed=seed, device=run_cfg.device, drop=variant.drop, nulls=data.nulls,
                      on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
                      state_path=paths.checkpoints / name / f"seed{seed}_training_state.safetensors",
                      state_key=run_key(run_data, name, run_cfg))
@@ -110,12 +109,12 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
         row = {"variant": name, "seed": seed, "best_epoch": result.best_epoch,
                "best_val_epoch": int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"]),
                "epochs_run": len(history), "stopped_early": result.stopped_early,
-               "batches_per_epoch": -(-len(data.labels["train"]) // run_cfg.batch_size),
+               "batches_per_epoch": -(-len(data.labels["train"]) // run_cfg.train.batch_size),
                "mean_epoch_seconds": round(float(history["seconds"].mean()), 2),
                "trainable_parameters": sum(p.numel() for p in classifier.parameters() if p.requires_grad)}
         for part in PREDICTED_PARTS:
             logits = predict_logits(classifier, run_data.features[part], drop=variant.drop, nulls=data.nulls,
-                                    device=settings.device)
+                                    device=run_cfg.device)
             row.update(_score(data, name, seed, part, torch.softmax(logits, dim=1).numpy(), predictions))
         rows.append(row)
         histories.append(history.assign(seed=seed)[["seed", *history.columns]])
@@ -185,7 +184,7 @@ def _text_below(data: StudyData, top_layers: int) -> StudyData:
     cfg = data.cfg
     features = {part: text_finetune.text_below_features(
         data.backbone, data.features[part], _texts(data, part), top_layers, cfg.cache_dir,
-        dtype=cfg.cache_dtype, batch_size=cfg.encode_batch_size) for part in PARTS}
+        dtype=cfg.features.cache_dtype, batch_size=cfg.features.encode_batch_size) for part in PARTS}
     return dataclasses.replace(data, features=features)
 
 

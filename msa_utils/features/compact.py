@@ -56,8 +56,8 @@ class CompactBackbone(FrozenBackbone):
 
     @classmethod
     def from_profile(cls, profile) -> "CompactBackbone":
-        return cls(max_text_tokens=profile.max_text_tokens, image_size=profile.image_size, device=profile.device,
-                   image_grid=profile.image_grid, precision=profile.precision)
+        return cls(max_text_tokens=profile.features.max_text_tokens, image_size=profile.features.image_size, device=profile.device,
+                   image_grid=profile.model.image_grid, precision=profile.features.precision)
 
     def with_image_grid(self, image_grid: int | None) -> "CompactBackbone":
         """A copy preparing states with another ``image_grid`` (encoders and fingerprint shared)."""

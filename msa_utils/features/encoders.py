@@ -3,23 +3,20 @@
 
 from __future__ import annotations
 
-from msa_utils.features.backbone import FrozenBackbone, ImageLike, add_state_dicts, freeze, to_rgb_images
-from msa_utils.features.compact import CompactBackbone, load_efficientnet_lite0, load_minilm
+from msa_utils.features.backbone import FrozenBackbone
+from msa_utils.features.compact import CompactBackbone
 from msa_utils.features.flava import FlavaBackbone
-
-__all__ = ["BACKBONES", "CompactBackbone", "FlavaBackbone", "FrozenBackbone", "ImageLike", "add_state_dicts", "freeze",
-           "load_backbone", "load_efficientnet_lite0", "load_minilm", "to_rgb_images"]
 
 BACKBONES: dict[str, type[FrozenBackbone]] = {"flava": FlavaBackbone, "compact": CompactBackbone}
 """Backbone name -> class; its keys are :data:`msa_utils.config.profiles.BACKBONE_NAMES` (tested)."""
 
 
 def load_backbone(profile) -> FrozenBackbone:
-    """``BACKBONES[profile.backbone].from_profile(profile)``; ValueError for an unknown name (listing the known
+    """``BACKBONES[profile.features.backbone].from_profile(profile)``; ValueError for an unknown name (listing the known
     ones) or from the constructor, OSError for a FLAVA checkpoint not found."""
     try:
-        cls = BACKBONES[profile.backbone]
+        cls = BACKBONES[profile.features.backbone]
     except KeyError:
-        raise ValueError(f"unknown backbone {profile.backbone!r}; known backbones: "
+        raise ValueError(f"unknown backbone {profile.features.backbone!r}; known backbones: "
                          f"{', '.join(repr(n) for n in sorted(BACKBONES))}") from None
     return cls.from_profile(profile)

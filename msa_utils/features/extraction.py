@@ -11,9 +11,8 @@ import os
 from typing import Iterator, Sequence
 
 import torch
-from tqdm import tqdm
 
-from msa_utils.config.runtime import ExpectedTime
+from msa_utils.config.runtime import ExpectedTime, progress_bar
 from msa_utils.features.sets import FeatureSet, checked_dtype
 
 SORT_WINDOW = 2048
@@ -70,8 +69,8 @@ def encode_windows(backbone, texts: Sequence[str], image_paths: Sequence[str | o
         pin_memory=backbone.device.type == "cuda", worker_init_fn=_one_thread if workers else None,
     )
     clock = ExpectedTime(f"encode ({backbone.name})", n, enabled=progress)
-    bar = tqdm(zip(batches, loader), total=len(batches), desc=f"encode ({backbone.name})", disable=not progress,
-               unit="batch")
+    bar = progress_bar(zip(batches, loader), show=progress, total=len(batches), desc=f"encode ({backbone.name})",
+                       unit="batch")
     buffers, filled = None, 0
     for rows, pixel_values in bar:  # a window's batches come together (length_sorted_batches)
         t, m, i = backbone.encode_preprocessed([texts[r] for r in rows], pixel_values)

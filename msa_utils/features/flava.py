@@ -59,8 +59,8 @@ class FlavaBackbone(FrozenBackbone):
 
     @classmethod
     def from_profile(cls, profile) -> "FlavaBackbone":
-        return cls.from_pretrained(profile.flava_name_or_path, max_text_tokens=profile.max_text_tokens,
-                                   image_size=profile.image_size, device=profile.device, precision=profile.precision)
+        return cls.from_pretrained(profile.features.flava_name_or_path, max_text_tokens=profile.features.max_text_tokens,
+                                   image_size=profile.features.image_size, device=profile.device, precision=profile.features.precision)
 
     def preprocess_images(self, images: Sequence[ImageLike]) -> torch.Tensor:
         pixel_values = self.image_processor(images=to_rgb_images(images), return_tensors="pt")["pixel_values"]

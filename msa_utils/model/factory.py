@@ -11,13 +11,13 @@ def compact_classifier(text_dim: int, image_dim: int, cfg) -> MultimodalClassifi
     """:meth:`MultimodalClassifier.compact` sized by a profile's ``fusion_hidden``, ``fusion_layers``,
     ``fusion_heads``, ``fusion_dropout``, ``head_hidden``, ``dropout`` and ``head``."""
     return MultimodalClassifier.compact(
-        text_dim, image_dim, hidden_size=cfg.fusion_hidden, num_layers=cfg.fusion_layers, num_heads=cfg.fusion_heads,
-        fusion_dropout=cfg.fusion_dropout, head_hidden=cfg.head_hidden, dropout=cfg.dropout, head=cfg.head)
+        text_dim, image_dim, hidden_size=cfg.model.fusion_hidden, num_layers=cfg.model.fusion_layers, num_heads=cfg.model.fusion_heads,
+        fusion_dropout=cfg.model.fusion_dropout, head_hidden=cfg.model.head_hidden, dropout=cfg.model.dropout, head=cfg.model.head)
 
 
 CLASSIFIERS: dict[str, Callable[..., MultimodalClassifier]] = {
     "flava": lambda backbone, cfg: MultimodalClassifier.from_flava(
-        backbone.flava, head_hidden=cfg.head_hidden, dropout=cfg.dropout, head=cfg.head),
+        backbone.flava, head_hidden=cfg.model.head_hidden, dropout=cfg.model.dropout, head=cfg.model.head),
     "compact": lambda backbone, cfg: compact_classifier(backbone.text_dim, backbone.image_dim, cfg).to(backbone.device),
 }
 """Backbone name -> ``(backbone, profile) -> classifier``: FLAVA's pretrained projections and multimodal encoder + a
@@ -27,7 +27,7 @@ new head; for the compact backbone a small one trained from scratch. Its keys ar
 
 def build_classifier(backbone, cfg) -> MultimodalClassifier:
     """The classifier trained on ``backbone``'s prepared states (:data:`CLASSIFIERS`), on its device,
-    with the head ``cfg.head``; with ``cfg.train_fusion`` False its fusion part is frozen
+    with the head ``cfg.model.head``; with ``cfg.model.train_fusion`` False its fusion part is frozen
     (:meth:`MultimodalClassifier.freeze_fusion`: FLAVA's as loaded, the compact one at its random
     initialisation). Random parts follow the global torch seed: the caller seeds first.
 
@@ -35,4 +35,4 @@ def build_classifier(backbone, cfg) -> MultimodalClassifier:
         ValueError: for an unknown head, or ``fusion_hidden`` not a multiple of ``fusion_heads``.
     """
     model = CLASSIFIERS[backbone.name](backbone, cfg)
-    return model if cfg.train_fusion else model.freeze_fusion()
+    return model if cfg.model.train_fusion else model.freeze_fusion()

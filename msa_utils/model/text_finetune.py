@@ -20,9 +20,9 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from tqdm import tqdm
 from transformers.masking_utils import create_bidirectional_mask
 
+from msa_utils.config.runtime import progress_bar
 from msa_utils.features.extraction import length_sorted_batches
 from msa_utils.features.feature_cache import cache_path, feature_cache_key, load_or_build, save_features
 from msa_utils.features.sets import FeatureSet, checked_dtype
@@ -223,8 +223,8 @@ def _encode_below_all(backbone, texts: Sequence[str], features: FeatureSet, top_
     # the length of each row up to its last real token (right padding; robust to any padding side)
     lengths = (mask.bool() * torch.arange(1, length + 1)).amax(dim=1).clamp(min=1)
     states = None
-    for rows in tqdm(length_sorted_batches(lengths, batch_size, window=n),
-                     desc=f"text below top {top_layers} ({backbone.name})", disable=not progress, unit="batch"):
+    for rows in progress_bar(length_sorted_batches(lengths, batch_size, window=n), show=progress,
+                             desc=f"text below top {top_layers} ({backbone.name})", unit="batch"):
         width = int(lengths[rows].max())
         below = encode_text_below(backbone, ids[rows, :width], mask[rows, :width], top_layers)
         if states is None:

@@ -64,7 +64,7 @@ def protocol_text(cfg: Profile, counts: pd.DataFrame) -> str:
     return (
         f"The {int(total[['train', 'val', 'test']].sum())} usable labelled posts of `train.txt` were split once "
         f"(seed {cfg.seed}) into a held-out **test** part of {int(total['test'])} posts "
-        f"({cfg.test_fraction:.0%}), then {int(total['train'])} training and {int(total['val'])} validation posts "
+        f"({cfg.data.test_fraction:.0%}), then {int(total['train'])} training and {int(total['val'])} validation posts "
         f"(8:2, as in the paper); every split is stratified by class and grouped by content (posts with the same "
         f"text or the same image bytes stay in one part). Validation chose every epoch, variant and "
         f"hyperparameter; the test part only scores. {seeds} The paper's numbers are on its own validation split."
@@ -78,14 +78,14 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame,
     paths = cfg.paths
     selection = io.read_json(paths.metrics / SELECTION_FILE)
     runs = claims.load_runs(paths, ["full"])
-    default = PROFILES[cfg.name].to_dict()  # --set overrides, except the results and cache folders:
+    default = PROFILES[cfg.name].flat()  # --set overrides (by leaf name), except the results and cache folders:
     command = " ".join([f"msa-study --profile {cfg.name}", *(
-        f"--set {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in cfg.to_dict().items()
+        f"--set {k.rpartition('.')[2]}={v if isinstance(v, str) else json.dumps(v)}" for k, v in cfg.flat().items()
         if v != default[k] and k not in ("results_dir", "cache_dir"))])
-    data_dir = Path(cfg.data_dir)
+    data_dir = Path(cfg.data.data_dir)
     data_dir = data_dir.relative_to(REPO_ROOT) if data_dir.is_relative_to(REPO_ROOT) else data_dir
-    stopping = (f"Early stopping on validation weighted F1, patience {cfg.patience}" if cfg.early_stopping
-                else f"No early stopping ({cfg.max_epochs} epochs, the last kept)")
+    stopping = (f"Early stopping on validation weighted F1, patience {cfg.train.patience}" if cfg.train.early_stopping
+                else f"No early stopping ({cfg.train.max_epochs} epochs, the last kept)")
     sections = [
         f"# Results: multimodal sentiment analysis, profile `{cfg.name}`",
         f"Produced by `{command}` (notebooks 01-07) on `{data_dir}`. "
@@ -103,8 +103,8 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame,
         "## The paper's recipe, seed by seed",
         markdown_table(runs[["seed", "best_epoch", "epochs_run", "mean_epoch_seconds", "val_weighted_f1",
                              "test_accuracy", "test_weighted_f1", "test_macro_f1"]]),
-        f"{stopping}; Adam lr {cfg.lr:g}, batch "
-        f"{cfg.batch_size}, {'inverse-class-frequency re-sampling' if cfg.resample else 'no re-sampling'}.",
+        f"{stopping}; Adam lr {cfg.train.lr:g}, batch "
+        f"{cfg.train.batch_size}, {'inverse-class-frequency re-sampling' if cfg.train.resample else 'no re-sampling'}.",
         "## Test predictions",
         f"`predictions/test_predictions.txt` (format `guid,tag` as in `test_without_label.txt`) comes from "
         f"**{selection['title']}** (`{selection['model']}`), the variant with the best mean validation weighted F1 "

@@ -25,7 +25,6 @@ alone leaves its worker processes running (torch's launchers do not forward SIGK
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Sequence
 
 import torch
@@ -36,7 +35,7 @@ from msa_utils.experiments.dataset import prepare
 from msa_utils.model.factory import build_classifier
 from msa_utils.runner.notebook import setup
 from msa_utils.runner.study import parse_overrides
-from msa_utils.train.loop import TrainSettings, fit, predict_logits
+from msa_utils.train.loop import fit, predict_logits
 from msa_utils.train.metrics import classification_metrics
 
 
@@ -51,12 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     on_gpu = torch.cuda.is_available() and cfg.device != "cpu"
     accelerator = Accelerator(cpu=not on_gpu)
     if on_gpu:
-        cfg = dataclasses.replace(cfg, device=str(accelerator.device))
+        cfg = cfg.replace(device=str(accelerator.device))
     data = prepare(cfg, processes=accelerator)
     set_seed(cfg.seed)
     model = build_classifier(data.backbone, cfg)
     result = fit(model, data.features["train"], data.labels["train"], data.features["val"], data.labels["val"],
-                 TrainSettings.from_profile(cfg), accelerator=accelerator, progress=False)
+                 cfg.train, seed=cfg.seed, device=cfg.device, accelerator=accelerator, progress=False)
     if accelerator.is_main_process:
         scores = classification_metrics(data.labels["val"], predict_logits(model, data.features["val"],
                                                                            device=cfg.device).argmax(1).numpy())

@@ -7,13 +7,11 @@ Every notebook has a parameters cell of literals (papermill's convention) and th
 which resolves the profile, fixes every random seed (:mod:`msa_utils.config.runtime`), sets torch's CPU
 threads and the plotting defaults (:func:`msa_utils.report.plots.set_style`), sends warnings to the
 cell's stderr with a :data:`WARNING_PREFIX` (:func:`log_warnings`; ``msa-study`` reads them back with
-:func:`notebook_warnings`), turns tqdm bars off under ``TQDM_DISABLE`` (:func:`quiet_progress_bars`),
-and prints one line saying what runs where.
+:func:`notebook_warnings`), and prints one line saying what runs where.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -22,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import tqdm
 
 from msa_utils.config.profiles import PROFILE_ENV, Profile, get_profile
 from msa_utils.report.plots import set_style
@@ -74,26 +71,6 @@ def notebook_warnings(path: str | os.PathLike) -> list[str]:
     return list(found)
 
 
-def quiet_progress_bars() -> bool:
-    """Under ``TQDM_DISABLE`` (``msa-study`` sets it for its kernels) turn off every tqdm bar, also those
-    created with ``disable=False`` (this package's, which the environment variable alone does not
-    reach), so that no bar fragments are saved in an executed notebook; papermill's bar over the
-    cells stays on the runner's terminal. Interactive sessions without the variable keep their bars.
-
-    Returns whether the bars are off.
-    """
-    if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
-        return False
-    init = tqdm.std.tqdm.__init__
-    if not getattr(init, "_msa_quiet", False):
-        @functools.wraps(init)
-        def quiet(self, *args, **kwargs):
-            init(self, *args, **{**kwargs, "disable": True})
-        quiet._msa_quiet = True
-        tqdm.std.tqdm.__init__ = quiet
-    return True
-
-
 def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, announce: bool = True) -> Profile:
     """Resolve the profile and set the process up for it; the first call of every notebook.
 
@@ -102,8 +79,7 @@ def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, anno
     is fixed to ``cfg.seed`` (:func:`set_seed`), TF32 is allowed on CUDA for a bf16 profile
     (:func:`msa_utils.config.runtime.allow_tf32`), torch uses ``cfg.num_threads`` CPU threads
     when set, the plotting defaults are applied (:func:`msa_utils.report.plots.set_style`),
-    warnings go to stderr marked with :data:`WARNING_PREFIX` (:func:`log_warnings`), and tqdm bars
-    are off under ``TQDM_DISABLE`` (:func:`quiet_progress_bars`).
+    and warnings go to stderr marked with :data:`WARNING_PREFIX` (:func:`log_warnings`).
 
     Args:
         profile: the profile name of the notebook's parameters cell.
@@ -118,13 +94,12 @@ def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, anno
     """
     cfg = get_profile(os.environ.get(PROFILE_ENV) or profile, **(overrides or {}))
     set_seed(cfg.seed)
-    allow_tf32(cfg.precision)
+    allow_tf32(cfg.features.precision)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     set_style()
     log_warnings()
-    quiet_progress_bars()
     if announce:
-        print(f"profile {cfg.name}: backbone {cfg.backbone}, device {cfg.device}, seed {cfg.seed}, "
+        print(f"profile {cfg.name}: backbone {cfg.features.backbone}, device {cfg.device}, seed {cfg.seed}, "
               f"results in {cfg.results_dir}")
     return cfg

@@ -85,9 +85,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def resolve_paths(overrides: dict[str, Any]) -> dict[str, Any]:
     """Relative folders (and a local ``flava_name_or_path``) made absolute here: the notebooks run in notebooks/."""
     out = dict(overrides)
-    for key in (*PATH_FIELDS, "flava_name_or_path"):
-        if isinstance(out.get(key), str) and (key in PATH_FIELDS or Path(out[key]).expanduser().exists()):
-            out[key] = str(Path(out[key]).expanduser().resolve())
+    for key, value in out.items():
+        leaf = key.rpartition(".")[2]  # a field by its dotted or its leaf name
+        if isinstance(value, str) and (leaf in PATH_FIELDS or leaf == "flava_name_or_path" and Path(value).expanduser().exists()):
+            out[key] = str(Path(value).expanduser().resolve())
     return out
 
 
@@ -185,8 +186,8 @@ def run_study(profile: str = "cpu", overrides: dict[str, Any] | None = None, sta
     """
     overrides = resolve_paths(dict(overrides or {}))
     cfg = get_profile(profile, **overrides)  # fail fast on bad names and values
-    if not Path(cfg.data_dir).is_dir():
-        raise FileNotFoundError(f"data_dir {cfg.data_dir} is not a folder (the MVSA layout: data/, train.txt, "
+    if not Path(cfg.data.data_dir).is_dir():
+        raise FileNotFoundError(f"data_dir {cfg.data.data_dir} is not a folder (the MVSA layout: data/, train.txt, "
                                 "test_without_label.txt)")
     notebooks, forced = study_notebooks(notebook_dir), force or start is not None or bool(only)
     prefix = lambda n: f"{int(n):02d}" if str(n).isdigit() else str(n)  # noqa: E731 ("4" -> "04")
@@ -195,9 +196,9 @@ def run_study(profile: str = "cpu", overrides: dict[str, Any] | None = None, sta
     if not selected:
         asked = " ".join(filter(None, (start and f"--from {start}", only and f"--only {' '.join(only)}")))
         raise ValueError(f"no notebook of {notebook_dir} matches {asked}")
-    results, settings = Path(cfg.results_dir), cfg.to_dict()
+    results, settings = Path(cfg.results_dir), cfg.flat()
     cfg.paths.notebooks.mkdir(parents=True, exist_ok=True)
-    data = data_digest(cfg.data_dir, exclude=[settings[k] for k in PATH_FIELDS[1:] if settings.get(k)])
+    data = data_digest(cfg.data.data_dir, exclude=[settings[k] for k in PATH_FIELDS[1:] if settings.get(k)])
     context = {"profile": sha256_of(profile, settings), "libraries": sha256_of(library_versions()),
                "version": str(STUDY_VERSION), "data": data}
     times, written = {}, []  # written: the files the notebooks so far wrote
@@ -269,9 +270,10 @@ def _record_times(path: Path, profile: str, overrides: dict[str, Any], times: di
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command ``msa-study``; returns the exit code (1: a notebook failed, 2: bad arguments)."""
-    fields = "".join(f"\n  {k} = {json.dumps(v)}" for k, v in PROFILES["cpu"].to_dict().items() if k != "name")
-    parser = argparse.ArgumentParser(prog="msa-study", description=__doc__, epilog="profile fields for --set KEY=VALUE "
-                                     "(defaults of the cpu profile; msa_utils/config/profiles.py documents them):" + fields,
+    fields = "".join(f"\n  {k} = {json.dumps(v)}" for k, v in PROFILES["cpu"].flat().items() if k != "name")
+    parser = argparse.ArgumentParser(prog="msa-study", description=__doc__, epilog="profile fields for --set KEY=VALUE, "
+                                     "by dotted name (train.lr) or leaf name (lr); defaults of the cpu profile, "
+                                     "msa_utils/config/profiles.py documents them:" + fields,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES), help="smoke: seconds; paper: a GPU")
     parser.add_argument("--from", dest="start", metavar="NN", help="run notebook NN (e.g. 04) and after, stale or not")

@@ -8,7 +8,6 @@ monitors nor its patience: we monitor validation weighted F1 (its headline metri
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
 import time
@@ -20,13 +19,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from msa_utils.config.enums import Modality
 from msa_utils.config.labels import LABELS
-from msa_utils.config.profiles import Profile
-from msa_utils.config.runtime import ExpectedTime, resolve_device
+from msa_utils.config.profiles import TrainSettings
+from msa_utils.config.runtime import ExpectedTime, progress_bar, resolve_device
 from msa_utils.data.splits import make_sampler
 from msa_utils.features.sets import FeatureSet, NullInputs
 from msa_utils.model.classifier import mask_modality, trim_text_padding
@@ -38,28 +36,6 @@ TRAINING_VERSION = "1"
 code change alters what training produces (weights, history), so that no stale run is resumed."""
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The training recipe: the :class:`~msa_utils.config.profiles.Profile` fields of the same names;
-    ``seed`` seeds the sampler (initialisation and dropout follow the global seed)."""
-
-    lr: float = 1e-4
-    batch_size: int = 32
-    max_epochs: int = 10
-    patience: int = 3
-    early_stopping: bool = True
-    resample: bool = True
-    class_weighted_loss: bool = False
-    group_by_length: bool = False
-    seed: int = 0
-    device: str | torch.device = "cpu"
-
-    @classmethod
-    def from_profile(cls, cfg: Profile) -> "TrainSettings":
-        """The recipe of profile ``cfg``."""
-        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
 
 
 @dataclass
@@ -129,11 +105,13 @@ def _share_of_loss(net, train, labels, index, loss_weights, drop, nulls, device,
 
 
 def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: FeatureSet, val_labels: np.ndarray,
-        settings: TrainSettings = TrainSettings(), *, drop: Modality | None = None, nulls: NullInputs | None = None,
+        settings: TrainSettings = TrainSettings(), *, seed: int = 0,
+        device: str | torch.device = "cpu", drop: Modality | None = None, nulls: NullInputs | None = None,
         on_best: Callable[[nn.Module, int], None] | None = None, progress: bool = True,
         state_path: str | os.PathLike | None = None, state_key: str = "",
         on_step: Callable[[int, int], None] | None = None, accelerator=None) -> FitResult:
-    """Train ``model`` with ``settings``; it ends holding the kept epoch's weights. Each epoch draws
+    """Train ``model`` with the recipe ``settings`` (a profile's ``train`` section); it ends holding the kept
+    epoch's weights. ``seed`` seeds the sampler (initialisation and dropout follow the global seed). Each epoch draws
     ``len(train)`` posts, takes Adam steps on each batch's mean cross-entropy and scores the whole
     validation part; the best epoch is the first with the highest weighted F1.
 
@@ -165,7 +143,7 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
     drop = Modality(drop) if drop is not None else None
     if drop is not None and nulls is None:
         raise ValueError(f"drop={drop} needs the null inputs of the backbone (backbone.null_inputs())")
-    s, device = settings, resolve_device(settings.device)
+    s, device = settings, resolve_device(device)
     model.to(device)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     main, net = rank == 0, accelerator.prepare(model) if world > 1 else model
@@ -174,8 +152,8 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
     train_y = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
     counts = torch.bincount(train_y, minlength=len(LABELS)).double().clamp(min=1)  # weights N / (3 count(c))
     loss_weights = (len(train_y) / (len(LABELS) * counts)).float().to(device) if s.class_weighted_loss else None
-    sampler = make_sampler(train_y.numpy(), s.seed) if s.resample else torch.utils.data.RandomSampler(
-        range(len(train)), generator=torch.Generator().manual_seed(s.seed))
+    sampler = make_sampler(train_y.numpy(), seed) if s.resample else torch.utils.data.RandomSampler(
+        range(len(train)), generator=torch.Generator().manual_seed(seed))
     generator, lengths = sampler.generator, text_lengths(train)
     state, best_state = TrainingProgress(), copy.deepcopy(model.state_dict())
     restored = load_training_state(state_path, state_key, model, optimizer, generator) if state_path else None
@@ -193,7 +171,7 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
         if s.group_by_length:
             order = length_grouped(order, lengths, s.batch_size, generator)
         losses, steps = [], range(0, len(order), s.batch_size)
-        for step, first in enumerate(tqdm(steps, f"epoch {epoch}", disable=not progress, leave=False, mininterval=2)):
+        for step, first in enumerate(progress_bar(steps, show=progress, desc=f"epoch {epoch}", leave=False, mininterval=2)):
             index = order[first:first + s.batch_size]
             optimizer.zero_grad(set_to_none=True)
             if world == 1:
