@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from msa_utils.experiments.compare import (METRICS, Comparison, Estimate, SeedSummary, bootstrap_mean, confusion_matrices,
-                               format_summary, metric_from_confusion, paired_bootstrap, seed_summary, verdict)
+                               metric_from_confusion, paired_bootstrap, seed_summary, verdict)
 
 SKLEARN = {
     "accuracy": lambda y, p: accuracy_score(y, p),
@@ -140,13 +140,13 @@ def test_seed_summary_and_format():
     assert s.n == 3 and s.mean == pytest.approx(0.68)
     assert s.std == pytest.approx(np.std([0.668, 0.680, 0.692], ddof=1)) and s.std == pytest.approx(0.012)
     assert str(s) == "0.680 ± 0.012 (n=3)"
-    assert s.format(2) == format_summary(s, 2) == "0.68 ± 0.01 (n=3)"
-    assert format_summary(SeedSummary(mean=0.6741, std=0.0104, n=3)) == "0.674 ± 0.010 (n=3)"
+    assert s.format(2) == "0.68 ± 0.01 (n=3)"
+    assert SeedSummary(mean=0.6741, std=0.0104, n=3).format() == "0.674 ± 0.010 (n=3)"
     one = seed_summary(np.array([0.7]))
     assert one.n == 1 and one.mean == 0.7 and math.isnan(one.std)
-    assert str(one) == format_summary(one) == "0.700 (n=1)"
+    assert str(one) == one.format() == "0.700 (n=1)"
     with pytest.raises(ValueError):
-        format_summary(s, -1)
+        s.format(-1)
     for bad in ([], [[0.1, 0.2]], [0.5, float("nan")]):
         with pytest.raises(ValueError):
             seed_summary(bad)

@@ -1,9 +1,7 @@
 """Decoding a post's bytes: UTF-8, UTF-16, GBK/GB18030 (1,131 of the release's 4,869 texts) or a
-Windows code page, chosen by evidence. Bytes are often valid in several (``b"Don\\x92t"`` is
-Windows-1252 ``Don’t`` and GB18030 ``Don抰``), so each legacy reading is scored by
-:func:`implausibility`. charset-normalizer 3.5.3 reads 64-65 of the GB18030 texts as Windows-1252
-and gives no answer for 7 (``benchmarks/decoding.py``; figures in ``docs/data-handling.md``).
-"""
+Windows code page. Bytes valid in several (``b"Don\\x92t"``: Windows-1252 ``Don’t``, GB18030
+``Don抰``) go to the reading with the least :func:`implausibility` (charset-normalizer compared in
+``benchmarks/decoding.py`` and ``docs/data-handling.md``)."""
 
 from __future__ import annotations
 
@@ -15,15 +13,13 @@ from itertools import groupby
 from msa_utils.data import reasons
 
 LEGACY_ENCODINGS: tuple[str, ...] = ("gb18030", "cp1252", "cp1251")
-"""Candidates for bytes neither UTF-8 nor UTF-16, preferred in this order on a tie (Windows-1252
-has every printable character of Latin-1)."""
+"""Candidates for bytes neither UTF-8 nor UTF-16, preferred in this order on a tie."""
 
 LEGACY_REPAIRS: dict[str, str] = {"gb18030": reasons.DECODED_GB18030, "cp1252": reasons.DECODED_WINDOWS_1252,
                                   "cp1251": reasons.DECODED_WINDOWS_1251}
 
 _EAST_ASIAN = {"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH", "FULLWIDTH"}
-_SUSPICIOUS_CATEGORIES = {"Cc", "Co", "Cn", "Cs", "Sk"}
-"""Control, private-use, unassigned, surrogate and modifier-symbol (``¨ ´ ¯ ¸``) characters."""
+_SUSPICIOUS_CATEGORIES = {"Cc", "Co", "Cn", "Cs", "Sk"}  # control, private-use, unassigned, surrogate, ``¨ ´ ¯ ¸``
 
 
 def _script(ch: str) -> str:
@@ -47,9 +43,8 @@ def _gb_ideograph_bytes(ch: str) -> bytes | None:
 
 
 def looks_like_mojibake(text: str) -> bool:
-    """True if a text has private-use, unassigned, C1-control or modifier-symbol characters, or
-    letters of a script (not Latin or CJK) that makes up under half of its letters (one ``Ц`` in
-    Latin text); Russian text or accented Latin (``está``) is not suspicious."""
+    """True if a non-ASCII character is suspicious (:data:`_SUSPICIOUS_CATEGORIES`) or a letter of a
+    script (not Latin or CJK) under half of the text's letters (one ``Ц`` in Latin text)."""
     letters = [ch for ch in text if ch.isalpha()]
     scripts = Counter(_script(ch) for ch in letters)
     for ch in text:
@@ -63,18 +58,14 @@ def looks_like_mojibake(text: str) -> bool:
 
 
 def _rare_ideographs(text: str) -> bool:
-    """True if ``text`` has an ideograph outside GB2312's 3,755 common ones (lead bytes 0xB0-0xD7):
-    what a single-byte text read as GB18030 mostly gives (``Привет`` → ``橡桠弪``); real Chinese
-    text is about 99% level 1."""
+    """True for an ideograph outside GB2312 level 1 (lead bytes 0xB0-0xD7): ``Привет`` read as GB18030 → ``橡桠弪``."""
     return any((gb := _gb_ideograph_bytes(ch)) is not None and (len(gb) != 2 or not 0xB0 <= gb[0] <= 0xD7 or gb[1] < 0xA1)
                for ch in text)
 
 
 def _odd_word(word: str) -> bool:
-    """True for a word that mixes scripts (``trиs``; Latin with CJK is real: ``pixivに``), a
-    Cyrillic or Greek word with a capital after a small letter (``ЕнУЪкМ``: GBK read as
-    Windows-1251), or a Latin word of accented letters only (``äà``) or of 4+ letters, more
-    accented than plain (``Ïðèâåò``; ``süß`` and ``à`` are fine)."""
+    """True for mixed scripts but Latin + CJK (``trиs``), a Cyrillic/Greek capital after a small letter
+    (``ЕнУЪкМ``), or a Latin word all accented (``äà``) or of 4+ letters mostly accented (``Ïðèâåò``)."""
     scripts = {_script(ch) for ch in word}
     if len(scripts) > 1 and "CJK" not in scripts:
         return True
@@ -87,16 +78,10 @@ def _odd_word(word: str) -> bool:
 
 
 def implausibility(text: str) -> int:
-    """Count the signs (>= 0; 0 for ASCII) that a decoding used the wrong encoding, one point each:
-
-    * a control (but tab, CR, LF), private-use, unassigned or modifier-symbol character (``¨``:
-      Windows-1252 reading of GBK's ``–``);
-    * a Latin-1 symbol U+00A1-U+00BF next to another non-ASCII character (``¡°``: GBK's ``“``;
-      a real ``£5`` or ``¿Qué`` has ASCII next to it);
-    * an ideograph whose GB18030 trail byte is ASCII (``抰`` = 0x92 ``t``): GB2312 uses trail
-      bytes 0xA1-0xFE, so it is a Windows-1252 ``’`` or ``“`` that swallowed the next character;
-    * an odd word (:func:`_odd_word`).
-    """
+    """The signs (>= 0; 0 for ASCII) that a decoding used the wrong encoding, one point each: a
+    suspicious character (``¨``: GBK's ``–`` as Windows-1252); a Latin-1 symbol U+00A1-U+00BF next to
+    non-ASCII (``¡°``: GBK's ``“``); an ideograph with an ASCII GB18030 trail byte (``抰`` = 0x92 ``t``,
+    GB2312 trails are 0xA1-0xFE); an odd word (:func:`_odd_word`)."""
     points = 0
     for i, ch in enumerate(text):
         if ch.isascii() and (ch.isprintable() or ch in "\t\r\n"):
@@ -109,13 +94,9 @@ def implausibility(text: str) -> int:
 
 
 def decode_legacy(raw: bytes) -> tuple[str, str] | None:
-    """``(text, encoding)`` of the most plausible strict decoding of ``raw`` in :data:`LEGACY_ENCODINGS`,
-    or ``None`` if none decodes to text (control characters but tab, CR, LF).
-
-    Ranked by :func:`implausibility`. On a tie, a GB18030 reading with rare ideographs
-    (``déçu`` → ``d殓u``) gives way to a single-byte reading with 2+ non-ASCII letters (one, as in
-    ``#Ќ№`` for GBK ``#嵐``, is too little evidence); else the order of :data:`LEGACY_ENCODINGS`.
-    """
+    """``(text, encoding)``: the strict decoding of ``raw`` in :data:`LEGACY_ENCODINGS` with the least
+    :func:`implausibility`, or ``None`` (none without controls). On a tie a GB18030 reading with rare
+    ideographs (``déçu`` → ``d殓u``) yields to a single-byte one with 2+ non-ASCII letters."""
     readings = [(implausibility(text), text, encoding) for encoding in LEGACY_ENCODINGS
                 if (text := _decode_or_none(raw, encoding)) is not None and not _has_controls(text)]
     if not readings:
@@ -130,21 +111,11 @@ def decode_legacy(raw: bytes) -> tuple[str, str] | None:
 
 
 def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
-    """Decode the bytes of one text file (a post or a label file), first rule that applies:
-
-    0. a byte-order mark: UTF-8 (reason ``utf8_bom_removed``) or UTF-16 (``decoded_utf16``); NULs
-       and no mark: :func:`_decode_nul_bytes`;
-    1. ASCII (encoding ``"ascii"``);
-    2. strict UTF-8, unless it :func:`looks_like_mojibake`, has nothing beyond U+FFFF (GBK never
-       forms 4-byte UTF-8), and reads as common CJK only in GB18030: then GBK bytes that happen to
-       be valid UTF-8 (guids 3323, 4499; ``decoded_gb18030_not_utf8``);
-    3. :func:`decode_legacy` (``decoded_gb18030``, ``decoded_windows_1252``, ``decoded_windows_1251``);
-    4. GB18030 with U+FFFD for bad bytes (``decoded_gb18030_with_replacement``: the caller
-       excludes it as undecodable).
-
-    Returns ``(text, encoding, repair)``, ``repair`` a code of :mod:`msa_utils.data.reasons` or ``None``;
-    line endings are still in ``text``.
-    """
+    """``(text, encoding, repair)`` of one text file's bytes (line endings kept; ``repair`` a reason
+    code or ``None``), by the first rule that applies: a byte-order mark; NULs (:func:`_decode_nul_bytes`);
+    ASCII; strict UTF-8, unless it :func:`looks_like_mojibake` and reads as common CJK only in GB18030
+    (GBK bytes valid as UTF-8, guids 3323, 4499); :func:`decode_legacy`; else GB18030 with U+FFFD
+    (``decoded_gb18030_with_replacement``, which the caller excludes)."""
     if raw.startswith(codecs.BOM_UTF8) and (text := _decode_or_none(raw[len(codecs.BOM_UTF8):], "utf-8")) is not None:
         return text, "utf-8", reasons.UTF8_BOM_REMOVED
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (text := _decode_or_none(raw, "utf-16")) is not None:
@@ -174,15 +145,9 @@ def _decode_or_none(raw: bytes, encoding: str) -> str | None:
 
 
 def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
-    """Bytes with NULs and no mark: UTF-16, or text with stray NULs.
-
-    UTF-16 (``decoded_utf16_no_bom``) if the zero bytes look like the high bytes of Latin text (a
-    third of the code units or more, all at one parity: odd offsets for little-endian) and it
-    decodes without control characters. Else the NULs are removed and the rest decoded
-    (``nul_bytes_removed``, joined by ``+`` to the rest's repair); a rest with control characters
-    was UTF-16 of non-Latin text (Cyrillic has zero bytes only in its spaces): UTF-16 if that has
-    no :func:`implausibility`, else the bytes are not text.
-    """
+    """Bytes with NULs and no mark: UTF-16 if a third or more of the code units have a zero byte,
+    all at one parity, and it decodes without controls; else the NULs removed and the rest decoded.
+    A rest with controls was UTF-16 of non-Latin text: UTF-16 if fully plausible, else not text."""
     odd, even = raw[1::2].count(0), raw[0::2].count(0)
     utf16 = None
     if len(raw) % 2 == 0 and min(odd, even) == 0:
@@ -201,7 +166,7 @@ def _decode_nul_bytes(raw: bytes) -> tuple[str, str, str]:
 
 
 def _has_controls(text: str) -> bool:
-    """True if ``text`` holds control characters but tab, CR and LF, or surrogates: not text."""
+    """True if ``text`` holds control characters (but tab, CR, LF) or surrogates."""
     return any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\r\n" for ch in text)
 
 

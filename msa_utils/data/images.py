@@ -67,14 +67,9 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
-    """``(image in RGB, repair)``: ``repair`` ``None`` for an RGB input, else e.g. ``"mode_RGBA_to_RGB"``.
-
-    Alpha, and a palette or grey image with a transparent colour, are composited on white
-    (transparent pixels do not turn black). 16-bit, 32-bit and float images are scaled to 8 bit,
-    not clipped as ``convert`` would (a 16-bit image would come out almost white): integers in
-    0..65535 by ``x * 255 / 65535``, floats in [0, 1] by ``x * 255``, others from their min..max
-    to 0..255 (NaN and infinities to the finite ends). Pillow's errors for a broken image pass through.
-    """
+    """``(image in RGB, repair)``: ``repair`` ``None`` for an RGB input, else e.g. ``"mode_RGBA_to_RGB"``;
+    converted as the reason ``mode_{mode}_to_RGB`` says (NaN and infinities go to the finite ends).
+    Pillow's errors for a broken image pass through."""
     mode = image.mode
     if mode == "RGB":
         return image, None
@@ -99,25 +94,14 @@ def to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
 
 
 def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """One image (any format Pillow reads, whatever the suffix) in RGB, detached from the file:
-    upright by its EXIF Orientation (an unreadable EXIF block is ignored), its first frame,
-    converted by :func:`to_rgb`; more than ``max_pixels`` (width x height) are refused on the header.
-
-    Raises:
-        ImageLoadError: (a ``ValueError``) with ``reason`` ``missing_file``, ``not_a_file`` (a
-            folder, FIFO, device or broken link: never opened), ``empty_file``, ``unreadable``,
-            ``too_large`` (a file over :data:`MAX_FILE_BYTES`, over ``max_pixels``, or refused by
-            Pillow's bomb guard), ``bad_size`` or ``truncated`` (decoding failed).
-    """
+    """One image (any format Pillow reads, whatever the suffix) in RGB, detached from the file: upright
+    by its EXIF Orientation, its first frame, :func:`to_rgb`. Raises :class:`ImageLoadError` (a
+    ``ValueError``), ``reason`` one of the ``image_*`` causes of :mod:`msa_utils.data.reasons`."""
     return _load(Path(path), max_pixels)[0]
 
 
 def _upright(image: Image.Image) -> tuple[Image.Image, int | None, str | None]:
-    """``(image turned upright, EXIF Orientation applied (2-8) or None, EXIF problem or None)``.
-
-    An EXIF block never stops a post: what Pillow can read of it is used (nothing if it raises).
-    Pillow skips with a warning the entries it cannot parse; the first warning is the problem.
-    """
+    """``(upright image, Orientation applied (2-8) or None, EXIF problem or None)``; never raises."""
     try:
         problem = None
         if image.info.get("exif"):
@@ -136,9 +120,8 @@ def _upright(image: Image.Image) -> tuple[Image.Image, int | None, str | None]:
 
 
 def _load(path: Path, max_pixels: int, draft: tuple[int, int] | None = None) -> tuple[Image.Image, dict]:
-    """:func:`load_image`, and its facts: upright ``width``, ``height`` [px], ``mode``, ``format``,
-    ``frames``, ``orientation``, ``exif_problem``, ``repair``. ``draft``: let the JPEG decoder scale
-    down by a power of two, to at least this ``(width, height)`` (the whole stream is still read)."""
+    """:func:`load_image` and its facts (upright ``width``, ``height`` [px], ``mode``, ``format``, ``frames``,
+    ``orientation``, ``exif_problem``, ``repair``); ``draft``: JPEG decoded scaled down to at least this."""
     image = _open_checked(path, max_pixels)
     with image:
         facts = {"width": image.width, "height": image.height, "mode": image.mode, "format": image.format}
@@ -163,18 +146,14 @@ def _load(path: Path, max_pixels: int, draft: tuple[int, int] | None = None) -> 
 
 def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: DataReport,
                    max_pixels: int = MAX_PIXELS) -> pd.DataFrame:
-    """Load each image of ``frame`` (``guid``, ``image_file`` relative to ``data_dir``, ``has_image``)
-    as :func:`load_image` would (JPEGs at 1/8 scale, still read whole), and report (stage ``images``)
-    an unusable image (``image_<cause>``), an EXIF Orientation applied or unreadable, a mode converted,
-    an animated image (not an MPO), content that is not JPEG under a ``.jpg`` name, a side under
-    :data:`MIN_SIDE`. Returns a copy of ``frame`` with ``width`` / ``height`` [px] of the upright image
-    (``Int64``, ``<NA>`` unless usable), ``mode`` (the file's own) and ``image_ok`` (bool).
-    """
+    """Load each image of ``frame`` (``guid``, ``image_file`` relative to ``data_dir``, ``has_image``) as
+    :func:`load_image` would (JPEGs drafted small) and report what the reasons of stage ``images`` name.
+    Returns a copy with ``width`` / ``height`` [px] upright (``Int64``, ``<NA>`` unless usable), ``mode``
+    (the file's own) and ``image_ok``."""
     data_dir = Path(data_dir)
-    widths, heights, modes, oks = [], [], [], []
+    rows = []
     for guid, rel, has_image in zip(frame["guid"], frame["image_file"], frame["has_image"]):
-        width = height = None
-        mode, ok = "", False
+        width, height, mode, ok = None, None, "", False
         if has_image:
             try:
                 image, facts = _load(data_dir / rel, max_pixels, draft=(1, 1))
@@ -197,10 +176,8 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
                                f"{rel} is {width}x{height} px (< {MIN_SIDE} px a side); kept, resized like any other")
             except ImageLoadError as exc:
                 report.add(reasons.image_error(exc.reason), guid, f"{exc}; row kept with image_ok=False, the trainer skips it")
-        widths.append(width)
-        heights.append(height)
-        modes.append(mode)
-        oks.append(ok)
+        rows.append((width, height, mode, ok))
+    widths, heights, modes, oks = (list(column) for column in zip(*rows)) if rows else ([], [], [], [])
     out = frame.copy()
     out["width"] = pd.array(widths, dtype="Int64")
     out["height"] = pd.array(heights, dtype="Int64")

@@ -22,8 +22,7 @@ LOADED_COLUMNS = ["guid", "split", "tag", "label", "text_raw", "encoding", "imag
 MAX_GUID = 2**63 - 1
 """The largest guid (it must fit 64-bit integers)."""
 MAX_TEXT_BYTES = 65_536
-"""Largest text file read [bytes]: a tweet is <= 1,120 bytes in UTF-8; 64 KiB leaves room for long
-posts from other sites and refuses files that are not posts."""
+"""Largest text file read [bytes] (a tweet is <= 1,120 bytes in UTF-8)."""
 
 _GUID_RE = re.compile(r"0|[1-9][0-9]*")
 _FILE_RE = re.compile(r"^(.+)\.(txt|jpg)$")
@@ -31,20 +30,15 @@ _NOT_TRAINED = "row kept with has_text=False, the trainer skips it"
 
 
 def is_guid(text: str) -> bool:
-    """True if ``text`` is written as the file names write guids: ASCII digits, no sign, no
-    leading zero (``0042.txt`` is not guid 42's), at most :data:`MAX_GUID`."""
+    """True for ASCII digits without sign or leading zero (``0042.txt`` is not guid 42's), at most :data:`MAX_GUID`."""
     return len(text) <= 19 and bool(_GUID_RE.fullmatch(text)) and int(text) <= MAX_GUID
 
 
 def read_label_lines(path: str | os.PathLike) -> tuple[list[tuple[int, str, str]], list[tuple[int, str]], str | None]:
-    """Split a ``guid,tag`` label file into lines and fields; judge nothing else.
-
-    Decoded like a post's text; blank lines skipped; each line parsed by :mod:`csv` on its own (a
-    stray quote spoils one line); the header's columns matched case-blind, in any order, others allowed.
-
-    Returns ``(rows, bad, repair)``: ``(line number, guid text, tag)`` of each line with the header's
-    number of fields, ``(line number, line)`` of the others (1-based), the decoding repair or ``None``.
-    Raises FileNotFoundError if ``path`` is not a file, ValueError if the header lacks ``guid`` or ``tag``.
+    """``(rows, bad, repair)`` of a ``guid,tag`` label file, decoded like a post's text, each non-blank
+    line parsed by :mod:`csv` on its own (header columns case-blind, any order): ``(line number, guid
+    text, tag)`` of lines with the header's field count, ``(line number, line)`` of the others, the
+    decoding repair or ``None``. Raises FileNotFoundError, or ValueError if the header lacks ``guid``/``tag``.
     """
     path = Path(path)
     if not path.is_file():
@@ -70,14 +64,8 @@ def read_label_lines(path: str | os.PathLike) -> tuple[list[tuple[int, str, str]
 
 
 def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> pd.DataFrame:
-    """One label file as columns ``guid, split, tag``; every line that is no usable post is
-    excluded and reported with file and line number.
-
-    Tags are stripped and lower-cased (``label_normalised``); a train tag outside
-    :data:`msa_utils.config.labels.LABELS` is excluded, a test tag other than ``null`` kept and
-    noted. A guid listed twice: kept once if the tags agree, every copy excluded if not. Raises as
-    :func:`read_label_lines`.
-    """
+    """One label file as columns ``guid, split, tag``, each line that is no usable post excluded and
+    reported as the ``load`` reasons say. Raises as :func:`read_label_lines`."""
     path = Path(path)
     rows, bad, repair = read_label_lines(path)
     if repair is not None:
@@ -105,8 +93,7 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> 
     if split == "train":
         frame = frame[~unknown]
     drop = pd.Series(False, index=frame.index)
-    duplicated = frame["guid"].duplicated(keep=False)
-    for guid, group in frame[duplicated].groupby("guid", sort=True):
+    for guid, group in frame[frame["guid"].duplicated(keep=False)].groupby("guid", sort=True):
         tags = sorted(set(group["tag"]))
         if len(tags) == 1:
             drop[group.index[1:]] = True
@@ -120,14 +107,14 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> 
     return frame.reset_index(drop=True)
 
 
-def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str, bool]:
-    """``(text_raw, encoding, usable)`` of one text file; a repair or an exclusion is reported.
-    Never read: a path that is not a regular file (a FIFO, ``/dev/zero``) and a file over
-    :data:`MAX_TEXT_BYTES`. Undecodable bytes are kept for display (U+FFFD) but not usable."""
+def _read_text(path: Path, guid: int, listed: bool, report: DataReport) -> tuple[str, str, bool]:
+    """``(text_raw, encoding, usable)`` of one text file (``listed``: in ``data/``), repairs and exclusions reported."""
     def exclude(reason: str, why: str) -> tuple[str, str, bool]:
         report.add(reason, guid, f"data/{guid}.txt {why}; {_NOT_TRAINED}")
         return "", "", False
 
+    if not listed:
+        return exclude(reasons.MISSING_TEXT_FILE, "not found")
     try:
         if not path.is_file():
             return exclude(reasons.UNREADABLE_TEXT_FILE, "is not a regular file")
@@ -154,17 +141,10 @@ def _read_text(path: Path, guid: int, report: DataReport) -> tuple[str, str, boo
 
 
 def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
-    """Read the MVSA layout: one row per guid of the label files, train rows then test rows.
-
-    Each repair, exclusion and note is reported (stage ``load``). Rows without a usable text file
-    or an image are kept, ``has_text`` / ``has_image`` False; files no label line lists are noted.
-
-    Columns :data:`LOADED_COLUMNS`: ``guid`` (int), ``split`` (``train`` / ``test``), ``tag``, ``label``
-    (``Int64`` class id, ``<NA>`` for test), ``text_raw`` (lines joined), ``encoding`` (``""`` without
-    text), ``image_file`` (relative to ``data_dir``), ``has_text``, ``has_image``. Raises
-    FileNotFoundError if ``data_dir``, its ``data/`` or a label file is missing, ValueError for a
-    label file without a ``guid,tag`` header.
-    """
+    """One row per guid of the label files (train rows, then test), columns :data:`LOADED_COLUMNS`
+    (described in :data:`msa_utils.data.posts.COLUMNS`), stage ``load`` reported. Raises
+    FileNotFoundError if ``data_dir``, its ``data/`` or a label file is missing, ValueError as
+    :func:`read_label_lines`."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"MVSA data folder not found: {data_dir}")
@@ -184,13 +164,7 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
             match = _FILE_RE.match(entry.name)
             if match and is_guid(match.group(1)):
                 (text_guids if match.group(2) == "txt" else image_guids).add(int(match.group(1)))
-    texts = []
-    for guid in frame["guid"]:
-        if guid in text_guids:
-            texts.append(_read_text(data_dir / "data" / f"{guid}.txt", guid, report))
-        else:
-            report.add(reasons.MISSING_TEXT_FILE, guid, f"data/{guid}.txt not found; {_NOT_TRAINED}")
-            texts.append(("", "", False))
+    texts = [_read_text(data_dir / "data" / f"{g}.txt", g, g in text_guids, report) for g in frame["guid"]]
     frame["text_raw"], frame["encoding"], frame["has_text"] = ([t[k] for t in texts] for k in range(3))
     frame["image_file"] = [f"data/{g}.jpg" for g in frame["guid"]]
     frame["has_image"] = frame["guid"].isin(image_guids)
@@ -206,8 +180,7 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
 
 
 def label_file_guids(path: str | os.PathLike) -> list[int]:
-    """The guids written (as :func:`is_guid`) in one label file, in file order, each once; raises
-    as :func:`read_label_lines`."""
+    """The guids (:func:`is_guid`) of one label file, in file order, each once; raises as :func:`read_label_lines`."""
     return list(dict.fromkeys(int(g) for _, g, _ in read_label_lines(path)[0] if is_guid(g)))
 
 

@@ -1,9 +1,5 @@
-"""Drawing a post's text in a figure exactly as written.
-
-Post text is not markup: matplotlib reads ``$...$`` as mathtext (``Won $5 at #bingo and $10
-more!`` fails to draw) and warns once per glyph its font lacks. :func:`draw_post_text` turns math
-off, falls back on the installed :data:`FALLBACK_FONTS`, and draws :data:`MISSING_GLYPH` for each
-character none of them has, so nothing is left to warn about.
+"""Drawing a post's text in a figure exactly as written: no mathtext (``Won $5 and $10`` would fail),
+the installed :data:`FALLBACK_FONTS`, and :data:`MISSING_GLYPH` where none has a character (no warnings).
 """
 
 from __future__ import annotations
@@ -21,8 +17,7 @@ FALLBACK_FONTS: tuple[str, ...] = (
     "Noto Sans Arabic", "Noto Sans Hebrew", "Noto Sans Thai", "Noto Sans Devanagari",
     "Noto Sans Symbols 2", "Noto Emoji", "Symbola",  # symbols, emoji (monochrome)
 )
-"""Font families tried in order; missing ones are skipped (Debian: ``fonts-noto-cjk``,
-``fonts-noto-core``, ``fonts-noto-extra``, ``fonts-symbola``)."""
+"""Font families tried in order, missing ones skipped (Debian: ``fonts-noto-*``, ``fonts-symbola``)."""
 MISSING_GLYPH = "\u25a1"
 """What a character no installed font can draw becomes: ``□`` (in DejaVu Sans)."""
 

@@ -1,11 +1,6 @@
-"""The post table: one row per post of the label files, built once by :func:`build_posts`.
-
-The stages, in order, each adding columns and reporting what it repaired, left out or noticed in
-one :class:`~msa_utils.data.data_report.DataReport`: **load** (:func:`msa_utils.data.mvsa.load_mvsa`),
-**sample** (:func:`sample_posts`), **images** (:func:`msa_utils.data.images.inspect_images`),
-**content** (:func:`group_content`), **clean** (:func:`msa_utils.data.text.clean_posts`),
-**translate** (:func:`msa_utils.data.translate.translate_posts`). Notebook 01 writes the table and
-the report (:func:`save_posts`); later notebooks read the table back (:func:`load_posts`).
+"""The post table: one row per post of the label files, built once by :func:`build_posts` (stages
+load, sample, images, content, clean, translate, each reporting to one data report), written by
+notebook 01 (:func:`save_posts`) and read back by the later ones (:func:`load_posts`).
 """
 
 from __future__ import annotations
@@ -52,17 +47,15 @@ COLUMNS: dict[str, str] = {
 
 @dataclass
 class PostTable:
-    """:func:`build_posts`'s result: ``posts`` (columns :data:`COLUMNS`, label-file order: train
-    rows, then test) and ``report`` (every item the stages repaired, left out or noticed)."""
+    """``posts`` (columns :data:`COLUMNS`, train rows then test, in label-file order) and their ``report``."""
 
     posts: pd.DataFrame
     report: DataReport
 
 
 def build_posts(cfg: Profile) -> PostTable:
-    """Run every stage on ``cfg.data.data_dir`` (also uses ``train_sample``, ``test_sample``, ``seed``,
-    ``translate``, ``translate_timeout_s`` and the translation cache of ``cfg.paths``). Raises as
-    :func:`msa_utils.data.mvsa.load_mvsa`, and ValueError if :func:`check_posts` fails."""
+    """Run every stage on ``cfg.data.data_dir``. Raises as :func:`msa_utils.data.mvsa.load_mvsa`, and
+    ValueError if :func:`check_posts` fails."""
     report = DataReport()
     posts = load_mvsa(cfg.data.data_dir, report)
     posts = sample_posts(posts, cfg.data.train_sample, cfg.data.test_sample, cfg.seed, report)
@@ -78,9 +71,8 @@ def build_posts(cfg: Profile) -> PostTable:
 
 def sample_posts(frame: pd.DataFrame, train_sample: int | None, test_sample: int | None, seed: int,
                  report: DataReport | None = None) -> pd.DataFrame:
-    """``train_sample`` train posts (:func:`msa_utils.data.splits.stratified_subset` of ``label``)
-    and the first ``test_sample`` test posts, in their order (``None``: all); each post left out is
-    reported to ``report`` if given. Raises ValueError for a negative size."""
+    """``train_sample`` train posts (:func:`~msa_utils.data.splits.stratified_subset`) and the first
+    ``test_sample`` test posts (``None``: all), the rest reported. Raises ValueError for a negative size."""
     for name, size in (("train_sample", train_sample), ("test_sample", test_sample)):
         if size is not None and size < 0:
             raise ValueError(f"{name} must be >= 0 or None, got {size}")
@@ -101,11 +93,9 @@ def sample_posts(frame: pd.DataFrame, train_sample: int | None, test_sample: int
 
 
 def group_content(frame: pd.DataFrame, data_dir, report: DataReport | None = None) -> pd.DataFrame:
-    """A copy of ``frame`` with ``content_group``: :func:`msa_utils.data.splits.content_groups` of
-    ``text_raw`` and the SHA-256 of each image file. Each labelled post sharing its group with
-    another labelled post is reported, naming the others (``duplicate_content``, or
-    ``duplicate_content_conflicting_labels`` if the tags differ). Raises OSError for an unreadable image.
-    """
+    """A copy of ``frame`` with ``content_group`` (:func:`~msa_utils.data.splits.content_groups` of
+    ``text_raw`` and image SHA-256s); labelled posts sharing a group are reported. Raises OSError for an
+    unreadable image."""
     frame = frame.copy()
     hashes = hashing.file_hashes(Path(data_dir) / rel for rel in frame["image_file"])
     frame["content_group"] = content_groups([None if pd.isna(t) else t for t in frame["text_raw"]], hashes)
@@ -147,8 +137,7 @@ def save_posts(table: PostTable, paths: StudyPaths) -> None:
 
 
 def load_posts(paths: StudyPaths) -> pd.DataFrame:
-    """The table :func:`save_posts` wrote, dtypes :data:`COLUMNS` (empty texts ``""``); raises
-    FileNotFoundError if notebook 01 has not run for this results folder."""
+    """The table :func:`save_posts` wrote (dtypes :data:`COLUMNS`, empty texts ``""``); FileNotFoundError if none."""
     if not paths.posts.exists():
         raise FileNotFoundError(f"{paths.posts} not found: run notebooks/01_explore.ipynb first")
     booleans = [name for name, dtype in COLUMNS.items() if dtype == "bool"]

@@ -1,9 +1,6 @@
-"""The registry of data-report reasons: each code written in ``data_report.csv``, defined once with
-its stage, action, the input it is about and what the study does. ``DataReport.add`` refuses codes
-it lacks (:func:`lookup`), and :func:`reasons_table` renders it into ``docs/data-handling.md``
-(``python -m msa_utils.report.docs``), so report, code and documentation cannot drift apart. Three
-reasons are families, a pattern with one ``{placeholder}``; :func:`mode_to_rgb`,
-:func:`label_file_repair`, :func:`nul_bytes_removed` and :func:`image_error` build their codes."""
+"""The registry of data-report reasons: each code of ``data_report.csv`` defined once, with its stage,
+action, case and handling. ``DataReport.add`` refuses codes it lacks (:func:`lookup`) and
+:func:`reasons_table` renders it into ``docs/data-handling.md`` (``python -m msa_utils.report.docs``)."""
 
 from __future__ import annotations
 
@@ -17,10 +14,8 @@ ACTIONS: tuple[str, ...] = ("repaired", "excluded", "noted")
 
 @dataclass(frozen=True)
 class Reason:
-    """One reason: ``code`` (written in the report, or a pattern with one ``{placeholder}``), its
-    ``stage`` and ``action``, the input it is about (``case``), what the study does (``handling``),
-    the ``policy`` where that is our choice rather than the only sensible one, and for a pattern
-    the values its placeholder may take (``members``; ``None``: any non-empty one)."""
+    """One reason: ``code`` (or a pattern with one ``{placeholder}``, whose values are ``members``;
+    ``None``: any), ``stage``, ``action``, the input (``case``), ``handling`` and our ``policy``, if any."""
 
     code: str
     stage: str
@@ -58,218 +53,184 @@ class Reason:
 _REGISTRY: list[Reason] = []
 
 
-def _reason(code: str, stage: str, action: str, case: str, handling: str, policy: str | None = None,
-            members: tuple[str, ...] | None = None) -> str:
-    """Register a reason (in pipeline order) and return its code."""
-    _REGISTRY.append(Reason(code, stage, action, case, handling, policy, members))
-    return code
+def _registrar(stage: str):
+    """``register(code, action, case, handling, policy=None, members=None)``: append a reason of ``stage``
+    to the registry (in pipeline order) and return its code."""
+    def register(code: str, action: str, case: str, handling: str, policy: str | None = None,
+                 members: tuple[str, ...] | None = None) -> str:
+        _REGISTRY.append(Reason(code, stage, action, case, handling, policy, members))
+        return code
+    return register
+
+
+_load, _sample, _images, _content, _clean, _translate = (_registrar(stage) for stage in STAGES)
 
 
 _NOT_TRAINED = "the row is kept with has_text=False and the trainer skips it"
 _NO_IMAGE = "the row is kept with image_ok=False and the trainer skips it"
 
 # ---- load: a post's text ----
-UTF8_BOM_REMOVED = _reason("utf8_bom_removed", "load", "repaired", "text in UTF-8 with a byte-order mark",
-                           "mark removed, decoded as UTF-8")
-DECODED_UTF16 = _reason("decoded_utf16", "load", "repaired", "text in UTF-16 with a byte-order mark",
-                        "decoded as UTF-16")
-DECODED_UTF16_NO_BOM = _reason(
-    "decoded_utf16_no_bom", "load", "repaired", "text in UTF-16 without a byte-order mark",
+UTF8_BOM_REMOVED = _load("utf8_bom_removed", "repaired", "text in UTF-8 with a byte-order mark",
+    "mark removed, decoded as UTF-8")
+DECODED_UTF16 = _load("decoded_utf16", "repaired", "text in UTF-16 with a byte-order mark", "decoded as UTF-16")
+DECODED_UTF16_NO_BOM = _load("decoded_utf16_no_bom", "repaired", "text in UTF-16 without a byte-order mark",
     "recognised by its zero bytes (at least a third of the bytes, all at odd or all at even offsets), "
     "decoded as UTF-16")
-DECODED_GB18030 = _reason(
-    "decoded_gb18030", "load", "repaired", "text in GBK / GB18030",
+DECODED_GB18030 = _load("decoded_gb18030", "repaired", "text in GBK / GB18030",
     "decoded as GB18030 (the most plausible reading, or a tie)",
     policy="bytes valid in several legacy encodings go to the reading with the fewest signs of "
-           "mis-decoding (msa_utils.data.decoding.implausibility); ties to GB18030, the release's encoding")
-DECODED_WINDOWS_1252 = _reason(
-    "decoded_windows_1252", "load", "repaired",
+    "mis-decoding (msa_utils.data.decoding.implausibility); ties to GB18030, the release's encoding")
+DECODED_WINDOWS_1252 = _load("decoded_windows_1252", "repaired",
     "text in Windows-1252 / Latin-1 (`Don\\x92t`, also valid GB18030 as `Don抰`)",
     "decoded as Windows-1252 when its reading is more plausible than GB18030's")
-DECODED_WINDOWS_1251 = _reason(
-    "decoded_windows_1251", "load", "repaired", "text in Windows-1251 (Cyrillic)",
+DECODED_WINDOWS_1251 = _load("decoded_windows_1251", "repaired", "text in Windows-1251 (Cyrillic)",
     "decoded as Windows-1251 when its reading is more plausible than GB18030's and Windows-1252's")
-DECODED_GB18030_NOT_UTF8 = _reason(
-    "decoded_gb18030_not_utf8", "load", "repaired", "GBK bytes that happen to be valid UTF-8",
+DECODED_GB18030_NOT_UTF8 = _load("decoded_gb18030_not_utf8", "repaired", "GBK bytes that happen to be valid UTF-8",
     "caught (the UTF-8 reading looks mis-decoded, the GB18030 reading is all CJK) and decoded as GB18030")
-NUL_BYTES_REMOVED = _reason("nul_bytes_removed", "load", "repaired", "stray NUL bytes in a text (not UTF-16)",
-                            "NULs removed, the rest decoded as usual")
+NUL_BYTES_REMOVED = _load("nul_bytes_removed", "repaired", "stray NUL bytes in a text (not UTF-16)",
+    "NULs removed, the rest decoded as usual")
 AFTER_NUL_REPAIRS: tuple[str, ...] = (UTF8_BOM_REMOVED, DECODED_UTF16, DECODED_GB18030, DECODED_GB18030_NOT_UTF8,
                                       DECODED_WINDOWS_1252, DECODED_WINDOWS_1251)
-"""The repairs the rest of a text can need once its stray NULs are removed (no NULs left, so no
-UTF-16 without a mark; bytes valid nowhere are reported as undecodable, not joined)."""
-NUL_BYTES_REMOVED_PLUS = _reason(
-    "nul_bytes_removed+{repair}", "load", "repaired", "stray NUL bytes in a text whose rest also needs a repair",
+"""The repairs the rest of a text can need once its stray NULs are removed."""
+NUL_BYTES_REMOVED_PLUS = _load("nul_bytes_removed+{repair}", "repaired",
+    "stray NUL bytes in a text whose rest also needs a repair",
     "NULs removed, the rest decoded and repaired; the code joins both repairs with '+' "
-    "(`{repair}`: " + ", ".join(f"`{r}`" for r in AFTER_NUL_REPAIRS) + ")",
-    members=AFTER_NUL_REPAIRS)
+    "(`{repair}`: " + ", ".join(f"`{r}`" for r in AFTER_NUL_REPAIRS) + ")", members=AFTER_NUL_REPAIRS)
 TEXT_REPAIRS: tuple[str, ...] = (
     UTF8_BOM_REMOVED, DECODED_UTF16, DECODED_UTF16_NO_BOM, DECODED_GB18030, DECODED_GB18030_NOT_UTF8,
     DECODED_WINDOWS_1252, DECODED_WINDOWS_1251, NUL_BYTES_REMOVED, *(f"{NUL_BYTES_REMOVED}+{r}" for r in AFTER_NUL_REPAIRS))
 """Every repair code :func:`msa_utils.data.decoding.decode_text_bytes` returns for a usable text."""
 DECODED_GB18030_WITH_REPLACEMENT = "decoded_gb18030_with_replacement"
-"""Not a report code of its own: the decoding of bytes valid in no encoding tried. A post's text
-decoded so is reported as :data:`UNDECODABLE_TEXT`; a label file as ``label_file_`` + this."""
+"""Not a report code: a post's text so decoded is :data:`UNDECODABLE_TEXT`, a label file ``label_file_`` + this."""
 LABEL_FILE_REPAIRS: tuple[str, ...] = (*TEXT_REPAIRS, DECODED_GB18030_WITH_REPLACEMENT)
-"""The values of ``label_file_{repair}``: a label file is decoded like a text, and also read
-when some bytes are valid nowhere (the lines they spoil are then excluded on their own)."""
-UNDECODABLE_TEXT = _reason(
-    "undecodable_text", "load", "excluded",
+"""The values of ``label_file_{repair}``."""
+UNDECODABLE_TEXT = _load("undecodable_text", "excluded",
     "text bytes that decode to text in none of UTF-8, UTF-16, GB18030, Windows-1252, Windows-1251",
     f"excluded rather than trained on as garbage ({_NOT_TRAINED}; the text is kept for display, "
     "with U+FFFD for the bad bytes)")
-UNREADABLE_TEXT_FILE = _reason(
-    "unreadable_text_file", "load", "excluded",
+UNREADABLE_TEXT_FILE = _load("unreadable_text_file", "excluded",
     "a text path that is not a regular file (a folder, a FIFO, a link to /dev/zero) or cannot be read",
     f"excluded, never read, so it cannot hang the run or fill the memory ({_NOT_TRAINED})")
-TEXT_TOO_LARGE = _reason("text_too_large", "load", "excluded",
-                         "text file over 64 KiB (`msa_utils.data.mvsa.MAX_TEXT_BYTES`)",
-                         f"excluded, never read ({_NOT_TRAINED})",
-                         policy="a tweet is at most ~1 KiB: a file that large is not a post")
-MISSING_TEXT_FILE = _reason("missing_text_file", "load", "excluded", "post with no text file (or no files at all)",
-                            f"excluded ({_NOT_TRAINED})")
-EMPTY_TEXT_FILE = _reason("empty_text_file", "load", "excluded", "empty (zero-byte or blank) text file",
-                          f"excluded ({_NOT_TRAINED})", policy="an empty file is a failed download, not a post")
-MISSING_IMAGE_FILE = _reason("missing_image_file", "load", "excluded", "post with no image file",
-                             "excluded (the row is kept with has_image=False and the trainer skips it)")
+TEXT_TOO_LARGE = _load("text_too_large", "excluded", "text file over 64 KiB (`msa_utils.data.mvsa.MAX_TEXT_BYTES`)",
+    f"excluded, never read ({_NOT_TRAINED})", policy="a tweet is at most ~1 KiB: a file that large is not a post")
+MISSING_TEXT_FILE = _load("missing_text_file", "excluded", "post with no text file (or no files at all)",
+    f"excluded ({_NOT_TRAINED})")
+EMPTY_TEXT_FILE = _load("empty_text_file", "excluded", "empty (zero-byte or blank) text file",
+    f"excluded ({_NOT_TRAINED})", policy="an empty file is a failed download, not a post")
+MISSING_IMAGE_FILE = _load("missing_image_file", "excluded", "post with no image file",
+    "excluded (the row is kept with has_image=False and the trainer skips it)")
 # ---- load: label files ----
-LABEL_FILE_REPAIR = _reason(
-    "label_file_{repair}", "load", "repaired",
+LABEL_FILE_REPAIR = _load("label_file_{repair}", "repaired",
     "label file with a byte-order mark, in UTF-16 or GB18030, with stray NULs or bytes valid nowhere",
     "decoded like a post's text; reported once for the file, without a guid "
-    "(`{repair}`: one of the text repairs above, or `decoded_gb18030_with_replacement`)",
-    members=LABEL_FILE_REPAIRS)
-BAD_LABEL_LINE = _reason("bad_label_line", "load", "excluded",
-                         "label line with too many or too few fields, a stray quote, a field over 128 KiB",
-                         "that line is excluded, named by its file and line number; the rest of the file is read")
-BAD_GUID = _reason(
-    "bad_guid", "load", "excluded",
+    "(`{repair}`: one of the text repairs above, or `decoded_gb18030_with_replacement`)", members=LABEL_FILE_REPAIRS)
+BAD_LABEL_LINE = _load("bad_label_line", "excluded",
+    "label line with too many or too few fields, a stray quote, a field over 128 KiB",
+    "that line is excluded, named by its file and line number; the rest of the file is read")
+BAD_GUID = _load("bad_guid", "excluded",
     "guid not written like the file names (`abc`, `0042`, `-5`, `+12`, `12.0`, non-ASCII digits, over 2^63 - 1)",
     "that line is excluded, named by its file and line number",
     policy="`0042` is not silently read as `42`: the file names are `data/<guid>.txt|jpg`")
-LABEL_NORMALISED = _reason("label_normalised", "load", "repaired", "tag with odd case or spaces (` Negative `)",
-                           "stripped and lower-cased")
-UNKNOWN_LABEL = _reason("unknown_label", "load", "excluded", "unknown tag in train.txt (`happy`)", "excluded")
-UNEXPECTED_TEST_TAG = _reason("unexpected_test_tag", "load", "noted",
-                              "a tag other than `null` in test_without_label.txt",
-                              "kept, not used (the test tags are what the study predicts)")
-DUPLICATE_GUID_SAME_LABEL = _reason("duplicate_guid_same_label", "load", "repaired",
-                                    "guid listed twice in a label file with the same tag", "kept once (the first line)")
-DUPLICATE_GUID_CONFLICTING_LABELS = _reason(
-    "duplicate_guid_conflicting_labels", "load", "excluded",
+LABEL_NORMALISED = _load("label_normalised", "repaired", "tag with odd case or spaces (` Negative `)",
+    "stripped and lower-cased")
+UNKNOWN_LABEL = _load("unknown_label", "excluded", "unknown tag in train.txt (`happy`)", "excluded")
+UNEXPECTED_TEST_TAG = _load("unexpected_test_tag", "noted", "a tag other than `null` in test_without_label.txt",
+    "kept, not used (the test tags are what the study predicts)")
+DUPLICATE_GUID_SAME_LABEL = _load("duplicate_guid_same_label", "repaired",
+    "guid listed twice in a label file with the same tag", "kept once (the first line)")
+DUPLICATE_GUID_CONFLICTING_LABELS = _load("duplicate_guid_conflicting_labels", "excluded",
     "guid listed twice in a label file with conflicting tags", "every copy excluded",
     policy="we cannot tell which tag is right and will not guess")
-GUID_IN_TRAIN_AND_TEST = _reason(
-    "guid_in_train_and_test", "load", "excluded", "guid in both train.txt and test_without_label.txt",
-    "the test row is excluded, the labelled train row kept",
+GUID_IN_TRAIN_AND_TEST = _load("guid_in_train_and_test", "excluded",
+    "guid in both train.txt and test_without_label.txt", "the test row is excluded, the labelled train row kept",
     policy="a post cannot be trained on and predicted; its label is the information we have")
-UNLABELLED_UNUSED = _reason("unlabelled_unused", "load", "noted", "files in `data/` that no label file lists",
-                            "not used")
-# ---- sample ----
-NOT_IN_SAMPLE = _reason(
-    "not_in_sample", "sample", "noted",
+UNLABELLED_UNUSED = _load("unlabelled_unused", "noted", "files in `data/` that no label file lists", "not used")
+NOT_IN_SAMPLE = _sample("not_in_sample", "noted",
     "post left out of a sampled run (`train_sample`, `test_sample`, e.g. the `smoke` profile)",
     "not used in this run; a test post keeps the tag `null`")
 # ---- images: IMAGE_* are "image_" + an ImageLoadError cause (image_error) ----
-IMAGE_MISSING_FILE = _reason("image_missing_file", "images", "excluded", "image file gone by the time it is checked",
-                             f"excluded ({_NO_IMAGE})")
-IMAGE_NOT_A_FILE = _reason("image_not_a_file", "images", "excluded",
-                           "image path that is a folder, a FIFO, a device or a broken link",
-                           f"excluded, never opened ({_NO_IMAGE})")
-IMAGE_EMPTY_FILE = _reason("image_empty_file", "images", "excluded", "zero-byte image", f"excluded ({_NO_IMAGE})")
-IMAGE_TOO_LARGE = _reason(
-    "image_too_large", "images", "excluded", "decompression bomb (say 30000 x 30000 px), or an image file over 100 MiB",
+IMAGE_MISSING_FILE = _images("image_missing_file", "excluded", "image file gone by the time it is checked",
+    f"excluded ({_NO_IMAGE})")
+IMAGE_NOT_A_FILE = _images("image_not_a_file", "excluded",
+    "image path that is a folder, a FIFO, a device or a broken link", f"excluded, never opened ({_NO_IMAGE})")
+IMAGE_EMPTY_FILE = _images("image_empty_file", "excluded", "zero-byte image", f"excluded ({_NO_IMAGE})")
+IMAGE_TOO_LARGE = _images("image_too_large", "excluded",
+    "decompression bomb (say 30000 x 30000 px), or an image file over 100 MiB",
     "refused from its header before any pixel is decoded: over 40 megapixels "
     f"(`msa_utils.data.images.MAX_PIXELS`); Pillow's own bomb guard stays on ({_NO_IMAGE})")
-IMAGE_BAD_SIZE = _reason("image_bad_size", "images", "excluded", "image whose header gives a zero width or height",
-                         f"excluded ({_NO_IMAGE})")
-IMAGE_UNREADABLE = _reason("image_unreadable", "images", "excluded",
-                           "not an image (Pillow cannot identify or open it)", f"excluded ({_NO_IMAGE})")
-IMAGE_TRUNCATED = _reason("image_truncated", "images", "excluded", "truncated or corrupt image (decoding fails)",
-                          f"excluded ({_NO_IMAGE})")
-EXIF_ORIENTATION_APPLIED = _reason(
-    "exif_orientation_applied", "images", "repaired",
+IMAGE_BAD_SIZE = _images("image_bad_size", "excluded", "image whose header gives a zero width or height",
+    f"excluded ({_NO_IMAGE})")
+IMAGE_UNREADABLE = _images("image_unreadable", "excluded", "not an image (Pillow cannot identify or open it)",
+    f"excluded ({_NO_IMAGE})")
+IMAGE_TRUNCATED = _images("image_truncated", "excluded", "truncated or corrupt image (decoding fails)",
+    f"excluded ({_NO_IMAGE})")
+EXIF_ORIENTATION_APPLIED = _images("exif_orientation_applied", "repaired",
     "camera picture stored sideways or mirrored, with an EXIF Orientation (2-8) saying how to show it",
     "turned upright when loaded (Pillow's `ImageOps.exif_transpose`), before its size or pixels are used; "
     "`width` / `height` in `posts.csv` are the upright ones; the detail gives the Orientation value")
-EXIF_UNREADABLE = _reason(
-    "exif_unreadable", "images", "noted", "an EXIF block Pillow cannot parse, or an Orientation outside 1-8",
+EXIF_UNREADABLE = _images("exif_unreadable", "noted",
+    "an EXIF block Pillow cannot parse, or an Orientation outside 1-8",
     "the image is kept, never excluded for its EXIF: what Pillow could read of the block is used "
     "(no readable Orientation: not turned)")
-MODE_TO_RGB = _reason(
-    "mode_{mode}_to_RGB", "images", "repaired",
+MODE_TO_RGB = _images(
+    "mode_{mode}_to_RGB", "repaired",
     "image not in RGB: alpha, a palette (with a transparent colour or not), grayscale, CMYK, 16-bit, 32-bit or float, ...",
     "converted to RGB when loaded; alpha and transparent palette colours are composited on white, "
     "so transparent pixels do not turn black; 16-bit, 32-bit and float images are scaled to 8 bit, "
     "not clipped (16-bit and integers in 0..65535: value x 255 / 65535; floats in [0, 1]: x 255; "
     "others: their min..max to 0..255) (`{mode}`: the Pillow mode, e.g. `RGBA`, `P`, `L`, `CMYK`, `I;16`)")
-ANIMATED_FIRST_FRAME = _reason(
-    "animated_first_frame", "images", "noted", "animated image (GIF, PNG, WebP) or a multi-page one",
+ANIMATED_FIRST_FRAME = _images("animated_first_frame", "noted", "animated image (GIF, PNG, WebP) or a multi-page one",
     "the first frame is used, transparency composited on white; the detail gives the frame count",
     policy="one picture per post, as it shows before it moves")
-FORMAT_MISMATCH = _reason(
-    "format_mismatch", "images", "noted", "a `.jpg` file holding another format (PNG, GIF, ...)",
+FORMAT_MISMATCH = _images("format_mismatch", "noted", "a `.jpg` file holding another format (PNG, GIF, ...)",
     "read by its content; an MPO (a phone's multi-picture JPEG) is JPEG: its first picture is used, not noted")
-IMAGE_TINY = _reason("image_tiny", "images", "noted", "tiny image (a side under 16 px, e.g. a 1 x 1 tracking pixel)",
-                     "kept, resized like any other", policy="it still is the post's image; the note lets a reader find it")
-# ---- content ----
-DUPLICATE_CONTENT = _reason(
-    "duplicate_content", "content", "noted",
+IMAGE_TINY = _images("image_tiny", "noted", "tiny image (a side under 16 px, e.g. a 1 x 1 tracking pixel)",
+    "kept, resized like any other", policy="it still is the post's image; the note lets a reader find it")
+DUPLICATE_CONTENT = _content("duplicate_content", "noted",
     "labelled post with the same decoded text or image bytes as another labelled post, same tag",
     "kept; every copy goes to the same part of every split (`msa_utils.data.splits`)",
     policy="a copy in training would score its twin in validation or test by memory")
-DUPLICATE_CONTENT_CONFLICTING_LABELS = _reason(
-    "duplicate_content_conflicting_labels", "content", "noted",
+DUPLICATE_CONTENT_CONFLICTING_LABELS = _content("duplicate_content_conflicting_labels", "noted",
     "labelled post with the same decoded text or image bytes as another labelled post, another tag",
     "kept with its own tag; every copy goes to the same part of every split",
     policy="we cannot tell which tag is right; grouping keeps either copy from being scored against a "
-           "model trained on the other")
+    "model trained on the other")
 # ---- clean (the case is also the detail of the report entry: msa_utils.data.text.clean_posts) ----
-HTML_ENTITIES_UNESCAPED = _reason("html_entities_unescaped", "clean", "repaired",
-                                  "HTML entities, also escaped twice (`&amp;amp;lt;3`)", "unescaped until none is left (`<3`)")
-REPAIRED_BY_FTFY = _reason("repaired_by_ftfy", "clean", "repaired", "mojibake (`cafÃ©`) or C1 control characters",
-                           "repaired by ftfy (`café`); curly quotes are kept")
-COMPATIBILITY_FORMS_NORMALISED = _reason(
-    "compatibility_forms_normalised", "clean", "repaired",
+HTML_ENTITIES_UNESCAPED = _clean("html_entities_unescaped", "repaired",
+    "HTML entities, also escaped twice (`&amp;amp;lt;3`)", "unescaped until none is left (`<3`)")
+REPAIRED_BY_FTFY = _clean("repaired_by_ftfy", "repaired", "mojibake (`cafÃ©`) or C1 control characters",
+    "repaired by ftfy (`café`); curly quotes are kept")
+COMPATIBILITY_FORMS_NORMALISED = _clean("compatibility_forms_normalised", "repaired",
     "compatibility forms: full-width `＠user ＃tag`, ligatures, `…`, ideographic space",
     "Unicode NFKC (`@user #tag`, `fi`, `...`, a plain space), before mentions and hashtags are read")
-EMOJI_TO_WORDS = _reason(
-    "emoji_to_words", "clean", "repaired", "emoji (the text encoders' vocabulary reads them as `[UNK]`)",
+EMOJI_TO_WORDS = _clean("emoji_to_words", "repaired", "emoji (the text encoders' vocabulary reads them as `[UNK]`)",
     "replaced by their English names (`😂` → `face with tears of joy`, the `emoji` package's table)")
-FORMAT_CHARACTERS_REMOVED = _reason(
-    "format_characters_removed", "clean", "repaired",
+FORMAT_CHARACTERS_REMOVED = _clean("format_characters_removed", "repaired",
     "invisible format characters (Unicode Cf: zero-width space and joiners, word joiner, BOM, direction marks)",
     "removed before mentions, hashtags and URLs are read (`#` U+200B `sunny` → `sunny`)")
-GARBLED_CHARACTERS_REMOVED = _reason(
-    "garbled_characters_removed", "clean", "repaired",
+GARBLED_CHARACTERS_REMOVED = _clean("garbled_characters_removed", "repaired",
     "lost characters (`?` before a letter or digit, tokens of only `?`, U+FFFD, control characters)", "removed",
     policy="a `?` that ends a word is kept as a question mark, although some are lost characters too: we cannot "
-           "tell them apart")
-EMPTY_AFTER_CLEANING = _reason(
-    "empty_after_cleaning", "clean", "noted",
+    "tell them apart")
+EMPTY_AFTER_CLEANING = _clean("empty_after_cleaning", "noted",
     "text that cleans to nothing (only `RT`, mentions, URLs, invisible characters)",
     "kept with an empty text; the image still speaks")
-# ---- translate ----
-TRANSLATED = _reason("translated", "translate", "noted", "non-English text, translated",
-                     "English translation used; cached in `<results>/translation_cache.json`, never asked twice")
-UNTRANSLATED_DISABLED = _reason("untranslated_disabled", "translate", "noted",
-                                "non-English text, translation off (`--set translate=false`, the `smoke` profile)",
-                                "kept in its language, cleaned")
-UNTRANSLATED_NETWORK_UNAVAILABLE = _reason(
-    "untranslated_network_unavailable", "translate", "noted", "non-English text, no network",
+TRANSLATED = _translate("translated", "noted", "non-English text, translated",
+    "English translation used; cached in `<results>/translation_cache.json`, never asked twice")
+UNTRANSLATED_DISABLED = _translate("untranslated_disabled", "noted",
+    "non-English text, translation off (`--set translate=false`, the `smoke` profile)", "kept in its language, cleaned")
+UNTRANSLATED_NETWORK_UNAVAILABLE = _translate("untranslated_network_unavailable", "noted",
+    "non-English text, no network",
     "kept in its language, cleaned; the first network error stops all calls, so the run goes on within seconds")
-UNTRANSLATED_TIMEOUT = _reason(
-    "untranslated_timeout", "translate", "noted", "non-English text, translation too slow",
+UNTRANSLATED_TIMEOUT = _translate("untranslated_timeout", "noted", "non-English text, translation too slow",
     "each call is bounded (`translate_timeout_s`, 10 s); a timeout stops all calls; kept in its language")
-UNTRANSLATED_RATE_LIMITED = _reason(
-    "untranslated_rate_limited", "translate", "noted", "non-English text, translation rate-limited",
+UNTRANSLATED_RATE_LIMITED = _translate("untranslated_rate_limited", "noted",
+    "non-English text, translation rate-limited",
     "HTTP 429 retried with exponential backoff a bounded number of times, then all calls stop; kept in its language")
-UNTRANSLATED_ERROR = _reason(
-    "untranslated_error", "translate", "noted", "non-English text, the translator fails",
+UNTRANSLATED_ERROR = _translate("untranslated_error", "noted", "non-English text, the translator fails",
     "that post is kept in its language; `max_consecutive_errors` (3) failures in a row stop all calls")
-UNTRANSLATED_EMPTY_RESULT = _reason("untranslated_empty_result", "translate", "noted",
-                                    "non-English text, the translator returns nothing",
-                                    "kept in its language, counted as a failure like an error")
+UNTRANSLATED_EMPTY_RESULT = _translate("untranslated_empty_result", "noted",
+    "non-English text, the translator returns nothing", "kept in its language, counted as a failure like an error")
 
 REASONS: dict[str, Reason] = {reason.code: reason for reason in _REGISTRY}
 """Every registered reason by its code (patterns included), in pipeline order."""

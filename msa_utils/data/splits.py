@@ -1,14 +1,12 @@
-"""The study's parts of the labelled posts, grouped by content, and inverse-class-frequency re-sampling.
+"""The study's parts of the labelled posts and the paper's re-sampling "by inverse class frequency".
 
-The paper splits ``train.txt`` 8:2 into training and validation and re-samples the classes "by
-inverse class frequency". We first set aside a test part no choice ever reads, then split the rest
-8:2; each split is stratified by class and keeps posts that share content (:func:`content_groups`)
-on one side. Each epoch draws ``len(train)`` training posts with replacement, with probability
-``1 / count(label)``, so each class is drawn equally often in expectation.
+A test part no choice ever reads is set aside first, then the rest is split 8:2 as in the paper; each
+split is stratified by class and keeps posts that share content (:func:`content_groups`) on one side.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -30,9 +28,8 @@ SPLIT_FILES = {"train": "train_guids.txt", "val": "val_guids.txt", "test": "test
 
 
 def content_groups(texts: Sequence[str | None], image_hashes: Sequence[str | None]) -> np.ndarray:
-    """(N,) int64 group ids (``0 .. G-1`` in order of first appearance) of N posts: one group for
-    posts that share their text (stripped; empty relates nothing) or image hash, transitively (A's
-    text is B's, B's image C's). ``None`` / NA: no text or image. Raises ValueError on lengths that differ."""
+    """(N,) int64 group ids (``0 .. G-1`` by first appearance): posts sharing their stripped non-empty
+    text or image hash, transitively; ``None`` / NA: none. Raises ValueError on lengths that differ."""
     if len(texts) != len(image_hashes):
         raise ValueError(f"{len(texts)} texts but {len(image_hashes)} image hashes")
     n = len(texts)
@@ -82,14 +79,10 @@ def _names(classes) -> list:
 
 
 def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(kept, held)``: sorted int64 positions, ``held`` about ``fraction`` of them, by one fold of
-    ``StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)``: stratified
-    by class, no content group split. A class with one post (and its groups) goes to ``kept``.
-
-    Raises ValueError on mismatched shapes, no posts, ``fraction`` outside [0.05, 0.5], fewer content
-    groups than folds, or one post in every class. Warns (UserWarning) of a class of
-    :data:`msa_utils.config.labels.LABELS` with no post (its F1 of 0 is not a finding) or one post,
-    and of a part left without a class.
+    """``(kept, held)`` sorted int64 positions, ``held`` about ``fraction``: one fold of
+    ``StratifiedGroupKFold(round(1 / fraction), shuffle=True, random_state=seed)``; a class of one post
+    goes to ``kept``. Raises ValueError on mismatched shapes, no posts, ``fraction`` outside [0.05, 0.5],
+    fewer groups than folds or one post in every class; warns of a class with 0 or 1 post or missing in a part.
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
     if labels.shape != groups.shape:
@@ -136,12 +129,9 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed:
 
 def study_split(guids: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_fraction: float = 0.2,
                 val_fraction: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
-    """``{"train", "val", "test"}``: sorted guid arrays, disjoint, together all ``guids``. The test part
-    (``test_fraction``) is set aside first and no choice reads it (early stopping, design or variant
-    selection, a baseline's hyperparameters); the rest is split into train and val (``val_fraction``
-    of it); both by :func:`grouped_split`. Raises ValueError on duplicated guids, mismatched shapes,
-    or as :func:`grouped_split`.
-    """
+    """``{"train", "val", "test"}``: disjoint sorted guid arrays covering ``guids``: ``test_fraction`` set
+    aside first, the rest split into train and val (``val_fraction``), both by :func:`grouped_split`.
+    Raises ValueError on duplicated guids, mismatched shapes, or as :func:`grouped_split`."""
     guids, labels, groups = np.asarray(guids), np.asarray(labels), np.asarray(groups)
     if not guids.shape == labels.shape == groups.shape:
         raise ValueError(f"guids {guids.shape}, labels {labels.shape} and groups {groups.shape} differ in shape")
@@ -160,9 +150,8 @@ def study_split(guids: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Sorted int64 positions of ``size`` items (all if ``size >= N``) keeping the class shares of
-    ``labels``: ``train_test_split(train_size=size, stratify=labels, random_state=seed)``; without
-    ``stratify``, with a warning, if a class has one item or ``size`` is below the number of classes.
+    """Sorted int64 positions of ``size`` items (all if ``size >= N``) by ``train_test_split(train_size=size,
+    stratify=labels, random_state=seed)``; unstratified, with a warning, where stratifying cannot work.
     Raises ValueError if ``size`` is negative."""
     labels = np.asarray(labels)
     if size < 0:
@@ -194,11 +183,10 @@ def load_split(folder: str | os.PathLike) -> dict[str, np.ndarray]:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run notebooks/03_resample.ipynb first")
         split[part] = np.array([int(line) for line in path.read_text().split()], dtype=np.int64)
-    for i, a in enumerate(SPLIT_FILES):
-        for b in list(SPLIT_FILES)[i + 1:]:
-            overlap = np.intersect1d(split[a], split[b])
-            if overlap.size:
-                raise ValueError(f"{overlap.size} guids are in both {a} and {b}, e.g. {overlap[:5].tolist()}")
+    for a, b in itertools.combinations(SPLIT_FILES, 2):
+        overlap = np.intersect1d(split[a], split[b])
+        if overlap.size:
+            raise ValueError(f"{overlap.size} guids are in both {a} and {b}, e.g. {overlap[:5].tolist()}")
     return split
 
 
@@ -225,8 +213,7 @@ def class_counts(labels: np.ndarray, num_classes: int = len(LABELS)) -> pd.Serie
 
 
 def resampling_table(labels: np.ndarray, seed: int, epochs: int = 1) -> pd.DataFrame:
-    """Per class name: ``before`` and ``after`` (mean posts drawn per epoch, over ``epochs`` epochs
-    of :func:`make_sampler`) and their shares ``before_share``, ``after_share``."""
+    """Per class: ``before``, ``after`` (mean drawn per epoch of :func:`make_sampler`) and their ``*_share``."""
     labels = np.asarray(labels, dtype=np.int64)
     sampler = make_sampler(labels, seed)
     drawn = np.concatenate([labels[list(iter(sampler))] for _ in range(epochs)])

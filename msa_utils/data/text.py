@@ -1,14 +1,10 @@
-"""The paper's text cleaning ("noise removed, lower-cased"), as small named steps.
-
-First the repairs (:data:`REPAIR_STEPS`), so that later steps see each character in one form:
-HTML entities, mojibake (ftfy, https://ftfy.readthedocs.io), emoji to English names (the text
-encoders' WordPiece vocabulary maps emoji to ``[UNK]``), invisible format characters, Unicode
-NFKC. Then the noise (:data:`NOISE_STEPS`): URLs, @mentions, ``RT``, lost characters (the ``?``
-that replaced what GBK could not encode, U+FFFD, controls), the ``#`` of hashtags (the word is kept).
+"""The paper's text cleaning ("noise removed, lower-cased") as small named steps: first the repairs
+(:data:`REPAIR_STEPS`, so later steps see each character in one form), then the noise (:data:`NOISE_STEPS`).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -37,8 +33,7 @@ GARBLED_BEFORE_WORD_RE = re.compile(r"\?+(?=\w)")  # "w?r", "?200": a real quest
 WHITESPACE_RE = re.compile(r"\s+")
 ENTITY_RE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 FULL_WIDTH_QUESTION_MARK = "\uff1f"
-MAX_UNESCAPE_ROUNDS = 32
-"""A bound on :func:`unescape_html`'s rounds (``&amp;amp;amp;lt;`` needs 4), against texts built to loop long."""
+MAX_UNESCAPE_ROUNDS = 32  # unescape_html's bound (``&amp;amp;amp;lt;`` needs 4)
 
 FTFY_CONFIG = ftfy.TextFixerConfig(
     unescape_html=False,  # done by unescape_html, also when the text holds a literal "<"
@@ -51,11 +46,8 @@ FTFY_CONFIG = ftfy.TextFixerConfig(
 
 
 def unescape_html(text: str) -> str:
-    """Replace complete HTML entities (with their ``;``) until none is left (``&amp;amp;lt;3`` → ``<3``).
-
-    Not :func:`html.unescape` alone, which also reads ``;``-less entities inside words
-    (``Tips&notes`` → ``Tips¬es``); not ftfy, which skips a text holding a literal ``<``.
-    """
+    """Replace complete HTML entities (with their ``;``) until none is left (``&amp;amp;lt;3`` → ``<3``);
+    not :func:`html.unescape` alone, which reads ``Tips&notes`` as ``Tips¬es``."""
     for _ in range(MAX_UNESCAPE_ROUNDS):
         unescaped = ENTITY_RE.sub(lambda match: html.unescape(match.group(0)), text)
         if unescaped == text:
@@ -64,9 +56,8 @@ def unescape_html(text: str) -> str:
     return text
 
 
-def fix_with_ftfy(text: str) -> str:
-    """Repair mojibake (``cafÃ©`` → ``café``) and C1 controls (ftfy, :data:`FTFY_CONFIG`)."""
-    return ftfy.fix_text(text, FTFY_CONFIG)
+fix_with_ftfy: Callable[[str], str] = functools.partial(ftfy.fix_text, config=FTFY_CONFIG)
+"""Repair mojibake (``cafÃ©`` → ``café``) and C1 controls (ftfy, :data:`FTFY_CONFIG`)."""
 
 
 def emoji_to_words(text: str) -> str:
@@ -75,45 +66,29 @@ def emoji_to_words(text: str) -> str:
 
 
 def remove_format_characters(text: str) -> str:
-    """Remove invisible format characters (Unicode Cf: zero-width space and joiners, BOM, direction
-    marks), which hide words from the tokenizer and the patterns (``#`` U+200B ``sunny``)."""
+    """Remove invisible format characters (Unicode Cf), which hide words (``#`` U+200B ``sunny``)."""
     return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
 
 
 def normalise_compatibility(text: str) -> str:
-    """Unicode NFKC (``＠user`` → ``@user``, ``ﬁ`` → ``fi``, ``…`` → ``...``), but ``？`` kept: the real
-    question mark of CJK posts, which :func:`remove_garbled` must not take for a lost character."""
+    """Unicode NFKC (``＠user`` → ``@user``, ``…`` → ``...``) but ``？``, which :func:`remove_garbled` keeps."""
     return FULL_WIDTH_QUESTION_MARK.join(unicodedata.normalize("NFKC", part)
                                          for part in text.split(FULL_WIDTH_QUESTION_MARK))
 
 
-def remove_urls(text: str) -> str:
-    """Remove URLs: with a scheme, ``www.``, lower-case ``domain.tld/path``, Twitter-truncated ``h…``."""
-    return URL_RE.sub(" ", text)
-
-
-def remove_mentions(text: str) -> str:
-    """Remove ``@user`` mentions (with a trailing ``:``); e-mail addresses are kept."""
-    return MENTION_RE.sub(" ", text)
-
-
-def remove_retweet_markers(text: str) -> str:
-    """Remove the retweet marker ``RT`` (upper case, whole word, optional ``:``)."""
-    return RETWEET_RE.sub(" ", text)
-
-
-def strip_hashtag_signs(text: str) -> str:
-    """``#happy`` → ``happy`` (not split)."""
-    return HASHTAG_RE.sub("", text)
+remove_urls: Callable[[str], str] = functools.partial(URL_RE.sub, " ")
+"""Remove URLs: with a scheme, ``www.``, lower-case ``domain.tld/path``, Twitter-truncated ``h…``."""
+remove_mentions: Callable[[str], str] = functools.partial(MENTION_RE.sub, " ")
+"""Remove ``@user`` mentions (with a trailing ``:``); e-mail addresses are kept."""
+remove_retweet_markers: Callable[[str], str] = functools.partial(RETWEET_RE.sub, " ")
+"""Remove the retweet marker ``RT`` (upper case, whole word, optional ``:``)."""
+strip_hashtag_signs: Callable[[str], str] = functools.partial(HASHTAG_RE.sub, "")
+"""``#happy`` → ``happy`` (not split)."""
 
 
 def remove_garbled(text: str) -> str:
-    """Remove what stands for lost text: U+FFFD and control characters (not whitespace), ``?``
-    before a letter or digit (``w?r`` → ``wr``), tokens of only ``?`` (``???``, ``#???``).
-
-    A ``?`` ending a word (``really?``, ``!?``) is kept as a question mark, although some are lost
-    characters too; a full-width ``？`` is always kept.
-    """
+    """Remove U+FFFD, control characters (not whitespace), ``?`` before a letter or digit (``w?r`` →
+    ``wr``) and tokens of only ``?`` (``#???``); a ``?`` ending a word and ``？`` are kept."""
     text = "".join(" " if ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and not ch.isspace()) else ch
                    for ch in text)
     return GARBLED_TOKEN_RE.sub(" ", GARBLED_BEFORE_WORD_RE.sub("", text))
@@ -146,7 +121,7 @@ NOISE_STEPS: tuple[tuple[Callable[[str], str], str | None], ...] = (
     (strip_hashtag_signs, None),
     (collapse_whitespace, None),
 )
-"""The noise removal, in order; only lost characters are reported (the rest is the paper's cleaning of every tweet)."""
+"""The noise removal, in order; only lost characters are reported."""
 
 
 def trace_noise_removal(text: str) -> tuple[str, list[str]]:
@@ -171,11 +146,8 @@ def clean_text(text: str) -> str:
 
 
 def clean_posts(frame: pd.DataFrame, report: DataReport) -> pd.DataFrame:
-    """A copy of ``frame`` with ``text_clean`` (:func:`clean_text` of ``text_raw``).
-
-    Reports (rows with ``has_text`` only) each step that changed a text, under its reason, and a
-    text that cleans to ``""`` (``empty_after_cleaning``; kept).
-    """
+    """A copy of ``frame`` with ``text_clean`` (:func:`clean_text` of ``text_raw``); reports, for rows
+    with ``has_text``, each step that changed a text and a text that cleans to ``""``."""
     out = frame.copy()
     cleaned = []
     for guid, raw, has_text in zip(out["guid"], out["text_raw"], out["has_text"]):

@@ -4,6 +4,7 @@ original is kept, and the data report says so post by post."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -27,8 +28,7 @@ DETECTION_LANGUAGES = (
     "ENGLISH", "SPANISH", "PORTUGUESE", "FRENCH", "GERMAN", "ITALIAN", "DUTCH", "SWEDISH", "POLISH",
     "TURKISH", "INDONESIAN", "MALAY", "TAGALOG", "RUSSIAN", "ARABIC", "JAPANESE", "CHINESE", "KOREAN", "THAI",
 )
-"""lingua ``Language`` names the detector chooses from: the languages seen in MVSA. Fewer
-languages keep short tweets from going to rare ones and load in ~1 s (all 75: ~10 s, ~1 GB)."""
+"""lingua ``Language`` names the detector chooses from: those seen in MVSA (all 75: ~10 s, ~1 GB to load)."""
 MIN_WORDS = 3
 """Fewer words with letters than this (hashtags, URLs, mentions not counted) → ``und`` ..."""
 MIN_UNSPACED_LETTERS = 3
@@ -36,21 +36,15 @@ MIN_UNSPACED_LETTERS = 3
 MIN_CONFIDENCE = 0.3
 """A non-English language needs this lingua confidence (0..1) ..."""
 MAX_ENGLISH_CONFIDENCE = 0.1
-"""... and English at most this one, else the text counts as English: English tweets with names or
-product codes often get a foreign top language at 0.1-0.45 but keep English above 0.1 (read on MVSA)."""
+"""... and English at most this one, else the text counts as English (names, product codes; read on MVSA)."""
 
 _DETECTOR = None
 _DETECTOR_LOCK = threading.Lock()
 
 
 def detect_language(text: str) -> str:
-    """ISO 639-1 code of a raw tweet's language (``"en"``, ``"es"``, ``"ja"`` ...), or ``"und"``.
-
-    Read on the text without entities, URLs, mentions, ``RT``, lost characters and whole hashtags
-    (often English tags on other text): ``"und"`` if that has neither :data:`MIN_WORDS` words with
-    letters nor :data:`MIN_UNSPACED_LETTERS` Thai, kana or CJK letters; else lingua's top language
-    over :data:`DETECTION_LANGUAGES` if it is English, or has :data:`MIN_CONFIDENCE` while English
-    has at most :data:`MAX_ENGLISH_CONFIDENCE`; else ``"en"``.
+    """ISO 639-1 code of a raw tweet's language (``"en"``, ``"ja"`` ...) or ``"und"``, read by lingua on
+    the text without entities, URLs, mentions, ``RT``, lost characters and hashtags, by the thresholds above.
     """
     global _DETECTOR
     for step in (unescape_html, remove_urls, remove_mentions, remove_retweet_markers, remove_garbled):
@@ -119,9 +113,8 @@ class TranslationTimeout(TimeoutError):
 
 
 def call_with_timeout(fn: Callable[[str], str], text: str, timeout_s: float) -> str:
-    """``fn(text)`` in a daemon thread (a ``ThreadPoolExecutor`` worker is joined at exit), so a call
-    hanging on the network blocks neither the run nor its exit. Raises :class:`TranslationTimeout`
-    if ``fn`` has not returned after ``timeout_s`` seconds, else what ``fn`` raised."""
+    """``fn(text)`` in a daemon thread, so a hanging call blocks neither the run nor its exit. Raises
+    :class:`TranslationTimeout` after ``timeout_s`` seconds, else what ``fn`` raised."""
     box: dict[str, object] = {}
 
     def run() -> None:
@@ -152,31 +145,24 @@ def translate_posts(frame: pd.DataFrame, cache_path: str | os.PathLike, report: 
                     max_retries: int = 3, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
                     max_consecutive_errors: int = 3, sleep: Callable[[float], None] = time.sleep,
                     save_every: int = 50) -> pd.DataFrame:
-    """A copy of ``frame`` (``guid``, ``text_raw``, ``text_clean``; ``lang`` if given is used as is)
-    with ``lang``, ``text_en`` (the cleaned translation, or ``text_clean``), ``translated`` (bool) and
-    ``text`` (= ``text_en``, the model's input); each post neither ``en`` nor ``und`` is reported.
-
-    The translator (default deep-translator's ``GoogleTranslator``, built if needed) gets
-    :func:`msa_utils.data.text.remove_noise` of ``text_raw``; its answer is cleaned by
-    :func:`msa_utils.data.text.clean_text` and kept in the :class:`TranslationCache` (saved every
-    ``save_every`` new calls; ``enabled=False``: the cache only). Each call runs at most ``timeout_s``;
-    rate limiting is retried ``max_retries`` times after ``sleep(min(max_backoff_s, backoff_s * 2**attempt))``.
-    No more calls are made after a timeout, a network failure (``OSError``), persisting rate
-    limiting, or ``max_consecutive_errors`` other errors or empty answers in a row.
+    """A copy of ``frame`` (``guid``, ``text_raw``, ``text_clean``; ``lang`` used if given) with ``lang``,
+    ``text_en`` (the cleaned translation, or ``text_clean``), ``translated`` and ``text`` (= ``text_en``);
+    each post neither ``en`` nor ``und`` reported. The translator (default ``GoogleTranslator``) gets
+    :func:`remove_noise` of ``text_raw``; answers are cached (saved every ``save_every`` new calls;
+    ``enabled=False``: the cache only). Rate limiting is retried ``max_retries`` times after
+    ``sleep(min(max_backoff_s, backoff_s * 2**attempt))``; the ``untranslated_*`` reasons say when calls stop.
     """
     failures, stopped = 0, None  # errors in a row; (reason, why) once no more calls are made
 
     def call(guid, lang: str, source: str) -> str | None:
-        """The translation of ``source``, or ``None`` once the reason is reported."""
         nonlocal translator, failures, stopped
         if stopped is not None:
             report.add(stopped[0], guid, f"lang {lang}; not tried: {stopped[1]}; kept the cleaned original text")
             return None
         if translator is None:
             translator = GoogleTranslator(source="auto", target=target).translate
-        attempt = 0
         try:
-            while True:
+            for attempt in itertools.count():
                 try:
                     result = call_with_timeout(translator, source, timeout_s)
                     break
@@ -184,7 +170,6 @@ def translate_posts(frame: pd.DataFrame, cache_path: str | os.PathLike, report: 
                     if not is_rate_limited(exc) or attempt >= max_retries:
                         raise
                     sleep(min(max_backoff_s, backoff_s * 2**attempt))
-                    attempt += 1
         except TimeoutError as exc:
             reason, detail, fatal = reasons.UNTRANSLATED_TIMEOUT, f"{exc}", True
         except Exception as exc:

@@ -1,8 +1,5 @@
-"""The baselines a trained fusion model has to clear, fitted on the training part only: the majority
-class, a text-only TF-IDF + logistic regression, and the linear probe (logistic regression on the
-pooled frozen features the fusion model reads), with and without balanced class weights. Every
-``C`` is chosen by 5-fold stratified cross-validation on the training part (weighted F1).
-"""
+"""The baselines a fusion model has to clear, fitted on the training part: the majority class, TF-IDF
+text + logistic regression, and the linear probe on the pooled frozen features (balanced or not)."""
 
 from __future__ import annotations
 
@@ -20,14 +17,11 @@ from sklearn.preprocessing import StandardScaler
 from msa_utils.features.sets import FeatureSet
 
 C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-"""The inverse regularisation strengths tried by cross-validation."""
 
 
 def pooled_features(text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor) -> np.ndarray:
-    """(N, Dt + Di) float32: per post, the masked mean of the prepared text states (N, L, Dt; mask
-    (N, L), 1 = token) next to the mean of the prepared image states (N, Li', Di). The probe's own
-    deliberately simple summary (for an average-pooled square grid the mean over prepared image
-    tokens equals the mean over the encoder's own)."""
+    """(N, Dt + Di) float32: the masked mean of the text states (N, L, Dt; mask (N, L), 1 = token) next
+    to the mean of the image states (N, Li', Di)."""
     mask = text_mask.unsqueeze(-1).float()
     text = (text_states.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     image = image_states.float().mean(1)
@@ -35,8 +29,7 @@ def pooled_features(text_states: torch.Tensor, text_mask: torch.Tensor, image_st
 
 
 def pooled_feature_set(features: FeatureSet, batch_size: int = 1024) -> np.ndarray:
-    """:func:`pooled_features` of every post of ``features`` (tensors or a lazy cache), one batch of
-    ``batch_size`` posts in memory at a time; (N, Dt + Di), rows in the order of ``features``."""
+    """:func:`pooled_features` of ``features``, ``batch_size`` posts in memory at a time."""
     pooled = [pooled_features(rows.text_states, rows.text_mask, rows.image_states)
               for rows in features.batches(batch_size)]
     width = features.text_states.shape[-1] + features.image_states.shape[-1]
@@ -44,32 +37,27 @@ def pooled_feature_set(features: FeatureSet, batch_size: int = 1024) -> np.ndarr
 
 
 def _logistic_regression(balanced: bool, seed: int, cs: Sequence[float]) -> LogisticRegressionCV:
-    """scikit-learn's ``LogisticRegressionCV``: L2, ``C`` from ``cs`` by 5-fold stratified CV on weighted F1."""
+    """L2 logistic regression, ``C`` from ``cs`` by 5-fold stratified CV on weighted F1."""
     return LogisticRegressionCV(Cs=list(cs), cv=5, scoring=make_scorer(f1_score, average="weighted", zero_division=0),
                                 class_weight="balanced" if balanced else None, max_iter=2000, l1_ratios=(0.0,),
                                 random_state=seed, use_legacy_attributes=False)
 
 
 def fit_majority(train_y: np.ndarray) -> DummyClassifier:
-    """Always the most frequent class of ``train_y`` (N,) (:class:`sklearn.dummy.DummyClassifier`);
-    ``predict`` takes any (N', ...) array."""
+    """Always the most frequent class of ``train_y`` (N,); ``predict`` takes any (N', ...) array."""
     return DummyClassifier(strategy="most_frequent").fit(np.zeros((len(train_y), 1)), np.asarray(train_y))
 
 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, balanced: bool = True, seed: int = 0,
                      cs: Sequence[float] = C_GRID) -> Pipeline:
-    """The linear probe: standardised (N, D) features (:func:`pooled_features`) + logistic regression,
-    ``C`` from ``cs`` (:func:`_logistic_regression`), class weights "balanced" (``N / (k * count)``)
-    or none. Returns the fitted pipeline (``C_`` on its last step); ValueError from scikit-learn,
-    e.g. for a single class.
-    """
+    """Standardised (N, D) features + :func:`_logistic_regression`, class weights "balanced" or none;
+    ValueError from scikit-learn, e.g. for a single class."""
     return make_pipeline(StandardScaler(), _logistic_regression(balanced, seed, cs)).fit(train_x, train_y)
 
 
 def fit_tfidf_probe(train_texts: Sequence[str], train_y: np.ndarray, *, seed: int = 0,
                     cs: Sequence[float] = C_GRID) -> Pipeline:
-    """Text only: TF-IDF of word uni- and bigrams (``min_df=2``, sublinear tf) of the model's input
-    texts + balanced :func:`_logistic_regression`; ValueError from scikit-learn, e.g. when no word
-    occurs twice."""
+    """TF-IDF of word uni- and bigrams + balanced :func:`_logistic_regression`; ValueError from
+    scikit-learn, e.g. when no word occurs twice."""
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     return make_pipeline(vectorizer, _logistic_regression(True, seed, cs)).fit(list(train_texts), train_y)

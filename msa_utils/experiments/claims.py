@@ -1,6 +1,5 @@
 """The paper's claims (:data:`CLAIMS`), each tested on the held-out test part with every variant's
-seeds, from the files :mod:`msa_utils.experiments.variants` wrote; the choice of model on validation.
-"""
+seeds, from the files :mod:`msa_utils.experiments.variants` wrote; the choice of model on validation."""
 
 from __future__ import annotations
 
@@ -25,12 +24,11 @@ PAPER_STRONGEST_EPOCHS = (2, 3, 6)
 """The epochs the paper reports as its full model's strongest (best: 2)."""
 N_RESAMPLES = 2000
 NOT_TESTED = "not tested"
-"""The verdict of a claim a run cannot test (the note says why)."""
 
 
 @dataclass(frozen=True)
 class _Named:
-    """A model a claim names: one of ``registry``, by name (checked)."""
+    """A model a claim names: one of ``registry`` (ValueError if not)."""
 
     name: str
     registry = {}
@@ -53,12 +51,16 @@ class BaselineRef(_Named):
     registry = BASELINES
 
 
+def better_probe(paths: StudyPaths) -> str:
+    """The linear probe (balanced or not) with the higher VALIDATION weighted F1."""
+    baselines = pd.read_csv(paths.metrics / "baselines.csv", index_col="baseline")
+    return str(baselines.loc[["probe_balanced", "probe_unbalanced"], "val_weighted_f1"].idxmax())
+
+
 @dataclass(frozen=True)
 class BetterProbe:
-    """The linear probe (balanced or not) with the higher VALIDATION weighted F1 of the run."""
-
-    def resolve(self, paths: StudyPaths) -> str:
-        return better_probe(paths)
+    """The run's :func:`better_probe`."""
+    resolve = staticmethod(better_probe)
 
 
 ModelRef = Union[VariantRef, BaselineRef, BetterProbe]
@@ -66,12 +68,9 @@ ModelRef = Union[VariantRef, BaselineRef, BetterProbe]
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper (ids starting with ``P``: ours) as a comparison on the test part.
-
-    ``expected``: ``"greater"`` (better > worse), ``"not_worse"`` (better is no worse than worse by
-    more than :data:`NON_INFERIORITY_MARGIN`), ``"at_least"`` (better reaches ``paper_value``;
-    ``worse`` None) or ``"epochs"`` (better's best epochs are :data:`PAPER_STRONGEST_EPOCHS`).
-    """
+    """One claim of the paper (ids starting with ``P``: ours) as a comparison on the test part;
+    ``expected`` as :func:`~msa_utils.experiments.compare.verdict`, or ``"epochs"`` (better's best
+    epochs are :data:`PAPER_STRONGEST_EPOCHS`)."""
 
     id: str
     text: str
@@ -116,8 +115,7 @@ CLAIMS: tuple[Claim, ...] = tuple(Claim(*fields) for fields in (
 
 
 def load_runs(paths: StudyPaths, names: list[str] | None = None) -> pd.DataFrame:
-    """The per-seed rows (``metrics/runs/<variant>.csv``) of the variants (of ``names``) that ran, in
-    :data:`VARIANTS` order; FileNotFoundError if none did."""
+    """``metrics/runs/<variant>.csv`` of the variants (of ``names``) that ran; FileNotFoundError if none did."""
     frames = [pd.read_csv(path) for name in (names or VARIANTS)
               if (path := paths.metrics / "runs" / f"{name}.csv").exists()]
     if not frames:
@@ -143,8 +141,7 @@ def prediction_matrix(paths: StudyPaths, model: str, part: str = "test") -> tupl
 
 
 def results_table(paths: StudyPaths) -> pd.DataFrame:
-    """Every variant that ran, then every baseline (n 1, std NaN), indexed by name: ``title, n`` and
-    ``<part>_<metric>_mean``, ``_std`` (over seeds) for parts val, test and the three metrics."""
+    """Every variant that ran, then every baseline (n 1), by name: ``title, n, <part>_<metric>_mean, _std``."""
     runs = load_runs(paths).assign(title=lambda r: r["variant"].map(lambda n: VARIANTS[n].title))
     baselines = pd.read_csv(paths.metrics / "baselines.csv").rename(columns={"baseline": "variant"})
     baselines["title"] = baselines["variant"].map(BASELINES)
@@ -156,19 +153,10 @@ def results_table(paths: StudyPaths) -> pd.DataFrame:
     return table.rename_axis("model")
 
 
-def better_probe(paths: StudyPaths) -> str:
-    """The linear probe (balanced or not) with the higher VALIDATION weighted F1."""
-    baselines = pd.read_csv(paths.metrics / "baselines.csv", index_col="baseline")
-    return str(baselines.loc[["probe_balanced", "probe_unbalanced"], "val_weighted_f1"].idxmax())
-
-
 def claims_table(cfg: Profile, seed: int = 0, ids: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """One row per claim (of ``ids``) whose models ran under ``cfg``: ``ours``, the
-    test :data:`PRIMARY_METRIC` over seeds; ``difference``, better minus worse (``at_least``: ours
-    minus the paper's figure) with its 95 % interval ``[low, high]`` (bootstrap seeded with ``seed``).
-    A claim the run cannot test (same settings on both sides; for 1b, too few epochs or no early
-    stopping) has the verdict :data:`NOT_TESTED` and a note saying why.
-    """
+    """One row per claim (of ``ids``) whose models ran: ``ours`` (test :data:`PRIMARY_METRIC` over
+    seeds), ``difference`` better minus worse (``at_least``: ours minus the paper's) in its 95 % interval
+    ``[low, high]`` (bootstrap seeded with ``seed``); the verdict, or :data:`NOT_TESTED` with why."""
     paths = cfg.paths
     runs = load_runs(paths)
     available = set(runs["variant"]) | set(BASELINES)
@@ -188,7 +176,8 @@ def claims_table(cfg: Profile, seed: int = 0, ids: tuple[str, ...] | None = None
 
 def _untestable(cfg: Profile, claim: Claim) -> str:
     """Why ``claim`` cannot be tested under ``cfg`` (``""`` if it can)."""
-    if claim.expected == "epochs" and (not cfg.train.early_stopping or cfg.train.max_epochs < max(PAPER_STRONGEST_EPOCHS)):
+    if claim.expected == "epochs" and not (cfg.train.early_stopping
+                                           and cfg.train.max_epochs >= max(PAPER_STRONGEST_EPOCHS)):
         return (f"needs early stopping and at least {max(PAPER_STRONGEST_EPOCHS)} epochs (this run: "
                 f"early_stopping={cfg.train.early_stopping}, max_epochs={cfg.train.max_epochs})")
     if isinstance(claim.better, VariantRef) and isinstance(claim.worse, VariantRef):
@@ -201,7 +190,7 @@ def _untestable(cfg: Profile, claim: Claim) -> str:
 
 def _claim_row(paths: StudyPaths, runs: pd.DataFrame, claim: Claim, better: str, worse: str | None, seed: int,
                row: dict) -> dict:
-    """``row`` filled in for a claim that can be tested, between the resolved models."""
+    """``row`` filled in for a claim that can be tested."""
     _, gold, pred_a = prediction_matrix(paths, better)
     row = {**row, "n_posts": len(gold), "ours": _scores_text(gold, pred_a), "n_seeds": pred_a.shape[0]}
     if claim.expected == "epochs":
@@ -255,15 +244,14 @@ def choose_model(paths: StudyPaths) -> str:
 
 
 def mean_probabilities(paths: StudyPaths, model: str, part: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(guids (N,), probabilities (N, 3))``: a model's class probabilities on one part, mean over
-    seeds, by guid."""
+    """``(guids (N,), probabilities (N, 3))`` of a model on a part, mean over seeds, by guid."""
     mean = load_predictions(paths, model, part).groupby("guid")[[f"p_{c}" for c in LABELS]].mean().sort_index()
     return mean.index.to_numpy(), mean.to_numpy()
 
 
 def write_claims(cfg: Profile) -> pd.DataFrame:
-    """Write ``metrics/claims.csv`` (every run: variant x seed), ``metrics/claims_table.csv``
-    (:func:`claims_table` seeded with ``cfg.seed``) and ``claims.md``; return the claims table."""
+    """Write ``metrics/claims.csv`` (every run), ``metrics/claims_table.csv`` (:func:`claims_table` seeded
+    with ``cfg.seed``) and ``claims.md``; return the claims table."""
     paths = cfg.paths
     io.write_csv(paths.metrics / "claims.csv", load_runs(paths).round(6))
     table = claims_table(cfg, seed=cfg.seed)
@@ -273,8 +261,7 @@ def write_claims(cfg: Profile) -> pd.DataFrame:
 
 
 def claims_markdown(table: pd.DataFrame, notes: bool = True) -> str:
-    """The claims table as Markdown: claim, the paper's figure, ours, difference [interval], verdict
-    (and, with ``notes``, the note)."""
+    """The claims table as Markdown (with ``notes``, the notes too)."""
     interval = [("–" if pd.isna(d) else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
                 for d, lo, hi in zip(table["difference"], table["low"], table["high"])]
     shown = pd.DataFrame({"#": table["id"], "claim": table["claim"], "paper": table["paper"],

@@ -1,11 +1,8 @@
 """Statistics behind the claims table: is one variant better than another, given a few seeds?
 
-Each variant is trained with S seeds and predicts the same N test posts. A score is the mean over
-seeds of the metric on all posts; its interval, a percentile bootstrap over both the posts and the
-seeds (not the split, the hyper-parameters or the data set; with 2-3 seeds the seed part is coarse
-and, if anything, narrow). A comparison draws the same posts and seed indices for both variants
-(seed k of both shares the data order), which makes the interval of a difference much narrower.
-The metrics, from the confusion matrices of all resamples and seeds at once, equal scikit-learn's.
+A variant's score is the mean over its S seeds of a metric on the same N test posts; its interval,
+a percentile bootstrap over posts and seeds (not the split or the hyper-parameters; with 2-3 seeds
+coarse). A comparison draws the same posts and seeds for both variants. Metrics equal scikit-learn's.
 
 Sources: Efron & Tibshirani, *An Introduction to the Bootstrap* (1993), ch. 13; the paired
 bootstrap, Koehn (EMNLP 2004), Berg-Kirkpatrick et al. (EMNLP-CoNLL 2012); crossed levels (seeds x
@@ -25,9 +22,7 @@ from msa_utils.io.tables import mean_std
 
 N_CLASSES = len(LABELS)
 METRICS = ("accuracy", "weighted_f1", "macro_f1")
-"""Metric names accepted by :func:`metric_from_confusion` and the bootstrap functions."""
 EXPECTATIONS = ("greater", "not_worse", "at_least")
-"""Values of ``expected`` accepted by :func:`verdict`."""
 
 
 def _labels(values, name: str, n_posts: int | None = None) -> np.ndarray:
@@ -67,12 +62,8 @@ def _counts(gold: np.ndarray, rows: np.ndarray, index: np.ndarray) -> np.ndarray
 
 
 def confusion_matrices(gold, pred) -> np.ndarray:
-    """int64 confusion matrices (..., 3, 3) of ``pred`` (..., N) against ``gold`` (N,), rows gold,
-    columns predicted (as ``sklearn.metrics.confusion_matrix(labels=[0, 1, 2])``).
-
-    Raises:
-        ValueError: for bad shapes or labels that are not integer class ids.
-    """
+    """int64 confusion matrices (..., 3, 3) of ``pred`` (..., N) against ``gold`` (N,), rows gold (as
+    ``sklearn.metrics.confusion_matrix``); ValueError for bad shapes or labels not integer class ids."""
     gold = _labels(gold, "gold")
     pred = _labels(pred, "pred")
     if pred.shape[-1] != gold.size:
@@ -82,9 +73,8 @@ def confusion_matrices(gold, pred) -> np.ndarray:
 
 
 def metric_from_confusion(conf, metric: str) -> np.ndarray:
-    """Accuracy, weighted F1 or macro F1 of (..., 3, 3) confusion matrices, as a (...) float array,
-    with scikit-learn's definitions (:mod:`msa_utils.train.metrics`; ``zero_division=0``). ValueError
-    for an unknown metric, a bad shape, negative or non-finite counts, or no posts."""
+    """A metric of :data:`METRICS` of (..., 3, 3) confusion matrices, (...) floats, as scikit-learn's
+    (``zero_division=0``); ValueError for a bad metric or shape, negative or non-finite counts, no posts."""
     _check(metric)
     conf = np.asarray(conf)
     if conf.ndim < 2 or conf.shape[-2:] != (N_CLASSES, N_CLASSES):
@@ -116,13 +106,10 @@ class SeedSummary:
     n: int
 
     def format(self, digits: int = 3) -> str:
-        """``"0.680 ± 0.012 (n=3)"``; ``"0.680 (n=1)"`` (:func:`msa_utils.io.tables.mean_std`)."""
+        """``"0.680 ± 0.012 (n=3)"``; ``"0.680 (n=1)"``."""
         return f"{mean_std(self.mean, self.std if self.n > 1 else math.nan, self.n, f'.{digits}f')} (n={self.n})"
 
     __str__ = format
-
-
-format_summary = SeedSummary.format
 
 
 def seed_summary(values) -> SeedSummary:
@@ -136,7 +123,7 @@ def seed_summary(values) -> SeedSummary:
 
 @dataclass(frozen=True)
 class Comparison:
-    """:func:`paired_bootstrap`'s result: ``difference = mean_a - mean_b`` and its interval."""
+    """:func:`paired_bootstrap`'s result: ``difference = mean_a - mean_b``, its interval."""
 
     difference: float
     low: float
@@ -151,7 +138,6 @@ class Comparison:
     mean_b: float
 
     def verdict(self, expected: str = "greater", margin: float = 0.0) -> str:
-        """:func:`verdict` on this interval of a − b."""
         return verdict(self.low, self.high, expected=expected, margin=margin)
 
 
@@ -174,8 +160,7 @@ class Estimate:
 
 
 def _bootstrap(gold, preds: dict, metric: str, n_resamples, seed: int, level: float):
-    """``(N, B, [(S, mean over seeds on all posts, (B,) resampled means over drawn seeds)])`` for each
-    prediction array of ``preds`` (name -> (S, N)), all on the same draws."""
+    """``(N, B, [(S, mean on all posts, (B,) resampled means)])`` per (S, N) array of ``preds``, same draws."""
     gold = _labels(gold, "gold")
     rows = [_labels(pred, name, gold.size) for name, pred in preds.items()]
     n_resamples = _check(metric, n_resamples, level)
@@ -202,17 +187,12 @@ def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
 
 def paired_bootstrap(gold, pred_a, pred_b, metric: str = "accuracy", n_resamples: int = 2000,
                      seed: int = 0, level: float = 0.95) -> Comparison:
-    """Difference of a metric between variants a and b on the same posts, with a paired two-level
-    percentile bootstrap interval over posts and seeds.
-
-    ``rng = numpy.random.default_rng(seed)`` draws, for each resample in turn, ``rng.integers(0, N,
-    N)`` posts, then, if a side has S > 1 rows, ``rng.integers(0, S, (B, S))`` seeds; both are shared
-    by a and b (a side with one row, e.g. a baseline, is used as is). A resample's value is a's mean
-    over its seeds on its posts minus b's; ``low``, ``high`` are the ``(1 ∓ level) / 2`` percentiles.
-
-    Args: gold (N,); pred_a (Sa, N), pred_b (Sb, N), a row per seed, Sa == Sb or either 1; metric of
-    :data:`METRICS`; n_resamples B; level in (0, 1). ValueError for anything else.
-    """
+    """A metric's difference between variants a and b on the same posts, with a paired two-level
+    percentile bootstrap interval: ``numpy.random.default_rng(seed)`` draws, per resample in turn,
+    ``integers(0, N, N)`` posts, then, if a side has S > 1 rows, ``integers(0, S, (B, S))`` seeds,
+    shared by a and b (a one-row side, e.g. a baseline, is used as is). ``low``, ``high``: the
+    ``(1 ∓ level) / 2`` percentiles. gold (N,); pred_a (Sa, N), pred_b (Sb, N), Sa == Sb or either 1;
+    ValueError for anything else."""
     n_posts, n_resamples, ((n_a, mean_a, values_a), (n_b, mean_b, values_b)) = _bootstrap(
         gold, {"pred_a": pred_a, "pred_b": pred_b}, metric, n_resamples, seed, level)
     low, high = _interval(values_a - values_b, level)
@@ -222,11 +202,7 @@ def paired_bootstrap(gold, pred_a, pred_b, metric: str = "accuracy", n_resamples
 
 def bootstrap_mean(gold, pred, metric: str = "accuracy", n_resamples: int = 2000, seed: int = 0,
                    level: float = 0.95) -> Estimate:
-    """One variant's mean-over-seeds score with the two-level interval of :func:`paired_bootstrap`
-    (the same draws: it equals ``paired_bootstrap(gold, pred, b)`` shifted by a fixed b's score).
-
-    Args and errors as :func:`paired_bootstrap`, ``pred`` (S, N).
-    """
+    """One variant's score, ``pred`` (S, N), with :func:`paired_bootstrap`'s interval and draws."""
     n_posts, n_resamples, ((n_seeds, mean, values),) = _bootstrap(gold, {"pred": pred}, metric, n_resamples,
                                                                    seed, level)
     low, high = _interval(values, level)
@@ -235,18 +211,11 @@ def bootstrap_mean(gold, pred, metric: str = "accuracy", n_resamples: int = 2000
 
 
 def verdict(low: float, high: float, expected: str = "greater", margin: float = 0.0) -> str:
-    """``"supported"``, ``"contradicted"`` or ``"inconclusive"``: a paper's claim judged on an interval.
-
-    ``"greater"`` (a beats b; interval of a − b): supported if ``low > 0``, contradicted if
-    ``high < 0``. ``"not_worse"`` (a loses at most the margin m to b; a one-sided test at 2.5 % for a
-    95 % interval): supported if ``low > -m``, contradicted if ``high < -m``. Else inconclusive (an
-    end exactly at the threshold included). ``"at_least"`` (ours reaches the paper's figure;
-    interval of ours − paper): supported if ``high >= 0``, else contradicted.
-
-    Raises:
-        ValueError: for an unknown ``expected``, a non-finite end, ``low > high``, a negative or
-            non-finite margin, or a margin with another ``expected`` than ``"not_worse"``.
-    """
+    """A claim judged on an interval of a − b: ``"greater"``: supported if ``low > 0``, contradicted
+    if ``high < 0``; ``"not_worse"`` (margin m, one-sided at 2.5 %): the same against ``-m``; else (an
+    end on the threshold too) inconclusive. ``"at_least"`` (ours − paper): supported iff ``high >= 0``.
+    ValueError for an unknown ``expected``, bad ends (non-finite, ``low > high``) or margin (negative,
+    non-finite, non-zero unless ``"not_worse"``)."""
     if expected not in EXPECTATIONS:
         raise ValueError(f"unknown expected {expected!r}; use one of {EXPECTATIONS}")
     low, high, margin = float(low), float(high), float(margin)

@@ -18,21 +18,15 @@ from msa_utils.features.feature_cache import load_or_extract_features
 from msa_utils.features.sets import FeatureSet, NullInputs
 
 LABELLED_PARTS = ("train", "val", "test")
-"""The split of the usable labelled posts (notebook 03): training, validation (early stopping and
-every choice), and the test part (scores only)."""
-
 PARTS = (*LABELLED_PARTS, "unlabelled")
-"""Every part: the labelled ones and the usable posts of ``test_without_label.txt`` (predicted, never scored)."""
-
+"""The labelled parts and the usable posts of ``test_without_label.txt`` (predicted, never scored)."""
 BACKBONE_FILE = "backbone.json"
-"""Written under ``metrics/`` by :func:`write_backbone_card`, read by the report."""
 
 
 @dataclass
 class StudyData:
-    """Everything a training run needs: the post table (notebook 01), the split's guids (notebook 03),
-    the frozen backbone, each part's prepared features (lazy views of the cache, in the part's guid
-    order), labels (``(N,)`` int64 class ids, aligned) and the masked inputs' features (ablations)."""
+    """What a training run needs: posts, split, backbone, each part's features (lazy, in guid order),
+    labels ((N,) int64, aligned) and the masked inputs' features (ablations)."""
 
     cfg: Profile
     posts: pd.DataFrame
@@ -44,14 +38,9 @@ class StudyData:
 
 
 def prepare(cfg: Profile, processes=None) -> StudyData:
-    """Load the backbone and the prepared features of every usable post, encoding and caching those
-    not cached yet (:func:`~msa_utils.features.feature_cache.load_or_extract_features`), shared among
-    ``processes`` (an ``accelerate`` state, :mod:`msa_utils.runner.distributed`) if given.
-
-    Raises:
-        FileNotFoundError: if notebooks 01 or 03 have not run for this results folder.
-        OSError: if the backbone's weights cannot be loaded (e.g. FLAVA offline without a copy).
-    """
+    """Load the backbone and the features of every usable post, encoding those not cached yet, shared
+    among ``processes`` (an ``accelerate`` state) if given. FileNotFoundError if notebooks 01 or 03
+    have not run; OSError if the backbone's weights cannot be loaded."""
     posts = load_posts(cfg.paths)
     split = load_split(cfg.paths.splits)
     unlabelled = np.sort(posts.loc[(posts["split"] == "test") & usable(posts), "guid"].to_numpy())
@@ -62,7 +51,8 @@ def prepare(cfg: Profile, processes=None) -> StudyData:
     cached = load_or_extract_features(
         backbone, guids=wanted, texts=rows["text"].tolist(),
         image_paths=[Path(cfg.data.data_dir) / f for f in rows["image_file"]], cache_dir=cfg.cache_dir,
-        dtype=cfg.features.cache_dtype, batch_size=cfg.features.encode_batch_size, workers=cfg.features.encode_workers, processes=processes)
+        dtype=cfg.features.cache_dtype, batch_size=cfg.features.encode_batch_size,
+        workers=cfg.features.encode_workers, processes=processes)
     prepared = backbone.prepare(cached)  # pooled batch by batch: memory stays flat
     features = {part: prepared.subset(guids) for part, guids in parts.items()}
     labelled = posts.set_index("guid")["label"]
@@ -71,7 +61,6 @@ def prepare(cfg: Profile, processes=None) -> StudyData:
 
 
 def write_backbone_card(data: StudyData) -> Path:
-    """Write ``metrics/backbone.json``: the backbone's ``name`` and ``description`` (the checkpoint
-    actually loaded), for ``REPORT.md``; return its path."""
+    """Write ``metrics/backbone.json`` (the loaded backbone's ``name`` and ``description``); return its path."""
     card = {"name": data.backbone.name, "description": data.backbone.describe()}
     return io.write_json(data.cfg.paths.metrics / BACKBONE_FILE, card)

@@ -1,7 +1,5 @@
-"""The study's prediction files for ``test_without_label.txt``: ``test_predictions.txt`` from the
-model chosen on validation (notebook 06) and ``test_predictions_paper_recipe.txt`` from the paper's
-recipe (notebook 04). (Every model's probabilities of every part: ``predictions/runs/``.)
-"""
+"""The prediction files for ``test_without_label.txt``: from the model chosen on validation (notebook 06)
+and from the paper's recipe (notebook 04)."""
 
 from __future__ import annotations
 
@@ -20,18 +18,15 @@ from msa_utils.experiments.dataset import StudyData
 from msa_utils.train.metrics import classification_metrics
 from msa_utils.experiments.variants import VARIANTS
 
-
 SELECTION_FILE = "selection.json"
-"""Under ``metrics/``: the model chosen on validation (:func:`write_selected_predictions`)."""
 
 
 def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np.ndarray,
                            filename: str = "test_predictions.txt") -> pd.DataFrame:
-    """Write ``predictions/<filename>`` in ``test_without_label.txt``'s own format (``guid,tag``, its
-    guids in its order) from ``probabilities`` (N, 3) of ``guids`` (N,), the unlabelled part's posts
-    in any order, and ``predictions/unpredicted.csv``: the guids left at tag ``null``, with the data
-    report's reasons. Returns the written table; ValueError for other guids or a bad shape.
-    """
+    """Write ``predictions/<filename>`` as ``test_without_label.txt`` (``guid,tag``, its order) from
+    ``probabilities`` (N, 3) of the unlabelled part's ``guids`` (N,), and ``predictions/unpredicted.csv``
+    (guids left at ``null``, with the data report's reasons); return the table. ValueError for other
+    guids or a bad shape."""
     paths = data.cfg.paths
     probabilities = np.asarray(probabilities)
     if sorted(np.asarray(guids).tolist()) != sorted(data.features["unlabelled"].guids.tolist()):
@@ -53,9 +48,8 @@ def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np
 
 def write_selected_predictions(data: StudyData) -> dict:
     """Write ``test_predictions.txt`` from the seeds' mean probabilities of the variant chosen on
-    VALIDATION (:func:`~msa_utils.experiments.claims.choose_model`) and ``metrics/selection.json``
-    (model, title, seeds, validation weighted F1, test scores: reported, never used to choose);
-    return that content. FileNotFoundError if no variant has run."""
+    validation, and ``metrics/selection.json`` (model, title, seeds, val weighted F1, test scores);
+    return the latter. FileNotFoundError if no variant has run."""
     paths = data.cfg.paths
     name = claims.choose_model(paths)
     runs = claims.load_runs(paths, [name])

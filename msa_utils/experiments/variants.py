@@ -1,8 +1,6 @@
-"""The study's models and baselines, trained with several seeds and scored on the same parts.
-
-Writes (for :mod:`msa_utils.experiments.claims` and the report) ``metrics/runs/<variant>.csv`` (a row
-per seed), ``<variant>_history.csv`` (per seed and epoch), ``predictions/runs/<variant>.csv``, the
-baselines' ``metrics/baselines.csv`` and ``predictions/runs/baselines.csv``, and
+"""The study's models and baselines, trained with several seeds and scored on the same parts; they write
+``metrics/runs/<variant>.csv`` (per seed), ``<variant>_history.csv`` (per seed and epoch),
+``predictions/runs/<variant>.csv``, ``metrics/baselines.csv``, ``predictions/runs/baselines.csv`` and
 ``checkpoints/<variant>/seed<k>/`` (the kept epoch) with ``seed<k>_training_state.safetensors``."""
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ class Variant:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
     def profile(self, cfg: Profile, seed: int) -> Profile:
-        """``cfg`` with this variant's settings and seed ``seed`` (ValueError / TypeError: a bad setting)."""
         return cfg.replace(seed=seed, **self.settings)
 
 
@@ -66,19 +63,13 @@ BASELINES = {
     "probe_balanced": "linear probe, balanced classes",
     "probe_unbalanced": "linear probe, unbalanced",
 }
-"""The baselines of :func:`run_baselines` (:mod:`msa_utils.experiments.baselines`), with their titles."""
 
 PREDICTED_PARTS = ("val", "test", "unlabelled")
-"""The parts whose predictions are written (not the training part's: no table reads them)."""
-
-PREDICTION_COLUMNS = ["model", "seed", "part", "guid", "gold", "pred", *(f"p_{c}" for c in LABELS)]
-"""``gold``: empty for unlabelled posts; ``p_*``: class probabilities (0/1 from baselines without them)."""
+"""The parts whose predictions are written (no table reads the training part's)."""
 
 
 @dataclass
 class VariantRuns:
-    """One variant's tables, as written."""
-
     variant: Variant
     runs: pd.DataFrame
     history: pd.DataFrame
@@ -86,9 +77,8 @@ class VariantRuns:
 
 
 def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRuns:
-    """Train variant ``name`` (KeyError if unknown) on the train part with seeds ``cfg.seed + k``,
-    ``k < cfg.seeds``, early-stopped on val; score val and test, predict :data:`PREDICTED_PARTS`;
-    write its files. Each run resumes a state of its :func:`run_key`, a finished one is not retrained."""
+    """Train variant ``name`` (KeyError if unknown) with seeds ``cfg.seed + k``, ``k < cfg.seeds``, early-stopped
+    on val, resuming the state of its :func:`run_key`; score and predict :data:`PREDICTED_PARTS`; write its files."""
     variant, cfg, paths = VARIANTS[name], data.cfg, data.cfg.paths
     rows, histories, predictions = [], [], []
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
@@ -97,11 +87,12 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
         set_seed(seed)
         classifier = factory.build_classifier(data.backbone, run_cfg)
         if run_cfg.model.text_top_layers:
-            classifier = text_finetune.TextTopClassifier(text_finetune.text_top(data.backbone, run_cfg.model.text_top_layers), classifier)
+            top = text_finetune.text_top(data.backbone, run_cfg.model.text_top_layers)
+            classifier = text_finetune.TextTopClassifier(top, classifier)
         checkpoint = paths.checkpoints / name / f"seed{seed}"
         result = fit(classifier, run_data.features["train"], data.labels["train"], run_data.features["val"],
-                     data.labels["val"], run_cfg.train, seed=seed, device=run_cfg.device, drop=variant.drop, nulls=data.nulls,
-                     on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
+                     data.labels["val"], run_cfg.train, seed=seed, device=run_cfg.device, drop=variant.drop,
+                     nulls=data.nulls, on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
                      state_path=paths.checkpoints / name / f"seed{seed}_training_state.safetensors",
                      state_key=run_key(run_data, name, run_cfg))
         classifier.save_pretrained(checkpoint)  # the kept epoch's weights, also when a finished run was reused
@@ -128,8 +119,8 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
 
 
 def run_baselines(data: StudyData) -> pd.DataFrame:
-    """Fit the :data:`BASELINES` on the train part, score them on val and test, write their files;
-    return ``metrics/baselines.csv`` (``title``, ``val_*``, ``test_*``, ``C`` of the cross-validation)."""
+    """Fit the :data:`BASELINES` on the train part, score and predict, write their files; return
+    ``metrics/baselines.csv`` (``title``, ``val_*``, ``test_*``, the cross-validated ``C``)."""
     cfg, y = data.cfg, data.labels["train"]
     pooled = {part: baselines.pooled_feature_set(data.features[part]) for part in PARTS}
     texts = {part: _texts(data, part) for part in PARTS}
@@ -156,9 +147,8 @@ def run_baselines(data: StudyData) -> pd.DataFrame:
 
 
 def run_key(data: StudyData, name: str, cfg: Profile) -> str:
-    """SHA-256 (hex) naming a training run, to resume it: :data:`~msa_utils.train.loop.TRAINING_VERSION`
-    (no source code: a comment retrains nothing), the variant, the profile's keyed settings and seed
-    (:meth:`~msa_utils.config.profiles.Profile.run_key_settings`), every byte of the train and val data."""
+    """SHA-256 (hex) of a training run, to resume it: :data:`~msa_utils.train.loop.TRAINING_VERSION` (not
+    the source), the variant, ``cfg.run_key_settings()`` and every byte of the train and val data."""
     digest = Digest().add("training_version", TRAINING_VERSION).add("variant", name)
     digest.add("settings", cfg.run_key_settings())
     for part in ("train", "val"):
@@ -171,14 +161,13 @@ def run_key(data: StudyData, name: str, cfg: Profile) -> str:
 
 
 def _texts(data: StudyData, part: str) -> list[str]:
-    """The model's input texts (``posts.text``) of ``part``, in its feature order."""
+    """``posts.text`` of ``part``, in its feature order."""
     by_guid = data.posts.set_index("guid")["text"].fillna("")
     return by_guid.loc[data.features[part].guids.numpy()].astype(str).tolist()
 
 
 def _text_below(data: StudyData, top_layers: int) -> StudyData:
-    """``data`` with the (cached) text states below the top ``top_layers`` layers, if any
-    (:func:`msa_utils.model.text_finetune.text_below_features`): what a text-top variant trains on."""
+    """``data`` with the cached text states below the top ``top_layers`` layers, if any."""
     if not top_layers:
         return data
     cfg = data.cfg
@@ -190,8 +179,8 @@ def _text_below(data: StudyData, top_layers: int) -> StudyData:
 
 def _score(data: StudyData, model: str, seed: int, part: str, probabilities: np.ndarray,
            predictions: list[pd.DataFrame]) -> dict[str, float]:
-    """Append the :data:`PREDICTION_COLUMNS` rows of ``probabilities`` (``(N, 3)``, ``part``'s posts)
-    to ``predictions``; return ``{part_<metric>: value}`` for a labelled part, else ``{}``."""
+    """Append the rows (``model, seed, part, guid, gold`` (empty if unlabelled), ``pred, p_<class>``) of
+    ``probabilities`` (N, 3) to ``predictions``; return ``{part_<metric>: value}`` for a labelled part."""
     pred = probabilities.argmax(1)
     gold = [LABELS[i] for i in data.labels[part]] if part in data.labels else [""] * len(pred)
     frame = pd.DataFrame({"model": model, "seed": seed, "part": part, "guid": data.features[part].guids.numpy(),

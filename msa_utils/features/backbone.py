@@ -1,9 +1,5 @@
-"""What every frozen backbone does: encode posts, prepare image states, describe itself.
-
-A backbone only encodes; the model layer builds on its plain attributes (``text_encoder``, ``flava``). Images, paths
-or in-memory ``PIL.Image`` s of any mode, become RGB the same way (:func:`to_rgb_images`), so the cached path (files)
-and the end-to-end path see the same pixels.
-"""
+"""What every frozen backbone does: encode posts, prepare image states, describe itself. Images (paths or
+``PIL.Image`` s of any mode) become RGB the same way (:func:`to_rgb_images`) in the cached and end-to-end paths."""
 
 from __future__ import annotations
 
@@ -22,13 +18,12 @@ ImageLike = Any
 
 
 def to_rgb_images(images: Sequence[ImageLike]) -> list:
-    """``images`` as RGB ``PIL.Image`` s (alpha on white): paths through :func:`~msa_utils.data.images.load_image`
-    (ImageLoadError, a ValueError, for a bad file), others through :func:`~msa_utils.data.images.to_rgb`."""
+    """RGB ``PIL.Image`` s (alpha on white); ImageLoadError (a ValueError) for a bad file."""
     return [to_rgb(image)[0] if isinstance(image, Image.Image) else load_image(image) for image in images]
 
 
 def add_state_dicts(digest: Digest, *modules: nn.Module) -> Digest:
-    """``digest`` with every tensor of the modules' state dicts added (``"{index}/{name}"``, sorted)."""
+    """``digest`` with the modules' state-dict tensors added as ``"{index}/{name}"``, sorted."""
     for index, module in enumerate(modules):
         for name, tensor in sorted(module.state_dict().items()):
             digest.add(f"{index}/{name}", tensor)
@@ -36,10 +31,8 @@ def add_state_dicts(digest: Digest, *modules: nn.Module) -> Digest:
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Set ``requires_grad=False`` on every parameter and switch to eval mode; returns ``module``."""
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    return module.eval()
+    """``module`` in eval mode, no parameter requiring grad."""
+    return module.requires_grad_(False).eval()
 
 
 def tokenizer_config(tokenizer) -> dict[str, Any]:
@@ -49,16 +42,11 @@ def tokenizer_config(tokenizer) -> dict[str, Any]:
 
 
 class FrozenBackbone:
-    """A frozen text encoder + a frozen image encoder (eval mode, no gradients).
-
-    Attributes: ``name`` (a key of :data:`msa_utils.features.encoders.BACKBONES`, used in cache
-    file names); ``text_dim``, ``image_dim`` (widths ``Dt``, ``Di``); ``max_text_tokens`` (``L``);
-    ``image_size`` [px]; ``device`` (where the encoders run and ``encode_*`` return tensors);
-    ``precision`` (``"bfloat16"``: encoders under bf16 autocast, outputs float32 either way);
-    ``text_encoder``, ``image_encoder`` (the frozen ``nn.Module`` s). The image encoder's own token
-    states (``Li`` tokens, what the cache stores) become the classifier's (``Li'``) in
-    :meth:`prepare_image_states`.
-    """
+    """A frozen text encoder + a frozen image encoder. ``name``: a key of
+    :data:`msa_utils.features.encoders.BACKBONES` (in cache names); widths ``text_dim`` (``Dt``), ``image_dim``
+    (``Di``); ``max_text_tokens`` (``L``); ``image_size`` [px]; ``precision`` (``"bfloat16"``: bf16 autocast, float32
+    outputs). The image encoder's ``Li`` tokens (cached) become the classifier's ``Li'`` in
+    :meth:`prepare_image_states`."""
 
     name: str = "base"
     text_dim: int
@@ -77,8 +65,7 @@ class FrozenBackbone:
         raise NotImplementedError
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """``input_ids``, ``attention_mask`` ``(B, L)`` int64 on the CPU from the ``transformers`` tokenizer
-        ``self.tokenizer`` (padded, truncated); TypeError for one string."""
+        """``input_ids``, ``attention_mask`` ``(B, L)`` int64 on the CPU, padded and truncated; TypeError for a str."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not one string")
         encoded = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_text_tokens,
@@ -86,42 +73,45 @@ class FrozenBackbone:
         return {"input_ids": encoded["input_ids"].long(), "attention_mask": encoded["attention_mask"].long()}
 
     def preprocess_images(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        """RGB (:func:`to_rgb_images`), resized, normalised: ``(B, 3, S, S)`` float32 on the CPU."""
+        """Resized, normalised ``(B, 3, S, S)`` float32 on the CPU."""
         raise NotImplementedError
 
+    @torch.no_grad()
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Text token states ``(B, L, Dt)`` float32 on ``device``."""
-        raise NotImplementedError
+        """The text encoder's last layer ``hidden_states[-1]`` ``(B, L, Dt)``, float32 on ``device``."""
+        with self.autocast():
+            out = self.text_encoder(input_ids=input_ids.to(self.device, non_blocking=True),
+                                    attention_mask=attention_mask.to(self.device, non_blocking=True),
+                                    output_hidden_states=True, return_dict=True)
+        return out.hidden_states[-1].float()
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """The image encoder's own token states ``(B, Li, Di)`` float32 on ``device``."""
         raise NotImplementedError
 
     def preprocessing_config(self) -> dict[str, Any]:
-        """JSON-able tokenisation and image preprocessing (in :meth:`fingerprint`), never ``image_grid``."""
+        """JSON-able tokenisation and image preprocessing (hashed by :meth:`fingerprint`; not ``image_grid``)."""
         raise NotImplementedError
 
     def prepare_image_states(self, image_states: torch.Tensor) -> torch.Tensor:
-        """``(B, Li, Di)`` to the classifier's ``(B, Li', Di)``, same dtype and device (maybe the input)."""
+        """``(B, Li, Di)`` to the classifier's ``(B, Li', Di)``, same dtype and device."""
         raise NotImplementedError
 
     def describe(self) -> str:
-        """One line naming this backbone (and the checkpoint loaded) for the report."""
+        """One line for the report."""
         raise NotImplementedError
 
     def autocast(self) -> torch.autocast:
-        """bf16 autocast on ``device`` if :attr:`precision` is ``"bfloat16"`` (relative error of the compact states:
-        text under 1%, image map about 7%, docs/performance.md), else disabled."""
+        """bf16 autocast if :attr:`precision` is ``"bfloat16"`` (compact states' relative error: text under 1%, image
+        map about 7%, docs/performance.md), else disabled."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     def prepare(self, features: FeatureSet) -> FeatureSet:
-        """``features`` with ``image_states`` through :meth:`prepare_image_states` (batch by batch for memory-mapped
-        rows; :meth:`~msa_utils.features.sets.FeatureSet.map_image_states`)."""
+        """``features`` with ``image_states`` through :meth:`prepare_image_states` (lazily for memory-mapped rows)."""
         return features.map_image_states(self.prepare_image_states)
 
     def null_inputs(self) -> NullInputs:
-        """The encoders on the ablations' masked inputs (all-zero ids and mask; all-zero pixels, prepared), on the
-        CPU; encoded once."""
+        """The ablations' masked inputs (zero ids, mask and pixels) encoded once, prepared, on the CPU."""
         raw = getattr(self, "_raw_null_inputs", None)
         if raw is None:
             ids = torch.zeros(1, self.max_text_tokens, dtype=torch.long)
@@ -133,8 +123,7 @@ class FrozenBackbone:
         return NullInputs(text_states=text, text_mask=mask, image_states=self.prepare_image_states(image))
 
     def fingerprint(self) -> str:
-        """Hex SHA-256 of the name, both encoders' weights, :attr:`precision` and :meth:`preprocessing_config`
-        (computed once); code is keyed by ``FEATURES_VERSION``."""
+        """Hex SHA-256 of the name, encoder weights, precision and :meth:`preprocessing_config` (computed once)."""
         cached = getattr(self, "_fingerprint", None)
         if cached is None:
             digest = add_state_dicts(Digest().add("name", self.name), self.text_encoder, self.image_encoder)
@@ -143,17 +132,15 @@ class FrozenBackbone:
         return cached
 
     def encode(self, texts: Sequence[str], images: Sequence[ImageLike]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`encode_preprocessed` of ``texts`` and :meth:`preprocess_images` of ``images`` (ValueError if they
-        differ in length)."""
+        """:meth:`encode_preprocessed` of ``texts`` and preprocessed ``images``; ValueError for other lengths."""
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} texts but {len(images)} images")
         return self.encode_preprocessed(texts, self.preprocess_images(images))
 
     def encode_preprocessed(self, texts: Sequence[str], pixel_values: torch.Tensor
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(text_states (B, L, Dt), text_mask (B, L), image_states (B, Li, Di))`` on ``device``; texts encoded cut
-        to the longest (real positions equal up to rounding), padding zeros. ValueError if ``texts`` and
-        ``pixel_values`` differ in length."""
+        """``(text_states (B, L, Dt), text_mask (B, L), image_states (B, Li, Di))`` on ``device``; texts cut to the
+        longest, padding zeros. ValueError if the lengths differ."""
         if len(texts) != len(pixel_values):
             raise ValueError(f"{len(texts)} texts but {len(pixel_values)} images")
         batch = self.tokenize(texts)

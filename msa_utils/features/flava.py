@@ -22,8 +22,7 @@ class FlavaBackbone(FrozenBackbone):
 
     def __init__(self, flava, tokenizer, image_processor, *, max_text_tokens: int = 64,
                  device: str | torch.device = "cpu", name_or_path: str = "", precision: str = "float32") -> None:
-        """Wrap a loaded ``FlavaModel`` (moved to ``device``, encoders frozen), its tokenizer and image processor;
-        ValueError for ``max_text_tokens`` over the positions or a bad ``precision``."""
+        """Wrap a loaded ``FlavaModel`` and its processors; ValueError for a bad ``max_text_tokens``, ``precision``."""
         self.precision = checked_precision(precision)
         self.device = resolve_device(device)
         self.flava = flava.to(self.device)
@@ -44,8 +43,7 @@ class FlavaBackbone(FrozenBackbone):
     def from_pretrained(cls, name_or_path: str | os.PathLike = "facebook/flava-full", *, max_text_tokens: int = 64,
                         image_size: int | None = None, device: str | torch.device = "auto",
                         precision: str = "float32") -> "FlavaBackbone":
-        """Load ``FlavaModel`` and ``FlavaProcessor`` from a hub id or folder. OSError if not found; ValueError if
-        ``image_size`` (``None``: any) differs from the checkpoint's."""
+        """Load from a hub id or folder; OSError if not found, ValueError for another ``image_size`` (``None``: any)."""
         from transformers import FlavaModel, FlavaProcessor  # heavy (2.5 s): only when a model is loaded
 
         flava = FlavaModel.from_pretrained(name_or_path)
@@ -59,20 +57,13 @@ class FlavaBackbone(FrozenBackbone):
 
     @classmethod
     def from_profile(cls, profile) -> "FlavaBackbone":
-        return cls.from_pretrained(profile.features.flava_name_or_path, max_text_tokens=profile.features.max_text_tokens,
-                                   image_size=profile.features.image_size, device=profile.device, precision=profile.features.precision)
+        f = profile.features
+        return cls.from_pretrained(f.flava_name_or_path, max_text_tokens=f.max_text_tokens, image_size=f.image_size,
+                                   device=profile.device, precision=f.precision)
 
     def preprocess_images(self, images: Sequence[ImageLike]) -> torch.Tensor:
         pixel_values = self.image_processor(images=to_rgb_images(images), return_tensors="pt")["pixel_values"]
         return pixel_values.float()
-
-    @torch.no_grad()
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            out = self.text_encoder(input_ids=input_ids.to(self.device, non_blocking=True),
-                                    attention_mask=attention_mask.to(self.device, non_blocking=True),
-                                    output_hidden_states=True, return_dict=True)
-        return out.hidden_states[-1].float()
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:

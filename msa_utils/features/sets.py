@@ -15,12 +15,11 @@ import torch.nn.functional as F
 from msa_utils.config.runtime import CACHE_DTYPES
 
 DTYPES = {name: getattr(torch, name) for name in CACHE_DTYPES}
-"""Cache dtype name -> torch dtype."""
 TENSOR_NAMES = ("guids", "text_states", "text_mask", "image_states")
 
 
 def checked_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """The torch dtype named ``dtype`` (a key of :data:`DTYPES`, else ValueError), or ``dtype`` itself."""
+    """The torch dtype named ``dtype`` (ValueError if not a key of :data:`DTYPES`), or ``dtype`` itself."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
@@ -29,11 +28,9 @@ def checked_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 class LazyRows:
-    """A read-only ``(N, ...)`` tensor whose rows live in ``blocks`` (CPU tensors of one dtype and row shape, e.g.
-    memory-mapped shards) read as if concatenated, selected by ``index`` (``(N,)`` positions; ``None``: all) and
-    passed through the row-wise ``transform`` when read. ``rows[index]`` (int, slice or 1-d ints) gathers only those
-    rows, bit for bit as from a tensor. ValueError for no or mismatched blocks; IndexError for a position outside
-    them."""
+    """A read-only ``(N, ...)`` tensor: the concatenated ``blocks`` (e.g. memory-mapped shards) at ``index`` (``None``:
+    all) through the row-wise ``transform``; ``rows[index]`` reads only those rows, bit for bit as from a tensor.
+    ValueError for no or mismatched blocks; IndexError for a position outside them."""
 
     def __init__(self, blocks: Sequence[torch.Tensor], index: torch.Tensor | None = None,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
@@ -54,14 +51,13 @@ class LazyRows:
 
     @property
     def blocks(self) -> tuple[torch.Tensor, ...]:
-        """The tensors holding the rows (before any selection or function)."""
         return self._blocks
 
     def __len__(self) -> int:
         return len(self._index) if self._index is not None else int(self._starts[-1])
 
     def _row_info(self) -> tuple[torch.Size, torch.dtype]:
-        """Row shape and dtype of what :meth:`__getitem__` returns (the function applied to one row)."""
+        """Row shape and dtype after ``transform``."""
         if self._row is None:
             first = self._blocks[0]
             if self._transform is None or int(self._starts[-1]) == 0:
@@ -73,16 +69,14 @@ class LazyRows:
 
     @property
     def shape(self) -> torch.Size:
-        """``(N, ...)``, as the tensor these rows stand for."""
         return torch.Size((len(self), *self._row_info()[0]))
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype of the rows read."""
         return self._row_info()[1]
 
     def _select(self, index) -> torch.Tensor:
-        """Positions in the concatenated blocks of this view's rows ``index``."""
+        """Block positions of this view's rows ``index``."""
         positions = _positions(index, len(self))
         return positions if self._index is None else self._index[positions]
 
@@ -97,18 +91,17 @@ class LazyRows:
         return rows[0] if scalar else rows
 
     def _gather(self, positions: torch.Tensor) -> torch.Tensor:
-        """Rows at ``positions`` (non-empty) in a new tensor: one ``torch.stack`` of row views, several times faster
-        than advanced indexing for float16 rows of 100 kB."""
+        """Rows at ``positions`` (non-empty), stacked: several times faster than advanced indexing for 100 kB rows."""
         block_of = torch.searchsorted(self._starts, positions.contiguous(), right=True) - 1
         rows = positions - self._starts[block_of]
         return torch.stack([self._blocks[b][r] for b, r in zip(block_of.tolist(), rows.tolist())])
 
     def take(self, index) -> "LazyRows":
-        """A view of rows ``index`` (as in ``rows[index]``, 1-d): no data is read or copied."""
+        """A view of rows ``index`` (1-d); nothing is read."""
         return LazyRows(self._blocks, self._select(index), self._transform)
 
     def map(self, transform: Callable[[torch.Tensor], torch.Tensor]) -> "LazyRows":
-        """A view whose batches go through ``transform`` (after any earlier one); no data is read."""
+        """A view whose rows also go through ``transform``; nothing is read."""
         before = self._transform
         combined = transform if before is None else (lambda rows: transform(before(rows)))
         return LazyRows(self._blocks, self._index, combined)
@@ -137,10 +130,9 @@ Column = torch.Tensor | LazyRows
 
 @dataclass
 class FeatureSet:
-    """Frozen-encoder outputs of ``N`` posts: ``guids (N,)`` int64, ``text_states (N, L, Dt)``, ``text_mask (N, L)``
-    int64 (1 real, 0 padding), ``image_states (N, Li, Di)``; the states are tensors or :class:`LazyRows`
-    (:meth:`batch` reads both). TypeError if ``guids`` or ``text_mask`` is not a tensor, ValueError if the columns
-    differ in length."""
+    """``guids (N,)`` int64, ``text_states (N, L, Dt)``, ``text_mask (N, L)`` int64 (1 real, 0 padding),
+    ``image_states (N, Li, Di)``; states are tensors or :class:`LazyRows`. TypeError if ``guids`` or ``text_mask`` is
+    not a tensor, ValueError if the columns differ in length."""
 
     guids: torch.Tensor
     text_states: Column
@@ -160,8 +152,7 @@ class FeatureSet:
         return int(self.guids.shape[0])
 
     def subset(self, guids: Sequence[int] | torch.Tensor) -> "FeatureSet":
-        """The rows of ``guids`` in that order (tensor rows copied, :class:`LazyRows` as views); KeyError for a guid
-        not in the set."""
+        """The rows of ``guids`` in that order (lazy columns as views); KeyError for a guid not in the set."""
         position = {int(g): i for i, g in enumerate(self.guids.tolist())}
         wanted = guids.tolist() if isinstance(guids, torch.Tensor) else list(guids)
         missing = [int(g) for g in wanted if int(g) not in position]
@@ -178,19 +169,18 @@ class FeatureSet:
         return FeatureSet(self.guids[index], self.text_states[index], self.text_mask[index], self.image_states[index])
 
     def batches(self, batch_size: int = 1024) -> Iterator["FeatureSet"]:
-        """:meth:`batch` of rows ``0..b-1``, ``b..2b-1``, ... in order (ValueError for ``b < 1``)."""
+        """:meth:`batch` of consecutive rows in order; ValueError for ``batch_size < 1``."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         for start in range(0, len(self), batch_size):
             yield self.batch(slice(start, start + batch_size))
 
     def in_memory(self) -> "FeatureSet":
-        """Every row in memory: for small sets and tests."""
+        """Every row in memory."""
         return self.batch(slice(None))
 
     def map_image_states(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "FeatureSet":
-        """The set with ``image_states`` through the row-wise ``fn`` (``(B, Li, Di) -> (B, Li', Di)``): now for a
-        tensor, per batch read for :class:`LazyRows`; other columns shared."""
+        """``image_states`` through the row-wise ``fn``: now for a tensor, when read for :class:`LazyRows`."""
         images = self.image_states
         return dataclasses.replace(self, image_states=images.map(fn) if isinstance(images, LazyRows) else fn(images))
 
@@ -201,8 +191,8 @@ class FeatureSet:
 
 @dataclass(frozen=True)
 class NullInputs:
-    """The encoders' outputs of the ablations' masked inputs, prepared like the features: ``text_states (1, L, Dt)``,
-    ``text_mask (1, L)`` int64 zeros, ``image_states (1, Li', Di)`` (ValueError for other shapes)."""
+    """The encoded, prepared masked inputs of the ablations: ``text_states (1, L, Dt)``, ``text_mask (1, L)`` int64
+    zeros, ``image_states (1, Li', Di)``; ValueError for other shapes."""
 
     text_states: torch.Tensor
     text_mask: torch.Tensor
@@ -220,9 +210,8 @@ class NullInputs:
 
 
 def pool_image_tokens(states: torch.Tensor, grid: int | None) -> torch.Tensor:
-    """Average-pool (``adaptive_avg_pool2d``) a row-major square grid of image tokens ``(N, S*S, C)`` to
-    ``(N, grid*grid, C)``; ``grid`` ``None`` or ``S`` returns ``states``. ValueError if the tokens are not a square
-    (FLAVA's 197) or ``grid`` is not in ``1..S``."""
+    """Average-pool (``adaptive_avg_pool2d``) a row-major square grid of tokens ``(N, S*S, C)`` to ``(N, grid*grid,
+    C)``; ``grid`` ``None`` or ``S``: ``states``. ValueError for a non-square count or ``grid`` not in ``1..S``."""
     if grid is None:
         return states
     n, tokens, channels = states.shape

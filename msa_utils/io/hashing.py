@@ -1,8 +1,6 @@
-"""One way to hash, for every key of the study (feature cache, backbone fingerprint, resume key,
-runner stamps): SHA-256 over fields written as ``label:type:length:`` and their bytes, so different
-sequences of fields never give the same stream. A value's bytes: ``bytes`` as given, ``str`` in UTF-8
-(``surrogatepass``), a tensor or array its dtype and shape then its raw C-order bytes, a module its
-source, anything else canonical JSON (sorted keys, ``str()`` for what JSON lacks)."""
+"""The study's one way to hash its keys: SHA-256 over fields written as ``label:type:length:`` and their
+bytes (``str`` in UTF-8, a tensor or array its dtype and shape then its C-order bytes, a module its
+source, anything else canonical JSON), so different sequences of fields never give the same stream."""
 
 from __future__ import annotations
 
@@ -53,9 +51,8 @@ class Digest:
 
     def add_tensor_chunks(self, label: str, dtype: torch.dtype, shape: Sequence[int],
                           chunks: Iterable[torch.Tensor]) -> "Digest":
-        """The field ``add(label, torch.cat(chunks))`` of a ``dtype`` tensor of ``shape``, from its rows in
-        order, never held whole (a memory-mapped feature cache). Raises ValueError (the digest is then
-        unusable) if a chunk has another dtype or the chunks do not hold ``prod(shape)`` elements."""
+        """``add(label, torch.cat(chunks))`` for a ``dtype`` tensor of ``shape`` never held whole. Raises
+        ValueError (the digest is then unusable) for another dtype or a wrong element count."""
         shape = tuple(int(size) for size in shape)
         self._field(label, "tensor", f"{dtype}{shape}".encode())
         total = math.prod(shape) * dtype.itemsize

@@ -31,20 +31,17 @@ from msa_utils.model.heads import HEADS, ModalitySumPool
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MULTIMODAL_EXTRA_FIELDS = ("hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob",
-                           "initializer_range", "layer_norm_eps", "qkv_bias")
-"""``FlavaMultimodalConfig`` fields that :meth:`MultimodalClassifier.from_flava` carries over."""
+                           "initializer_range", "layer_norm_eps", "qkv_bias")  # carried over by from_flava
 FUSION_MODULES = ("text_projection", "image_projection", "multimodal")
-"""The submodules below the head (:meth:`MultimodalClassifier.freeze_fusion`); the rest is the head."""
+"""The submodules below the head."""
 
 
 @dataclass
 class ClassifierConfig:
-    """Everything needed to rebuild a :class:`MultimodalClassifier`: the state widths ``text_dim``, ``image_dim``; the
-    multimodal encoder's width ``hidden_size`` (``H``), layers, attention heads (also the ``attention`` head's) and
-    feed-forward width (default ``4 H``); the MLP's two ``head_hidden`` widths, the head's ``dropout``,
-    ``num_labels``; ``head`` (a key of :data:`~msa_utils.model.heads.HEADS`; ``"mlp"`` for configs saved before it
-    existed); extra ``FlavaMultimodalConfig`` fields (``multimodal_config``, overridden by the above). ValueError for
-    a bad ``head_hidden``, ``hidden_size`` not a multiple of ``num_heads``, an unknown ``head``."""
+    """A :class:`MultimodalClassifier`'s shape: state widths; the multimodal encoder's width ``hidden_size`` (``H``),
+    layers, heads (also the ``attention`` head's), feed-forward width (default ``4 H``); the head (a key of
+    :data:`~msa_utils.model.heads.HEADS`), its MLP widths and dropout; other ``FlavaMultimodalConfig`` fields.
+    ValueError for a bad ``head_hidden`` or ``head``, or ``hidden_size`` not a multiple of ``num_heads``."""
 
     text_dim: int
     image_dim: int
@@ -70,7 +67,6 @@ class ClassifierConfig:
             raise ValueError(f"head must be one of {tuple(HEADS)}, got {self.head!r}")
 
     def flava_multimodal_config(self) -> FlavaMultimodalConfig:
-        """The multimodal encoder's ``FlavaMultimodalConfig`` (``use_cls_token=True``)."""
         kwargs = dict(self.multimodal_config)
         kwargs.update(hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
                       num_attention_heads=self.num_heads, intermediate_size=self.intermediate_size,
@@ -78,12 +74,11 @@ class ClassifierConfig:
         return FlavaMultimodalConfig(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (tuples become lists)."""
         return {**dataclasses.asdict(self), "head_hidden": list(self.head_hidden)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
-        """Inverse of :meth:`to_dict` (missing keys: defaults); TypeError for unknown keys."""
+        """Inverse of :meth:`to_dict`; TypeError for unknown keys."""
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(f"unknown ClassifierConfig fields {unknown}")
@@ -100,8 +95,7 @@ class ClassifierOutput(ModelOutput):
 
 class MultimodalClassifier(nn.Module):
     """``text_projection`` (Dt -> H), ``image_projection`` (Di -> H), ``multimodal`` (``FlavaMultimodalModel``, CLS
-    token, no pooler) -- :data:`FUSION_MODULES` -- then the head's ``pool`` and ``head``
-    (:data:`msa_utils.model.heads.HEADS`). Random initialisation follows the global torch seed, in this order."""
+    token, no pooler), then the head's ``pool`` and ``head``; initialised from the global torch seed in this order."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
@@ -114,9 +108,8 @@ class MultimodalClassifier(nn.Module):
     @classmethod
     def from_flava(cls, flava_model, head_hidden: Sequence[int] = (512, 256), dropout: float = 0.3,
                    num_labels: int = 3, head: str = "mlp") -> "MultimodalClassifier":
-        """The paper's model: DEEP COPIES of a ``FlavaModel``'s ``text_to_mm_projection``, ``image_to_mm_projection``
-        and ``multimodal_model`` (no pooler) + a new head, on its device, all trainable (``flava_model`` never
-        changes). ValueError for a bad ``head`` or ``head_hidden``."""
+        """The paper's model: copies of a ``FlavaModel``'s ``text_to_mm_projection``, ``image_to_mm_projection`` and
+        ``multimodal_model`` (no pooler) + a new head, on its device, all trainable; ValueError as the config."""
         mm_config = flava_model.config.multimodal_config
         config = ClassifierConfig(
             text_dim=flava_model.config.text_config.hidden_size, image_dim=flava_model.config.image_config.hidden_size,
@@ -131,34 +124,17 @@ class MultimodalClassifier(nn.Module):
         multimodal = copy.deepcopy(flava_model.multimodal_model)
         multimodal.pooler = None
         model.multimodal = multimodal
-        for parameter in model.parameters():
-            parameter.requires_grad_(True)
-        return model.to(flava_model.device)
-
-    @classmethod
-    def compact(cls, text_dim: int, image_dim: int, *, hidden_size: int, num_layers: int, num_heads: int,
-                fusion_dropout: float, head_hidden: Sequence[int], dropout: float,
-                head: str = "mlp") -> "MultimodalClassifier":
-        """A multimodal encoder from scratch (feed-forward ``4 * hidden_size``, hidden and attention dropout
-        ``fusion_dropout``) + the head ``head``; ValueError as :class:`ClassifierConfig`."""
-        return cls(ClassifierConfig(
-            text_dim=text_dim, image_dim=image_dim, hidden_size=hidden_size, num_layers=num_layers,
-            num_heads=num_heads, intermediate_size=4 * hidden_size, head_hidden=tuple(head_hidden),
-            dropout=dropout, head=head,
-            multimodal_config={"hidden_dropout_prob": fusion_dropout, "attention_probs_dropout_prob": fusion_dropout},
-        ))
+        return model.requires_grad_(True).to(flava_model.device)
 
     def freeze_fusion(self) -> "MultimodalClassifier":
-        """Freeze :data:`FUSION_MODULES` (``requires_grad_(False)``) so that only the head trains (the paper's "frozen
-        multimodal encoder"); returns ``self``. Train/eval mode is untouched: the encoder's dropout (0 in FLAVA's and
-        every shipped profile's) still follows it."""
+        """Only the head trains (the paper's "frozen multimodal encoder"); train/eval mode is untouched."""
         for name in FUSION_MODULES:
             getattr(self, name).requires_grad_(False)
         return self
 
     def forward(self, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor) -> ClassifierOutput:
-        """Classify ``text_states (B, Lt, Dt)``, ``text_mask (B, Lt)`` (1 real, 0 padding) and prepared
-        ``image_states (B, Li', Di)`` (cast to the weights' dtype); ValueError for mismatched shapes."""
+        """Classify ``text_states (B, Lt, Dt)``, ``text_mask (B, Lt)`` and prepared ``image_states (B, Li', Di)``;
+        ValueError for mismatched shapes."""
         if not (text_states.shape[0] == text_mask.shape[0] == image_states.shape[0]):
             raise ValueError(f"batch sizes differ: {text_states.shape[0]}, {text_mask.shape[0]}, {image_states.shape[0]}")
         if text_states.shape[-1] != self.config.text_dim or image_states.shape[-1] != self.config.image_dim:
@@ -182,8 +158,7 @@ class MultimodalClassifier(nn.Module):
 
     def summarise(self, states: torch.Tensor, attention_mask: torch.Tensor, text_proj: torch.Tensor,
                   text_mask: torch.Tensor, image_proj: torch.Tensor) -> torch.Tensor:
-        """The head's input ``(B, H)`` (``(B, 3H)`` for ``modality_sum``) from the encoder's output
-        ``states (B, T, H)``, its ``attention_mask (B, T)`` and its projected inputs."""
+        """The head's input ``(B, H)`` (``(B, 3H)`` for ``modality_sum``)."""
         if self.pool is None:  # mlp, linear: the CLS token
             return states[:, 0]
         if isinstance(self.pool, ModalitySumPool):
@@ -191,7 +166,7 @@ class MultimodalClassifier(nn.Module):
         return self.pool(states, attention_mask)  # token_attention, attention
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (atomically; no pickle); returns the folder."""
+        """Write ``config.json`` and ``model.safetensors`` atomically; returns the folder."""
         folder = Path(save_directory)
         save_tensors(folder / WEIGHTS_NAME, self.state_dict())
         write_json(folder / CONFIG_NAME, self.config.to_dict())
@@ -199,8 +174,7 @@ class MultimodalClassifier(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "MultimodalClassifier":
-        """The classifier :meth:`save_pretrained` wrote, all trainable. FileNotFoundError for a missing file,
-        RuntimeError for weights that do not match the config."""
+        """What :meth:`save_pretrained` wrote; FileNotFoundError for a missing file, RuntimeError for other weights."""
         folder = Path(directory)
         model = cls(ClassifierConfig.from_dict(read_json(folder / CONFIG_NAME)))
         model.load_state_dict(load_tensors(folder / WEIGHTS_NAME)[0], strict=True)
@@ -209,9 +183,8 @@ class MultimodalClassifier(nn.Module):
 
 def mask_modality(text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor,
                   drop: str | None, nulls: NullInputs | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Replace the modality ``drop`` (``None``, ``"text"`` or ``"image"``) of prepared states by the backbone's null
-    inputs expanded to the batch (the paper's ablations; ``"text"`` also zeroes the mask). ValueError for another
-    ``drop``, missing ``nulls`` or nulls of another shape."""
+    """The paper's ablations: the modality ``drop`` (``None``, ``"text"``, ``"image"``) replaced by ``nulls`` (text:
+    mask zeroed too). ValueError for another ``drop``, missing ``nulls`` or nulls of another shape."""
     if drop is None:
         return text_states, text_mask, image_states
     if drop not in ("text", "image"):
@@ -233,16 +206,14 @@ def mask_modality(text_states: torch.Tensor, text_mask: torch.Tensor, image_stat
 
 
 def trim_text_padding(text_states: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(text_states[:, :n], text_mask[:, :n])`` (views), ``n`` the longest real text of the batch (at least 1):
-    padding is masked, so the logits do not change (up to float rounding)."""
+    """Views cut to the batch's longest real text (at least 1): logits equal up to rounding."""
     positions = torch.nonzero(text_mask.any(dim=0))
     length = int(positions.max()) + 1 if positions.numel() else 1
     return text_states[:, :length], text_mask[:, :length]
 
 
 class EndToEndModel(nn.Module):
-    """Frozen backbone + trained classifier: raw posts to logits, the cached-feature path in one go. Only the
-    classifier is a submodule (``parameters()``: the trained part). ValueError if the widths differ."""
+    """Frozen backbone + trained classifier (the only submodule): raw posts to logits; ValueError for other widths."""
 
     def __init__(self, backbone, classifier: MultimodalClassifier) -> None:
         super().__init__()
@@ -253,15 +224,14 @@ class EndToEndModel(nn.Module):
         self.classifier = classifier
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_labels)`` from ``backbone.tokenize`` / ``preprocess_images`` outputs."""
+        """Logits ``(B, num_labels)`` of ``backbone.tokenize`` / ``preprocess_images`` outputs."""
         text_states = self.backbone.encode_text(input_ids, attention_mask)
         image_states = self.backbone.prepare_image_states(self.backbone.encode_image(pixel_values))
         return self.classifier(text_states, attention_mask, image_states).logits
 
     @torch.no_grad()
     def predict(self, texts: Sequence[str], images: Sequence[Any]) -> torch.Tensor:
-        """Logits ``(B, num_labels)`` of raw texts and images (PIL images or paths) in eval mode (the classifier's
-        mode restored); ValueError if they differ in length."""
+        """Logits of raw texts and images in eval mode (mode restored); ValueError if they differ in length."""
         if len(texts) != len(images):
             raise ValueError(f"{len(texts)} texts but {len(images)} images")
         was_training = self.classifier.training

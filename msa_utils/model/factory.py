@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Callable
 
-from msa_utils.model.classifier import MultimodalClassifier
+from msa_utils.model.classifier import ClassifierConfig, MultimodalClassifier
 
 
 def compact_classifier(text_dim: int, image_dim: int, cfg) -> MultimodalClassifier:
-    """:meth:`MultimodalClassifier.compact` sized by a profile's ``fusion_hidden``, ``fusion_layers``,
-    ``fusion_heads``, ``fusion_dropout``, ``head_hidden``, ``dropout`` and ``head``."""
-    return MultimodalClassifier.compact(
-        text_dim, image_dim, hidden_size=cfg.model.fusion_hidden, num_layers=cfg.model.fusion_layers, num_heads=cfg.model.fusion_heads,
-        fusion_dropout=cfg.model.fusion_dropout, head_hidden=cfg.model.head_hidden, dropout=cfg.model.dropout, head=cfg.model.head)
+    """A multimodal encoder from scratch (feed-forward ``4 H``, dropout ``fusion_dropout``) + the head, sized by a
+    profile's ``model`` section; ValueError as :class:`ClassifierConfig`."""
+    m, dropout = cfg.model, cfg.model.fusion_dropout
+    return MultimodalClassifier(ClassifierConfig(
+        text_dim=text_dim, image_dim=image_dim, hidden_size=m.fusion_hidden, num_layers=m.fusion_layers,
+        num_heads=m.fusion_heads, intermediate_size=4 * m.fusion_hidden, head_hidden=tuple(m.head_hidden),
+        dropout=m.dropout, head=m.head,
+        multimodal_config={"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}))
 
 
 CLASSIFIERS: dict[str, Callable[..., MultimodalClassifier]] = {
@@ -20,19 +23,11 @@ CLASSIFIERS: dict[str, Callable[..., MultimodalClassifier]] = {
         backbone.flava, head_hidden=cfg.model.head_hidden, dropout=cfg.model.dropout, head=cfg.model.head),
     "compact": lambda backbone, cfg: compact_classifier(backbone.text_dim, backbone.image_dim, cfg).to(backbone.device),
 }
-"""Backbone name -> ``(backbone, profile) -> classifier``: FLAVA's pretrained projections and multimodal encoder + a
-new head; for the compact backbone a small one trained from scratch. Its keys are
-:data:`msa_utils.config.profiles.BACKBONE_NAMES` (tested)."""
+"""Backbone name (:data:`msa_utils.config.profiles.BACKBONE_NAMES`) -> ``(backbone, profile) -> classifier``."""
 
 
 def build_classifier(backbone, cfg) -> MultimodalClassifier:
-    """The classifier trained on ``backbone``'s prepared states (:data:`CLASSIFIERS`), on its device,
-    with the head ``cfg.model.head``; with ``cfg.model.train_fusion`` False its fusion part is frozen
-    (:meth:`MultimodalClassifier.freeze_fusion`: FLAVA's as loaded, the compact one at its random
-    initialisation). Random parts follow the global torch seed: the caller seeds first.
-
-    Raises:
-        ValueError: for an unknown head, or ``fusion_hidden`` not a multiple of ``fusion_heads``.
-    """
+    """The classifier for ``backbone`` (on its device; random parts from the global torch seed), its fusion part
+    frozen unless ``cfg.model.train_fusion``. ValueError for an unknown head or heads not dividing the width."""
     model = CLASSIFIERS[backbone.name](backbone, cfg)
     return model if cfg.model.train_fusion else model.freeze_fusion()

@@ -20,8 +20,7 @@ from torch import nn
 
 
 def build_head(hidden_size: int, head_hidden: Sequence[int], dropout: float, num_labels: int = 3) -> nn.Sequential:
-    """The paper's 3-layer MLP (Linear-ReLU-Dropout twice, Linear): ``(B, hidden_size)`` to ``(B, num_labels)``;
-    ValueError unless ``head_hidden`` holds two widths."""
+    """The paper's MLP: ``(B, hidden_size)`` to ``(B, num_labels)``; ValueError unless ``head_hidden`` has 2 widths."""
     h1, h2 = head_hidden
     return nn.Sequential(
         nn.Linear(hidden_size, h1), nn.ReLU(), nn.Dropout(dropout),
@@ -31,8 +30,7 @@ def build_head(hidden_size: int, head_hidden: Sequence[int], dropout: float, num
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax of ``scores (B, L)`` over the positions where ``mask (B, L)`` is nonzero: exactly 0 elsewhere; a row
-    without any such position gets all-zero weights (no NaN, zero gradient)."""
+    """Softmax of ``scores (B, L)`` where ``mask (B, L)`` is nonzero, exactly 0 elsewhere (all 0 for an empty row)."""
     keep = mask != 0
     scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
     return torch.softmax(scores, dim=-1) * keep.to(scores.dtype)
@@ -71,8 +69,7 @@ class ModalitySumPool(nn.Module):
 
 
 class AttentionPool(nn.Module):
-    """Head ``attention``: a learned query ``(1, 1, H)`` attends over ``states (B, T, H)`` (padding keys masked; at
-    least one real token a row) -> ``(B, H)``."""
+    """Head ``attention``: ``states (B, T, H)`` (a real token a row), ``attention_mask (B, T)`` -> ``(B, H)``."""
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float) -> None:
         super().__init__()
@@ -99,6 +96,5 @@ HEADS: dict[str, Callable[..., tuple[nn.Module | None, nn.Module]]] = {
     "modality_sum": lambda c: (ModalitySumPool(c.hidden_size), _mlp(c, 3)),
     "attention": lambda c: (AttentionPool(c.hidden_size, c.num_heads, c.dropout), nn.Linear(c.hidden_size, c.num_labels)),
 }
-"""Head name -> builder of ``(pool, head)`` from a :class:`~msa_utils.model.classifier.ClassifierConfig` (modules
-built pool first: the random draws of the ``mlp`` head never changed). Its keys are
-:data:`msa_utils.config.profiles.HEAD_NAMES` (tested)."""
+"""Head name (:data:`msa_utils.config.profiles.HEAD_NAMES`) -> ``(pool, head)`` of a ``ClassifierConfig``, pool
+built first."""

@@ -1,12 +1,8 @@
 """Fine-tune the top ``n`` text-encoder layers cheaply (profile ``text_top_layers``; the paper's claim that freezing
-costs nothing): cache the states ENTERING the top ``n`` layers once (:func:`text_below_features`), train a copy of
-those layers (:func:`text_top`) with the classifier (:class:`TextTopClassifier`, the classifier's ``forward``
-signature); the lower layers never run.
-
-transformers 5.24: ``BertModel`` and ``FlavaTextModel`` keep their layers in ``.encoder.layer`` and mask with
-``create_bidirectional_mask``, as :class:`TextTopLayers` does; both backbones' ``encode_text`` is the last layer's
-output, so nothing follows the copied layers.
-"""
+costs nothing): cache the states ENTERING them once (:func:`text_below_features`), train a copy of them
+(:func:`text_top`) with the classifier (:class:`TextTopClassifier`); the lower layers never run. As in transformers
+5.24's ``BertModel`` and ``FlavaTextModel``: layers in ``.encoder.layer``, mask by ``create_bidirectional_mask``,
+nothing after the last layer in ``encode_text``."""
 
 from __future__ import annotations
 
@@ -33,34 +29,31 @@ logger = logging.getLogger(__name__)
 
 TEXT_TOP_CONFIG_NAME = "text_top.json"
 TEXT_TOP_WEIGHTS_NAME = "text_top.safetensors"
-CLASSIFIER_FOLDER = "classifier"
-"""Where a :class:`TextTopClassifier` checkpoint keeps its classifier: a sub-folder, so that
-``MultimodalClassifier.from_pretrained`` of the checkpoint fails instead of dropping the text layers."""
+CLASSIFIER_FOLDER = "classifier"  # a sub-folder: MultimodalClassifier.from_pretrained of the checkpoint fails
 
 
 def checked_top_layers(top_layers: int, num_layers: int) -> int:
-    """``top_layers`` if it is an integer (not a bool) in ``1..num_layers``; else ``ValueError``."""
+    """``top_layers`` if an int (not a bool) in ``1..num_layers``, else ValueError."""
     if isinstance(top_layers, bool) or not isinstance(top_layers, int) or not 1 <= top_layers <= num_layers:
         raise ValueError(f"top_layers must be an integer in 1..{num_layers} (the text encoder's layers), "
                          f"got {top_layers!r}")
     return int(top_layers)
 
 
-def _text_layers(backbone) -> nn.ModuleList:
-    """The layers of ``backbone.text_encoder.encoder.layer``; ``NotImplementedError`` if it has none."""
+def _text_layers(backbone, top_layers: int) -> tuple[nn.ModuleList, int]:
+    """``(backbone.text_encoder.encoder.layer, checked top_layers)``; NotImplementedError if absent."""
     layers = getattr(getattr(getattr(backbone, "text_encoder", None), "encoder", None), "layer", None)
     if layers is None:
         raise NotImplementedError(f"{type(backbone).__name__} cannot fine-tune the top layers of its text encoder "
                                   "(no text_encoder.encoder.layer)")
-    return layers
+    return layers, checked_top_layers(top_layers, len(layers))
 
 
 @torch.no_grad()
 def encode_text_below(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor, top_layers: int) -> torch.Tensor:
-    """The states ``(B, L, Dt)`` entering the backbone's top ``top_layers`` text layers (no autocast):
-    ``hidden_states[-1 - top_layers]``. ValueError for ``top_layers`` outside ``1..num_layers``, NotImplementedError
-    if the text encoder has no ``encoder.layer``."""
-    n = checked_top_layers(top_layers, len(_text_layers(backbone)))
+    """The states ``(B, L, Dt)`` entering the top ``top_layers`` text layers (no autocast); ValueError,
+    NotImplementedError as :func:`checked_top_layers`, :func:`_text_layers`."""
+    n = _text_layers(backbone, top_layers)[1]
     device = backbone.device
     out = backbone.text_encoder(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                 output_hidden_states=True, return_dict=True)
@@ -68,22 +61,18 @@ def encode_text_below(backbone, input_ids: torch.Tensor, attention_mask: torch.T
 
 
 def text_top(backbone, top_layers: int) -> "TextTopLayers":
-    """Trainable DEEP COPIES of the top ``top_layers`` text layers (and config) in the encoder's train/eval mode;
-    errors as :func:`encode_text_below`."""
-    all_layers = _text_layers(backbone)
-    n = checked_top_layers(top_layers, len(all_layers))
+    """Trainable copies of the top ``top_layers`` text layers, in the encoder's mode; errors as
+    :func:`encode_text_below`."""
+    all_layers, n = _text_layers(backbone, top_layers)
     layers = [copy.deepcopy(layer) for layer in all_layers[len(all_layers) - n:]]
     top = TextTopLayers(layers, copy.deepcopy(backbone.text_encoder.config), backbone_name=backbone.name,
                         num_layers=len(all_layers))
-    for parameter in top.parameters():
-        parameter.requires_grad_(True)
-    return top.train(backbone.text_encoder.training)
+    return top.requires_grad_(True).train(backbone.text_encoder.training)
 
 
 class TextTopLayers(nn.Module):
-    """Copied top ``layers`` of a text encoder of ``num_layers`` (its ``config`` builds the mask;
-    ``backbone_name`` is checked on loading): ``forward(states (B, L, D), attention_mask (B, L))``
-    -> ``(B, L, D)``, padding never changing real positions."""
+    """The top ``layers`` of a text encoder of ``num_layers``: ``(B, L, D)`` states and ``(B, L)`` mask to
+    ``(B, L, D)``."""
 
     def __init__(self, layers: Sequence[nn.Module], config, *, backbone_name: str, num_layers: int) -> None:
         super().__init__()
@@ -112,8 +101,7 @@ class TextTopLayers(nn.Module):
 
 
 class TextTopClassifier(nn.Module):
-    """``forward(below, text_mask, image_states)`` =
-    ``classifier(text_top(below, text_mask), text_mask, image_states)``; ValueError if the widths differ."""
+    """``classifier(text_top(below, text_mask), text_mask, image_states)``; ValueError if the widths differ."""
 
     def __init__(self, text_top: TextTopLayers, classifier: MultimodalClassifier) -> None:
         super().__init__()
@@ -125,7 +113,6 @@ class TextTopClassifier(nn.Module):
 
     @classmethod
     def from_backbone(cls, backbone, classifier: MultimodalClassifier, top_layers: int) -> "TextTopClassifier":
-        """:func:`text_top` of ``backbone`` (on the classifier's device) + ``classifier``."""
         return cls(text_top(backbone, top_layers).to(next(classifier.parameters()).device), classifier)
 
     @property
@@ -140,7 +127,7 @@ class TextTopClassifier(nn.Module):
         return self.classifier(self.text_top(below, text_mask), text_mask, image_states)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``text_top.json``, ``text_top.safetensors`` and ``classifier/``; returns the folder."""
+        """Write ``text_top.json``, ``text_top.safetensors`` and ``classifier/``."""
         folder = Path(save_directory)
         self.classifier.save_pretrained(folder / CLASSIFIER_FOLDER)
         save_tensors(folder / TEXT_TOP_WEIGHTS_NAME, self.text_top.state_dict())
@@ -153,8 +140,8 @@ class TextTopClassifier(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, backbone,
                         device: str | torch.device = "cpu") -> "TextTopClassifier":
-        """The model :meth:`save_pretrained` wrote, on :func:`text_top` of ``backbone``. ValueError if it was made on
-        another backbone; FileNotFoundError, RuntimeError as the classifier's."""
+        """What :meth:`save_pretrained` wrote; ValueError if made on another backbone, other errors as the
+        classifier's."""
         folder = Path(directory)
         config = read_json(folder / TEXT_TOP_CONFIG_NAME)
         top = text_top(backbone, config["top_layers"])
@@ -170,12 +157,9 @@ class TextTopClassifier(nn.Module):
 def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], top_layers: int,
                         cache_dir: str | os.PathLike, dtype: str = "float32", batch_size: int = 32,
                         progress: bool = True) -> FeatureSet:
-    """``features`` (of the posts ``texts``) with ``text_states`` replaced by the states below the top ``top_layers``
-    text layers, in ``dtype``, read lazily from the feature cache
-    (:func:`~msa_utils.features.feature_cache.load_or_build`, folder ``features-{name}-below{n}-{key}``, an empty
-    image column). A text-only pass fills it (batches of similar length, cut positions zeros, its time logged); images
-    are never re-encoded. ValueError for a bad dtype or ``top_layers``, no posts, or texts that do not give
-    ``features.text_mask``."""
+    """``features`` (of ``texts``) with the ``text_states`` entering the top ``top_layers`` layers, in ``dtype``,
+    lazily from the feature cache (folder ``features-{name}-below{n}-{key}``; filled by a text-only pass). ValueError
+    for a bad dtype or ``top_layers``, no posts, or texts that do not give ``features.text_mask``."""
     torch_dtype = checked_dtype(dtype)
     if len(texts) != len(features):
         raise ValueError(f"{len(texts)} texts but {len(features)} feature rows")
@@ -199,7 +183,7 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
 
 
 def _check_mask(mask: torch.Tensor, features: FeatureSet) -> None:
-    """Raise ValueError (naming the first differing guid) if ``mask`` differs from ``features.text_mask``."""
+    """ValueError if ``mask`` differs from ``features.text_mask``."""
     given = features.text_mask
     if tuple(mask.shape) != tuple(given.shape):
         raise ValueError(f"the tokenizer gives masks of shape {tuple(mask.shape)} but features.text_mask is "
@@ -214,7 +198,7 @@ def _check_mask(mask: torch.Tensor, features: FeatureSet) -> None:
 
 def _encode_below_all(backbone, texts: Sequence[str], features: FeatureSet, top_layers: int, dtype: torch.dtype,
                       batch_size: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The text-only pass: ``(states (N, L, Dt), mask (N, L))`` on the CPU."""
+    """``(states (N, L, Dt), mask (N, L))`` on the CPU, batches of similar length, cut positions zeros."""
     start_time = time.perf_counter()
     batch = backbone.tokenize(list(texts))
     ids, mask = batch["input_ids"], batch["attention_mask"]

@@ -1,9 +1,7 @@
 """Generated blocks of the documentation, and the command that refreshes them.
 
-A block is the text between the lines ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` of a
-Markdown file. ``python -m msa_utils.report.docs`` rewrites every block of :data:`BLOCKS`;
-``--check`` writes nothing and exits 1 naming the stale files (a test runs it).
-"""
+A block lies between the lines ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; ``python -m
+msa_utils.report.docs`` rewrites every one, ``--check`` exits 1 naming the stale files."""
 
 from __future__ import annotations
 
@@ -22,11 +20,10 @@ from msa_utils.report import summary
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY_TIMES = "benchmarks/results/study_times.csv"
-"""The log of timed runs of the study, one row per run of ``benchmarks/time_study.py``."""
 
 
 def study_times(root: Path) -> str:
-    """``docs/performance.md``'s table of the cold runs of the ``cpu`` profile in :data:`STUDY_TIMES`."""
+    """The table of the ``cpu`` profile's cold runs in :data:`STUDY_TIMES`."""
     runs = pd.read_csv(Path(root) / STUDY_TIMES)
     runs = runs[(runs["profile"] == "cpu") & (runs["cache"] == "cold")]
     notebooks = [c for c in runs.columns if c.endswith(".ipynb")]
@@ -42,15 +39,12 @@ BLOCKS: list[tuple[str, str, Callable[[Path], str]]] = [
     ("docs/data-handling.md", "reasons", lambda root: reasons.reasons_table()),
     ("docs/performance.md", "study-times", study_times),
 ]
-"""Every block: (path relative to the root, block name, function of the root giving its text)."""
+"""(path relative to the root, block name, function of the root giving its text)."""
 
 
 def render_block(path: Path, name: str, text: str) -> tuple[str, str]:
-    """``(content of path, content with block name holding text)``.
-
-    Raises:
-        ValueError: naming the file, if a marker is missing, repeated, or the end comes before the start.
-    """
+    """``(content of path, content with block name holding text)``; ValueError for missing, repeated or
+    swapped markers."""
     content = Path(path).read_text(encoding="utf-8")
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if content.count(start) != 1 or content.count(end) != 1 or content.index(end) < content.index(start):
@@ -60,8 +54,7 @@ def render_block(path: Path, name: str, text: str) -> tuple[str, str]:
 
 
 def replace_block(path: str | os.PathLike, name: str, text: str) -> bool:
-    """Write block ``name`` of the file ``path`` (atomically); False if it was up to date.
-    FileNotFoundError if ``path`` does not exist; ValueError as :func:`render_block`."""
+    """Write block ``name`` of ``path`` atomically; False if it was up to date."""
     content, new = render_block(Path(path), name, text)
     if new != content:
         io.write_text(Path(path), new)
@@ -69,21 +62,19 @@ def replace_block(path: str | os.PathLike, name: str, text: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Regenerate every block of :data:`BLOCKS` (exit status 0), or with ``--check`` print the stale
-    files to stderr (exit status 1 if any)."""
+    """Regenerate every block (0), or with ``--check`` print the stale files (1 if any)."""
     parser = argparse.ArgumentParser(prog="python -m msa_utils.report.docs", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated block is stale")
     parser.add_argument("--root", default=str(ROOT), help="repository root (default: %(default)s)")
     args = parser.parse_args(argv)
     stale = []
     for rel, name, render in BLOCKS:
-        content, new = render_block(Path(args.root) / rel, name, render(Path(args.root)))
-        if new != content and args.check and rel not in stale:
+        path, text = Path(args.root) / rel, render(Path(args.root))
+        if not args.check and replace_block(path, name, text):
+            print(f"updated {rel} (block {name!r})")
+        elif args.check and len(set(render_block(path, name, text))) > 1 and rel not in stale:
             stale.append(rel)
             print(f"stale generated documentation: {rel} (run python -m msa_utils.report.docs)", file=sys.stderr)
-        elif new != content and not args.check:
-            io.write_text(Path(args.root) / rel, new)
-            print(f"updated {rel} (block {name!r})")
     return 1 if stale else 0
 
 

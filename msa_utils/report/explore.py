@@ -1,7 +1,4 @@
-"""Tables and figures of the data exploration (notebook ``01_explore``), from the post table
-(:func:`msa_utils.data.posts.build_posts`; a missing column raises KeyError). Figures are written
-with :func:`msa_utils.report.plots.save_figure`.
-"""
+"""Tables and figures of the data exploration (notebook 01) from the post table; KeyError for a missing column."""
 
 from __future__ import annotations
 
@@ -20,20 +17,18 @@ from msa_utils.io import hashing
 from msa_utils.data.images import ImageLoadError, load_image
 from msa_utils.data.post_text import draw_post_text
 
-def class_balance_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Posts per split and tag, with the share of each tag within its split [%].
 
-    Columns: ``split, tag, posts, share_pct``; tags in :data:`msa_utils.LABELS` order, then others.
-    """
+def class_balance_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``split, tag, posts, share_pct`` (share of the split [%]); tags in :data:`LABELS` order first."""
     counts = frame.groupby(["split", "tag"], sort=False).size().rename("posts").reset_index()
     counts["share_pct"] = (100 * counts["posts"] / counts.groupby("split")["posts"].transform("sum")).round(1)
-    counts["_split"] = counts["split"].map({"train": 0, "test": 1}).fillna(2)
-    counts["_tag"] = counts["tag"].map({t: i for i, t in enumerate(LABELS)}).fillna(len(LABELS))
-    return counts.sort_values(["_split", "_tag"]).drop(columns=["_split", "_tag"]).reset_index(drop=True)
+    order = {"split": {"train": 0, "test": 1}, "tag": {t: i for i, t in enumerate(LABELS)}}
+    counts = counts.sort_values(["split", "tag"], key=lambda c: c.map(order[c.name]).fillna(len(order[c.name])))
+    return counts.reset_index(drop=True)
 
 
 def class_balance_figure(frame: pd.DataFrame) -> Figure:
-    """Bars of the ``train`` posts per tag, annotated with counts and shares."""
+    """Bars of the ``train`` posts per tag, with counts and shares."""
     counts = frame.loc[frame["split"] == "train", "tag"].value_counts().reindex(LABELS, fill_value=0)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     bars = ax.bar(counts.index, counts.to_numpy(), color=["tab:green", "tab:red", "tab:gray"])
@@ -41,21 +36,20 @@ def class_balance_figure(frame: pd.DataFrame) -> Figure:
     for bar, n in zip(bars, counts.to_numpy()):
         ax.annotate(f"{n} ({100 * n / total:.0f}%)", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=9)
-    ax.set_ylabel("posts")
-    ax.set_title(f"Class balance of train.txt (n={total})")
+    ax.set(ylabel="posts", title=f"Class balance of train.txt (n={total})")
     ax.margins(y=0.15)
     return fig
 
 
 def text_lengths(frame: pd.DataFrame, column: str = "text_raw") -> pd.DataFrame:
-    """Length of each text in characters and in whitespace tokens: columns ``chars, tokens``."""
+    """Columns ``chars, tokens``: each text's length in characters and whitespace tokens."""
     texts = frame[column].fillna("").astype(str)
     return pd.DataFrame({"chars": texts.str.len(), "tokens": texts.str.split().str.len()}, index=frame.index)
 
 
 def text_length_figure(frame: pd.DataFrame, columns: tuple[str, ...] = ("text_raw", "text_clean")) -> Figure:
-    """Step histograms of text length in characters (left) and whitespace tokens (right, one bin per
-    count), one outline per column of ``columns`` present in ``frame`` (legend: its median)."""
+    """Step histograms of text length in characters and tokens, one outline per column of ``columns``
+    in ``frame`` (legend: its median)."""
     present = [c for c in columns if c in frame.columns]
     parts = [text_lengths(frame, column).assign(text=column) for column in present]
     long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"chars": [], "tokens": [], "text": []})
@@ -68,15 +62,10 @@ def text_length_figure(frame: pd.DataFrame, columns: tuple[str, ...] = ("text_ra
                          fill=False, common_bins=True, linewidth=1.5, ax=ax,
                          **({"discrete": True} if unit == "tokens" else {"bins": 30}))
             ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom for the legend
-            legend = ax.get_legend()
-            if legend is not None:
-                sns.move_legend(ax, "upper left" if unit == "chars" else "upper right")
-                legend = ax.get_legend()
-                legend.set_title(None)
-                for text in legend.get_texts():
-                    text.set_fontsize(8)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("posts")
+            if ax.get_legend() is not None:
+                sns.move_legend(ax, "upper left" if unit == "chars" else "upper right", title=None)
+                plt.setp(ax.get_legend().get_texts(), fontsize=8)
+        ax.set(xlabel=xlabel, ylabel="posts")
     fig.suptitle("Text length")
     fig.tight_layout()
     return fig
@@ -88,8 +77,7 @@ def language_counts(frame: pd.DataFrame, column: str = "lang") -> pd.Series:
 
 
 def language_figure(frame: pd.DataFrame, column: str = "lang", top: int = 15) -> Figure:
-    """Horizontal bars of the ``top`` non-English languages of ``column`` (``en`` and ``und`` counts in
-    the title)."""
+    """Bars of the ``top`` non-English languages (``en`` and ``und`` counts in the title)."""
     counts = language_counts(frame, column)
     other = counts.drop(["en", "und"], errors="ignore").head(top)
     fig, ax = plt.subplots(figsize=(5, 0.3 * max(len(other), 3) + 1))
@@ -137,7 +125,7 @@ def duplicate_summary(frame: pd.DataFrame, data_dir: str | os.PathLike) -> pd.Da
 
 
 def example_posts(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFrame:
-    """``n`` labelled posts with a readable image, drawn round-robin over the classes (seeded)."""
+    """``n`` train posts with a readable image, round-robin over the classes (seeded)."""
     pool = frame[(frame["split"] == "train") & frame["image_ok"]]
     rng = np.random.default_rng(seed)
     per_class = [pool[pool["tag"] == tag].sample(frac=1, random_state=int(rng.integers(2**31))) for tag in LABELS]
@@ -146,10 +134,8 @@ def example_posts(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFram
 
 def example_grid_figure(frame: pd.DataFrame, data_dir: str | os.PathLike, n: int = 8, seed: int = 0,
                         columns: int = 4, wrap: int = 34, text_column: str = "text_raw") -> Figure:
-    """A grid of :func:`example_posts` (``columns`` panels a row): image (relative to ``data_dir``),
-    tag and guid, and ``text_column`` wrapped at ``wrap`` characters (<= 5 lines), drawn as written
-    (:func:`msa_utils.data.post_text.draw_post_text`); characters no installed font has are drawn
-    as ``□`` and counted in a footnote."""
+    """A grid of :func:`example_posts`: image, tag, guid and ``text_column`` (<= 5 lines of ``wrap``
+    characters); characters no installed font has are drawn as ``□`` and counted in a footnote."""
     examples = example_posts(frame, n, seed)
     rows = max(1, -(-len(examples) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 4.0 * rows), squeeze=False)

@@ -1,7 +1,5 @@
-"""What notebooks 04-07 show, generated from the files they wrote: the model's parts (04) and the
-closing findings, in Markdown (05: the ablation, 06: the claims, 07: the chosen model). Numbers
-are test weighted F1 unless named; intervals are 95 % bootstrap intervals (:mod:`msa_utils.experiments.compare`).
-"""
+"""Notebooks 04-07's model parts and closing findings (Markdown), from the files they wrote; test weighted F1
+unless named, 95 % bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -17,9 +15,7 @@ from msa_utils.train.metrics import classification_metrics, confusion
 
 
 def model_parts(backbone, model) -> pd.DataFrame:
-    """Parameters of each part of a classifier built on ``backbone``: its frozen encoders
-    (``text_encoder``, ``image_encoder``), then the classifier ``model``'s top-level modules. Columns ``part,
-    parameters, trained`` (any parameter with ``requires_grad``), and a ``total`` row."""
+    """Columns ``part, parameters, trained``: ``backbone``'s encoders, ``model``'s top modules, a ``total`` row."""
     parts = [("text encoder", backbone.text_encoder), ("image encoder", backbone.image_encoder),
              *(({"multimodal": "multimodal encoder"}.get(name, name.replace("_", " ")), module)
                for name, module in model.named_children())]
@@ -31,7 +27,7 @@ def model_parts(backbone, model) -> pd.DataFrame:
 
 
 def _claim_line(row: pd.Series) -> str:
-    """One claims-table row as a Markdown bullet: claim, the paper's figure, ours, difference, verdict."""
+    """One claims-table row as a Markdown bullet."""
     moved = "" if pd.isna(row["difference"]) else (
         f"; difference {row['difference']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]")
     return (f"- **{row['id']}** {row['claim']} (paper: {row['paper']}): ours {row['ours']}{moved}: "
@@ -50,8 +46,7 @@ def ablation(cfg: Profile) -> str:
 
 
 def claims_summary(table: pd.DataFrame, largest: int = 3) -> str:
-    """Notebook 06: how many claims of ``table`` (:func:`msa_utils.experiments.claims.claims_table`)
-    got each verdict, and the ``largest`` differences by size."""
+    """Notebook 06: the claims per verdict, and the ``largest`` differences."""
     ids = table.groupby("verdict")["id"].agg(list)
     order = ["supported", "contradicted", "inconclusive", claims.NOT_TESTED]
     counts = "; ".join(f"{v} {len(ids[v])} ({', '.join(ids[v])})" for v in sorted(ids.index, key=order.index))
@@ -62,17 +57,15 @@ def claims_summary(table: pd.DataFrame, largest: int = 3) -> str:
 
 
 def selection(cfg: Profile) -> str:
-    """Notebook 07: the model chosen on validation, its test scores with intervals, per-class F1 and
-    what its confusion matrix shows (mean of its seeds' probabilities)."""
+    """Notebook 07: the chosen model's test scores with intervals, per-class F1 and confusion matrix."""
     paths = cfg.paths
     chosen = io.read_json(paths.metrics / SELECTION_FILE)
     _, gold, _ = claims.prediction_matrix(paths, chosen["model"])
     pred = claims.mean_probabilities(paths, chosen["model"], "test")[1].argmax(1)
-    scores = []
-    for metric in compare.METRICS:
-        est = compare.bootstrap_mean(gold, pred, metric, n_resamples=claims.N_RESAMPLES, seed=cfg.seed)
-        scores.append(f"{metric.replace('_f1', ' F1').replace('_', ' ')} {chosen[f'test_{metric}']:.3f} "
-                      f"[{est.low:.3f}, {est.high:.3f}]")
+    intervals = {m: compare.bootstrap_mean(gold, pred, m, n_resamples=claims.N_RESAMPLES, seed=cfg.seed)
+                 for m in compare.METRICS}
+    scores = [f"{m.replace('_f1', ' F1').replace('_', ' ')} {chosen[f'test_{m}']:.3f} [{e.low:.3f}, {e.high:.3f}]"
+              for m, e in intervals.items()]
     per_class = classification_metrics(gold, pred)
     matrix = confusion(gold, pred)
     recall = [f"{label} {matrix[i, i] / max(matrix[i].sum(), 1):.0%} of {matrix[i].sum()}"

@@ -1,8 +1,5 @@
-"""The study's figures (training curves with seed bands as the paper's Figures 3-5, test scores,
-the claims' intervals, a confusion matrix, class counts), drawn with :func:`set_style`'s settings.
-A notebook writes each with :func:`save_figure` and shows the saved file, which the same inputs
-give byte for byte: ``display(Image(filename=plots.save_figure(fig, path)))``.
-"""
+"""The study's figures, in :func:`set_style`'s style; :func:`save_figure` gives the same bytes for the
+same inputs, so a notebook shows the saved file: ``display(Image(filename=plots.save_figure(fig, path)))``."""
 
 from __future__ import annotations
 
@@ -24,22 +21,19 @@ CURVES = {
     "accuracy": ("val_accuracy", "validation accuracy"),
     "f1": ("val_weighted_f1", "validation weighted F1"),
 }
-"""``training_curve`` metric -> (history column, axis label)."""
 
 OURS_COLOR = "tab:blue"
 PAPER_COLOR = "black"
 
 
 def set_style() -> None:
-    """Plotting defaults of every figure of the study: seaborn's ``ticks`` theme, 110 dpi
-    (:func:`msa_utils.runner.notebook.setup` calls it)."""
+    """Seaborn's ``ticks`` theme at 110 dpi."""
     sns.set_theme(context="notebook", style="ticks", rc={"figure.dpi": 110, "savefig.dpi": 110})
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically (:func:`msa_utils.io.atomic_path`), without the
-    matplotlib version in its metadata, then close it (also on failure, so that the inline backend
-    does not show it twice); return ``path``. OSError leaves ``path`` untouched."""
+    """Write ``fig`` as PNG to ``path`` atomically, without the matplotlib version, and close it (also on
+    failure: the inline backend would show it twice); return ``path``. OSError leaves ``path`` untouched."""
     path = Path(path)
     try:
         with io.atomic_path(path) as tmp:
@@ -50,22 +44,16 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
 
 
 def _epoch_axis(ax, label: str) -> None:
-    """x label ``epoch`` with integer ticks, y label ``label``, a light grid."""
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(label)
+    """Integer epochs on x, ``label`` on y, a light grid."""
+    ax.set(xlabel="epoch", ylabel=label)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
 
 
 def training_curve(histories: dict[str, pd.DataFrame], metric: str, titles: dict[str, str]) -> Figure:
-    """Validation ``metric`` (a key of :data:`CURVES`) per epoch of each model of ``histories`` (name ->
-    rows of ``<model>_history.csv``, in legend order; legend labels from ``titles``), mean ± one
-    standard deviation over the seeds that ran the epoch; the loss plot adds the training loss,
-    dashed; the legend gives each seed's best validation epoch.
-
-    Raises:
-        KeyError: for an unknown ``metric`` or a missing column; ValueError: if ``histories`` is empty.
-    """
+    """Validation ``metric`` (a key of :data:`CURVES`; loss adds the training loss, dashed) per epoch of
+    each model of ``histories`` (name -> ``<model>_history.csv`` rows), mean ± std over seeds, each
+    seed's best epoch in the legend. KeyError for an unknown metric or column; ValueError if empty."""
     column, label = CURVES[metric]
     if not histories:
         raise ValueError("no training histories to plot")
@@ -90,8 +78,7 @@ def training_curve(histories: dict[str, pd.DataFrame], metric: str, titles: dict
 
 
 def run_curve(history: pd.DataFrame, title: str) -> Figure:
-    """One run's training and validation loss (left) and validation weighted F1 (right) per epoch,
-    its best validation epoch marked; ``history``: one seed's rows of ``<model>_history.csv``."""
+    """One seed's losses (left) and validation weighted F1 (right) per epoch, the best epoch marked."""
     best = int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"])
     fig, (loss, f1) = plt.subplots(1, 2, figsize=(9, 3.4))
     loss.plot(history["epoch"], history["train_loss"], "o--", label="training")
@@ -108,11 +95,8 @@ def run_curve(history: pd.DataFrame, title: str) -> Figure:
 
 def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, str],
                  baselines: pd.DataFrame | None = None) -> Figure:
-    """Test accuracy and weighted F1 of each model of ``runs`` (per-seed rows, in plot order; tick
-    labels from ``titles``): every seed, mean ± std, the ``paper``'s value (variant -> ``{"accuracy",
-    "weighted_f1"}``); ``baselines`` rows (``title``, ``test_*``) as horizontal lines. ValueError if
-    ``runs`` is empty.
-    """
+    """Test accuracy and weighted F1 of each model of ``runs`` (per-seed rows, in plot order): every seed,
+    mean ± std, the ``paper``'s value; ``baselines`` rows as horizontal lines. ValueError if no runs."""
     if len(runs) == 0:
         raise ValueError("no runs to plot")
     names = list(dict.fromkeys(runs["variant"]))
@@ -120,7 +104,8 @@ def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, s
     frame = runs.assign(model=runs["variant"].map(lambda n: titles.get(n, n)))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     for ax, key, name in ((axes[0], "accuracy", "accuracy"), (axes[1], "weighted_f1", "weighted F1")):
-        sns.stripplot(data=frame, x="model", y=f"test_{key}", order=ticks, color="0.6", size=4, jitter=False, ax=ax)  # no jitter: same PNG every run
+        sns.stripplot(data=frame, x="model", y=f"test_{key}", order=ticks, color="0.6", size=4, jitter=False,
+                      ax=ax)  # no jitter: same PNG every run
         sns.pointplot(data=frame, x="model", y=f"test_{key}", order=ticks, errorbar="sd", color=OURS_COLOR,
                       linestyle="none", capsize=0.15, markers="o", ax=ax)
         shown = [(i, paper[n][key]) for i, n in enumerate(names) if n in paper]
@@ -129,12 +114,12 @@ def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, s
                     markerfacecolor="none", markeredgecolor=PAPER_COLOR, markeredgewidth=1.5, linestyle="none")
         if baselines is not None:
             styles = ["--", ":", "-.", (0, (5, 1, 1, 1))]  # equal values stay distinguishable
-            for i, ((base, row), color) in enumerate(zip(baselines.iterrows(), sns.color_palette("muted", len(baselines)))):
+            colors = sns.color_palette("muted", len(baselines))
+            for i, ((_, row), color) in enumerate(zip(baselines.iterrows(), colors)):
                 ax.axhline(row[f"test_{key}"], color=color, linestyle=styles[i % len(styles)], linewidth=1.2,
                            label=row["title"])
         ax.set_xticks(range(len(ticks)), ticks, rotation=35, ha="right", fontsize=8)
-        ax.set_xlabel("")
-        ax.set_ylabel(f"test {name}")
+        ax.set(xlabel="", ylabel=f"test {name}")
         ax.set_title(name, fontsize=11)
         ax.grid(axis="y", alpha=0.3)
     handles = [Line2D([], [], marker="o", color=OURS_COLOR, label="ours: mean ± std over seeds"),
@@ -149,8 +134,7 @@ def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, s
 
 
 def claims_chart(claims: pd.DataFrame) -> Figure:
-    """Each claim's difference (:func:`msa_utils.experiments.claims.claims_table`) with its interval,
-    coloured by verdict; ValueError if no row has a difference."""
+    """Each claim's difference with its interval, coloured by verdict; ValueError if none has one."""
     shown = claims.dropna(subset=["difference"]).reset_index(drop=True)
     if len(shown) == 0:
         raise ValueError("no claim with a difference to plot")
@@ -175,8 +159,7 @@ def claims_chart(claims: pd.DataFrame) -> Figure:
 
 
 def confusion_matrix_plot(matrix: np.ndarray, title: str = "") -> Figure:
-    """A (3, 3) count matrix (rows gold, columns predicted) as a heatmap of row shares (the diagonal
-    reads as recall), cells annotated with count and share, ``title`` over ``(n = <total>)``;
+    """A (3, 3) count matrix (rows gold) as a heatmap of row shares, cells annotated with count and share;
     ValueError if it is not (3, 3) or has negative entries."""
     matrix = np.asarray(matrix)
     if matrix.shape != (len(LABELS), len(LABELS)) or (matrix < 0).any():
@@ -188,8 +171,7 @@ def confusion_matrix_plot(matrix: np.ndarray, title: str = "") -> Figure:
     sns.heatmap(pd.DataFrame(shares, index=list(LABELS), columns=list(LABELS)), annot=annot, fmt="",
                 cmap="Blues", vmin=0.0, vmax=1.0, square=True, linewidths=0.5, linecolor="white",
                 cbar_kws={"label": "share of the gold row"}, annot_kws={"fontsize": 9}, ax=ax)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
+    ax.set(xlabel="predicted", ylabel="gold")
     ax.tick_params(axis="y", labelrotation=0)
     total = int(matrix.sum())
     ax.set_title(f"{title}\n(n = {total})" if title else f"n = {total}", fontsize=10)
@@ -198,8 +180,7 @@ def confusion_matrix_plot(matrix: np.ndarray, title: str = "") -> Figure:
 
 
 def class_counts_chart(table: pd.DataFrame) -> Figure:
-    """Bars per class (``table``'s index) of ``before`` (training split) and ``after`` (one
-    re-sampled epoch) counts."""
+    """Bars per class (``table``'s index) of its ``before`` and ``after`` (one re-sampled epoch) counts."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["before"], 0.4, label="training split")

@@ -1,7 +1,4 @@
-"""``REPORT.md`` and the README's results block, built only from the files notebooks 04-06 wrote
-(runs and predictions, ``metrics/claims_table.csv``, ``metrics/selection.json``), with the
-paper's numbers beside ours.
-"""
+"""``REPORT.md`` and the README's results block, from the files notebooks 04-06 wrote and the paper's numbers."""
 
 from __future__ import annotations
 
@@ -26,8 +23,8 @@ PAPER = {"full": {"accuracy": 0.73, "weighted_f1": 0.73}, "no_image": {"accuracy
 
 
 def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Posts per class (rows ``positive, negative, neutral, total``) in the ``train``, ``val`` and
-    ``test`` guids of ``split``, and the usable ``unlabelled`` posts (``total`` row only)."""
+    """Posts per class and ``total`` (rows) in each labelled part of ``split``, and the usable ``unlabelled``
+    posts (``total`` only)."""
     labels, ids = posts.set_index("guid")["label"], range(len(LABELS))
     table = pd.DataFrame({part: labels.loc[split[part]].astype(int).value_counts().reindex(ids, fill_value=0).to_numpy()
                           for part in ("train", "val", "test")}, index=list(LABELS))
@@ -38,8 +35,7 @@ def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFr
 
 
 def main_table(paths: StudyPaths) -> pd.DataFrame:
-    """Every model's test scores and validation weighted F1 (mean ± std over its n seeds), with the
-    paper's accuracy and weighted F1 where it reports the model."""
+    """Every model's test scores and val weighted F1 (mean ± std over seeds), with the paper's."""
     table = claims.results_table(paths)
     out = pd.DataFrame({"model": table["title"], "n": table["n"].astype(int)})
     for column in ("test accuracy", "test weighted F1", "test macro F1", "val weighted F1"):
@@ -51,7 +47,7 @@ def main_table(paths: StudyPaths) -> pd.DataFrame:
 
 
 def protocol_text(cfg: Profile, counts: pd.DataFrame) -> str:
-    """One paragraph: the parts, how they were made, the seeds, what the intervals cover."""
+    """The parts, how they were made, the seeds, what the intervals cover."""
     total = counts.loc["total"]
     seeds = (f"Each variant was trained with {cfg.seeds} seeds "
              f"({', '.join(str(cfg.seed + k) for k in range(cfg.seeds))}); scores are mean ± standard deviation over "
@@ -73,8 +69,7 @@ def protocol_text(cfg: Profile, counts: pd.DataFrame) -> str:
 
 def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame, test_counts: pd.Series,
                  claims_table: pd.DataFrame) -> Path:
-    """Write ``<results_dir>/REPORT.md`` from the run's files, the data report's ``data_summary``,
-    :func:`split_counts`, the predicted tags' ``test_counts`` and the claims table; return its path."""
+    """Write ``<results_dir>/REPORT.md``; return its path."""
     paths = cfg.paths
     selection = io.read_json(paths.metrics / SELECTION_FILE)
     runs = claims.load_runs(paths, ["full"])
@@ -126,8 +121,7 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame,
 
 
 def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
-    """The README's results block (claims without notes, where the numbers come from) from one
-    results folder; FileNotFoundError if it lacks the files of notebooks 04-06."""
+    """The README's results block; FileNotFoundError if the folder lacks the files of notebooks 04-06."""
     paths = StudyPaths(Path(results_dir))
     table = load_claims_table(paths)
     runs = claims.load_runs(paths, ["full"])
@@ -145,6 +139,6 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
 
 
 def load_claims_table(paths: StudyPaths) -> pd.DataFrame:
-    """``metrics/claims_table.csv`` as written (intervals and post counts of claims not tested NaN)."""
+    """``metrics/claims_table.csv`` (claims not tested: NaN intervals and post counts)."""
     return pd.read_csv(paths.metrics / "claims_table.csv", keep_default_na=False,
                        na_values={column: [""] for column in ("difference", "low", "high", "n_posts")})

@@ -1,28 +1,11 @@
 """The frozen-encoder pass and training sharded over several processes with ``accelerate``.
 
-For a post set that outgrows one GPU: one process per GPU, each encoding a slice of the posts and
-training on a share of every batch. Without GPUs the same code runs as several CPU processes
-(``torchrun``; ``accelerate launch`` starts CPU processes only through MPI), which is how the
-tests check it. Notebooks 01 and 03 must have run for the profile (the post table and the split)::
-
-    accelerate launch --num_processes 4 -m msa_utils.runner.distributed --profile paper   # 4 GPUs
-    torchrun --nproc_per_node 2 -m msa_utils.runner.distributed --profile smoke           # 2 CPU processes
-
-Stop a run with Ctrl-C (or by killing the launcher's process group): ``kill -9`` of the launcher
-alone leaves its worker processes running (torch's launchers do not forward SIGKILL).
-
-1. **Extraction** (:func:`msa_utils.features.feature_cache.extract_in_parts`): each process encodes
-   a contiguous slice of the posts; the main process joins the slices into the ONE cache folder the
-   notebooks read, so notebook 04 encodes nothing. The states equal a single process's up to float
-   rounding (each process forms its own length-sorted batches, so texts are cut at other lengths).
-2. **Training** (:func:`msa_utils.train.loop.fit` with the ``Accelerator``): the full model, seed
-   ``cfg.seed``, wrapped in DDP; every process draws the same batches and computes its share of
-   each, so each step is the whole batch's (with dropout, each process draws its own masks). The
-   main process writes the classifier to ``checkpoints/distributed/seed{seed}`` and prints the
-   validation scores.
+One process per GPU, or CPU processes under ``torchrun`` (the tests), after notebooks 01 and 03 (docs/running.md).
+Each encodes a slice of the posts into the one cache notebook 04 reads (a single process's up to float rounding),
+then trains the full model in DDP on its share of every batch (each step the whole batch's, dropout masks aside);
+the main process writes ``checkpoints/distributed/seed{seed}`` and prints the validation scores. Stop it with
+Ctrl-C or by killing the launcher's process group: torch's launchers do not forward SIGKILL to their workers.
 """
-
-from __future__ import annotations
 
 import argparse
 from typing import Sequence
@@ -40,8 +23,7 @@ from msa_utils.train.metrics import classification_metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m msa_utils.runner.distributed`` under ``torchrun`` / ``accelerate launch``;
-    returns the exit status 0."""
+    """``python -m msa_utils.runner.distributed`` under ``torchrun`` / ``accelerate launch``; returns 0."""
     parser = argparse.ArgumentParser(prog="python -m msa_utils.runner.distributed", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

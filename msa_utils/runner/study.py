@@ -10,8 +10,6 @@ one is marked running while its notebook runs, so after a crash, Ctrl-C or kill 
 redoes only what is missing or stale. docs/running.md tells the rest.
 """
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import json
@@ -21,6 +19,7 @@ import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,11 +33,9 @@ from msa_utils.config.profiles import PROFILE_ENV, PROFILES, REPO_ROOT, get_prof
 from msa_utils.io.hashing import Digest, file_sha256, sha256_of
 from msa_utils.runner.notebook import notebook_warnings
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 STUDY_VERSION = 1  # bump when a change in msa_utils changes what a notebook writes
 DATA = "<data>"  # in READS: the data folder
-#: What each notebook reads: :data:`DATA` and files or folders under the results folder. A notebook
-#: not listed reads the data folder and every file the notebooks before it wrote.
+#: What each notebook reads: :data:`DATA`, files or folders under the results folder; unlisted: the data and all before.
 READS: dict[str, tuple[str, ...]] = {
     "01": (DATA,), "02": (DATA, "posts.csv", "data_report.csv"), "03": ("posts.csv",),
     "04": (DATA, "posts.csv", "data_report.csv", "splits"),
@@ -47,22 +44,13 @@ READS: dict[str, tuple[str, ...]] = {
     "07": ("posts.csv", "data_report.csv", "splits", "metrics", "predictions")}
 INPUT_NAMES = {"code": "the notebook's code", "profile": "the profile or an override", "data": "the data folder",
                "libraries": "a library version", "version": "STUDY_VERSION"}
-PATH_FIELDS = ("data_dir", "results_dir", "cache_dir")
 
 
 class StudyFailed(RuntimeError):
-    """A notebook failed; the message names it, the cell and the error. ``output``: its executed copy."""
-
-    def __init__(self, notebook: str, output: Path, cause: Exception) -> None:
-        cell = getattr(cause, "exec_count", None)
-        what = f"{getattr(cause, 'ename', type(cause).__name__)}: {getattr(cause, 'evalue', cause)}"
-        super().__init__(f"{notebook} failed" + (f" in cell [{cell}]" if cell is not None else "") + f": {what}\n"
-                         f"The executed notebook, with the traceback, is {output}.\n"
-                         "Fix the cause and rerun the same command: notebooks that are up to date are skipped.")
-        self.notebook, self.output = notebook, output
+    """A notebook failed; the message names it, the cell, the error and its executed copy."""
 
 
-def study_notebooks(folder: str | Path = NOTEBOOK_DIR) -> list[Path]:
+def study_notebooks(folder: str | Path = REPO_ROOT / "notebooks") -> list[Path]:
     """The numbered notebooks ``NN_*.ipynb`` of ``folder``, in order (FileNotFoundError if none)."""
     if not (found := sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))):
         raise FileNotFoundError(f"no numbered notebooks in {folder}")
@@ -85,9 +73,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def resolve_paths(overrides: dict[str, Any]) -> dict[str, Any]:
     """Relative folders (and a local ``flava_name_or_path``) made absolute here: the notebooks run in notebooks/."""
     out = dict(overrides)
-    for key, value in out.items():
+    for key, value in overrides.items():
         leaf = key.rpartition(".")[2]  # a field by its dotted or its leaf name
-        if isinstance(value, str) and (leaf in PATH_FIELDS or leaf == "flava_name_or_path" and Path(value).expanduser().exists()):
+        if isinstance(value, str) and (leaf in ("data_dir", "results_dir", "cache_dir")
+                                       or leaf == "flava_name_or_path" and Path(value).expanduser().exists()):
             out[key] = str(Path(value).expanduser().resolve())
     return out
 
@@ -113,21 +102,17 @@ def data_digest(folder: str | os.PathLike, exclude: Sequence[str | os.PathLike] 
 
 def library_versions() -> dict[str, str]:
     """Python and the installed version of each dependency of ``msa-utils`` (test extras left out)."""
-    def version(name: str) -> str:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            return metadata.version(name)
-        return "not installed"
-    requirements = metadata.requires("msa-utils") if version("msa-utils") != "not installed" else []
-    names = [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0] for r in requirements or [] if "extra ==" not in r]
+    version = lambda name: next((d.version for d in metadata.distributions(name=name)), "not installed")  # noqa: E731
+    required = next((d.requires or [] for d in metadata.distributions(name="msa-utils")), [])
+    names = [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0] for r in required if "extra ==" not in r]
     return {"python": platform.python_version()} | {name: version(name) for name in names}
 
 
 def file_hash(folder: Path, name: str) -> str | None:
     """SHA-256 of ``folder/name``, or None if it is not a readable file."""
-    try:
+    with contextlib.suppress(OSError):
         return file_sha256(folder / name)
-    except OSError:
-        return None
+    return None
 
 
 def notebook_inputs(notebook: Path, context: Mapping[str, str], reads: Sequence[str], written: Sequence[str],
@@ -169,38 +154,28 @@ def why_stale(stamp: Mapping[str, Any] | None, inputs: Mapping[str, str], result
     return None
 
 
-def snapshot(results: Path) -> dict[str, tuple[int, int]]:
-    """``{relative path: (size, mtime_ns)}`` of every file under ``results`` but the stamps."""
-    files = (p for p in results.rglob("*") if p.is_file() and ".stamps" not in p.relative_to(results).parts)
-    return {p.relative_to(results).as_posix(): (s.st_size, s.st_mtime_ns) for p in files if (s := p.stat())}
-
-
 def run_study(profile: str = "cpu", overrides: dict[str, Any] | None = None, start: str | None = None,
-              only: Sequence[str] | None = None, notebook_dir: str | Path = NOTEBOOK_DIR, force: bool = False,
-              reads: Mapping[str, Sequence[str]] = READS) -> dict[str, float]:
-    """Execute the stale notebooks in order and return the wall time [s] of each that ran. ``start``
-    (``"04"``: it and those after), ``only`` (these) and ``force`` run the selected ones, stale or not.
-
-    Raises StudyFailed at the first failing notebook; KeyError / TypeError / ValueError /
-    FileNotFoundError, before running, for a bad profile, field, value, selection or data folder.
-    """
+              only: Sequence[str] | None = None, notebook_dir: str | Path = REPO_ROOT / "notebooks",
+              force: bool = False, reads: Mapping[str, Sequence[str]] = READS) -> dict[str, float]:
+    """Execute the stale notebooks in order; the wall time [s] of each that ran. ``start`` (``"04"``: it and after),
+    ``only`` and ``force`` run the selected ones, stale or not. StudyFailed at the first failing notebook; before
+    running, KeyError / TypeError / ValueError / FileNotFoundError for a bad profile, field, value, choice or data."""
     overrides = resolve_paths(dict(overrides or {}))
     cfg = get_profile(profile, **overrides)  # fail fast on bad names and values
     if not Path(cfg.data.data_dir).is_dir():
         raise FileNotFoundError(f"data_dir {cfg.data.data_dir} is not a folder (the MVSA layout: data/, train.txt, "
                                 "test_without_label.txt)")
     notebooks, forced = study_notebooks(notebook_dir), force or start is not None or bool(only)
-    prefix = lambda n: f"{int(n):02d}" if str(n).isdigit() else str(n)  # noqa: E731 ("4" -> "04")
-    start, only = prefix(start) if start is not None else None, [prefix(n) for n in only or []]
+    number = lambda n: f"{int(n):02d}" if str(n).isdigit() else str(n)  # noqa: E731 ("4" -> "04")
+    start, only = number(start) if start is not None else None, [number(n) for n in only or []]
     selected = [nb for nb in notebooks if nb.name[:2] >= (start or "") and (not only or nb.name[:2] in only)]
     if not selected:
         asked = " ".join(filter(None, (start and f"--from {start}", only and f"--only {' '.join(only)}")))
         raise ValueError(f"no notebook of {notebook_dir} matches {asked}")
-    results, settings = Path(cfg.results_dir), cfg.flat()
+    results = Path(cfg.results_dir)
     cfg.paths.notebooks.mkdir(parents=True, exist_ok=True)
-    data = data_digest(cfg.data.data_dir, exclude=[settings[k] for k in PATH_FIELDS[1:] if settings.get(k)])
-    context = {"profile": sha256_of(profile, settings), "libraries": sha256_of(library_versions()),
-               "version": str(STUDY_VERSION), "data": data}
+    context = {"profile": sha256_of(profile, cfg.flat()), "libraries": sha256_of(library_versions()),
+               "version": str(STUDY_VERSION), "data": data_digest(cfg.data.data_dir, [cfg.results_dir, cfg.cache_dir])}
     times, written = {}, []  # written: the files the notebooks so far wrote
     for nb in notebooks:
         stamp = read_stamp(results, nb)
@@ -210,36 +185,49 @@ def run_study(profile: str = "cpu", overrides: dict[str, Any] | None = None, sta
                 print(f"[msa-study] {nb.name} up to date, skipped", flush=True)
             else:
                 print(f"[msa-study] {nb.name} (profile {profile}; {reason})", flush=True)
-                previous = set(stamp["outputs"]) if stamp else set()  # kept: a rerun may reuse finished work
-                io.write_json(stamp_path(results, nb), {"inputs": {}, "outputs": {}, **(stamp or {}), "running": True})
-                before, t0, output = snapshot(results), time.perf_counter(), cfg.paths.notebooks / nb.name
-                try:
-                    _execute(nb, output, profile, overrides)
-                except Exception as err:  # papermill's execution error, a dead kernel, ...
-                    _print_warnings(nb.name, output)  # what led up to the failure, e.g. a corrupt cache
-                    raise StudyFailed(nb.name, output, err) from err
-                times[nb.name] = round(time.perf_counter() - t0, 1)
-                after = snapshot(results)
-                outputs = sorted({n for n, s in after.items() if before.get(n) != s} | previous & set(after))
-                stamp = {"notebook": nb.name, "inputs": inputs, "seconds": times[nb.name],
-                         "outputs": {name: file_hash(results, name) for name in outputs}}
-                io.write_json(stamp_path(results, nb), stamp)
-                print(f"[msa-study] {nb.name} done in {times[nb.name]:.1f} s; wrote {describe_outputs(outputs)}",
-                      flush=True)
-                _print_warnings(nb.name, output)
+                stamp = _run(nb, results, cfg.paths.notebooks / nb.name, profile, overrides, stamp, inputs)
+                times[nb.name] = stamp["seconds"]
         written += [name for name in (stamp or {}).get("outputs", {}) if not name.startswith("notebooks/")]
-    _record_times(cfg.paths.metrics / "run_times.json", profile, overrides, times)
+    record = cfg.paths.metrics / "run_times.json"  # this run's times merged in: a partial run keeps the others
+    old = io.read_json(record) if record.exists() else {}
+    seconds = old.get("seconds", {}) if (old.get("profile"), old.get("overrides")) == (profile, overrides) else {}
+    io.write_json(record, {"profile": profile, "overrides": overrides,
+                           "seconds": dict(sorted({**seconds, **times}.items()))})
     return times
 
 
-def _execute(notebook: Path, output: Path, profile: str, overrides: dict[str, Any]) -> None:
-    """Run one notebook with papermill, its bar over the cells on the terminal. The kernel talks over IPC
-    (Unix sockets), not TCP, and gets ``MSA_PROFILE=profile`` and ``TQDM_DISABLE=1`` (no bars saved)."""
-    with tempfile.TemporaryDirectory(prefix="msa-kernel-") as sockets, \
-            mock.patch.dict(os.environ, {PROFILE_ENV: profile, "TQDM_DISABLE": "1"}):  # restored after
-        pm.execute_notebook(str(notebook), str(output), parameters={"profile": profile, "overrides": overrides},
-                            cwd=str(notebook.parent), kernel_name="python3", progress_bar=True,
-                            config=Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}))
+def _run(nb: Path, results: Path, output: Path, profile: str, overrides: dict[str, Any], stamp: dict[str, Any] | None,
+         inputs: dict[str, str]) -> dict[str, Any]:
+    """Execute ``nb`` into ``output`` with papermill (its bar over the cells on the terminal; the kernel over IPC,
+    not TCP, with ``MSA_PROFILE=profile`` and ``TQDM_DISABLE=1``: no bars saved); return its new stamp."""
+    previous = set(stamp["outputs"]) if stamp else set()  # kept: a rerun may reuse finished work
+    io.write_json(stamp_path(results, nb), {"inputs": {}, "outputs": {}, **(stamp or {}), "running": True})
+
+    def files() -> dict[str, tuple[int, int]]:  # (size, mtime) of every file but the stamps
+        found = (p for p in results.rglob("*") if p.is_file() and ".stamps" not in p.relative_to(results).parts)
+        return {p.relative_to(results).as_posix(): (s.st_size, s.st_mtime_ns) for p in found if (s := p.stat())}
+    before, t0 = files(), time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="msa-kernel-") as sockets, \
+                mock.patch.dict(os.environ, {PROFILE_ENV: profile, "TQDM_DISABLE": "1"}):  # restored after
+            pm.execute_notebook(str(nb), str(output), parameters={"profile": profile, "overrides": overrides},
+                                cwd=str(nb.parent), kernel_name="python3", progress_bar=True, config=Config(
+                                    {"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}))
+    except Exception as err:  # papermill's execution error, a dead kernel, ...
+        _print_warnings(nb.name, output)  # what led up to the failure, e.g. a corrupt cache
+        cell = f" in cell [{err.exec_count}]" if getattr(err, "exec_count", None) is not None else ""
+        what = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+        raise StudyFailed(f"{nb.name} failed{cell}: {what}\nThe executed notebook, with the traceback, is {output}.\n"
+                          "Fix the cause and rerun the same command: notebooks that are up to date are skipped."
+                          ) from err
+    seconds, after = round(time.perf_counter() - t0, 1), files()
+    outputs = sorted({n for n, s in after.items() if before.get(n) != s} | previous & set(after))
+    stamp = {"notebook": nb.name, "inputs": inputs, "seconds": seconds,
+             "outputs": {name: file_hash(results, name) for name in outputs}}
+    io.write_json(stamp_path(results, nb), stamp)
+    print(f"[msa-study] {nb.name} done in {seconds:.1f} s; wrote {describe_outputs(outputs)}", flush=True)
+    _print_warnings(nb.name, output)
+    return stamp
 
 
 def _print_warnings(name: str, output: Path) -> None:
@@ -252,29 +240,20 @@ def _print_warnings(name: str, output: Path) -> None:
 def describe_outputs(outputs: Sequence[str], shown: int = 4) -> str:
     """``"REPORT.md, metrics/ (2 files)"``: top-level files, folders with their file count (executed
     notebooks left out), at most ``shown`` items, then ``"and N more"``."""
-    groups: dict[str, int] = {}
-    for top, sep, _ in (n.partition("/") for n in sorted(outputs) if not n.startswith("notebooks/")):
-        groups[top + sep] = groups.get(top + sep, 0) + 1
+    groups = Counter(top + sep for top, sep, _ in (n.partition("/") for n in sorted(outputs)))
+    groups.pop("notebooks/", None)
     items = [k if not k.endswith("/") else f"{k} ({n} file{'s' if n > 1 else ''})" for k, n in groups.items()]
     more = len(items) - shown
     return (", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")) if items else "no result files"
 
 
-def _record_times(path: Path, profile: str, overrides: dict[str, Any], times: dict[str, float]) -> None:
-    """Merge this run's notebook times into ``run_times.json`` (a partial run keeps the others)."""
-    old = io.read_json(path) if path.exists() else {}
-    seconds = old.get("seconds", {}) if (old.get("profile"), old.get("overrides")) == (profile, overrides) else {}
-    seconds = dict(sorted({**seconds, **times}.items()))
-    io.write_json(path, {"profile": profile, "overrides": overrides, "seconds": seconds})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The command ``msa-study``; returns the exit code (1: a notebook failed, 2: bad arguments)."""
     fields = "".join(f"\n  {k} = {json.dumps(v)}" for k, v in PROFILES["cpu"].flat().items() if k != "name")
-    parser = argparse.ArgumentParser(prog="msa-study", description=__doc__, epilog="profile fields for --set KEY=VALUE, "
-                                     "by dotted name (train.lr) or leaf name (lr); defaults of the cpu profile, "
-                                     "msa_utils/config/profiles.py documents them:" + fields,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="msa-study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="profile fields for --set KEY=VALUE, by dotted name (train.lr) or leaf name (lr); defaults of the cpu "
+               "profile, msa_utils/config/profiles.py documents them:" + fields)
     parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES), help="smoke: seconds; paper: a GPU")
     parser.add_argument("--from", dest="start", metavar="NN", help="run notebook NN (e.g. 04) and after, stale or not")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, stale or not")
@@ -292,7 +271,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"[msa-study] done: {len(times)} notebook(s) ran in {sum(times.values()):.0f} s; the others were up to date")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

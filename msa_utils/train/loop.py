@@ -5,8 +5,6 @@ training split re-sampled by inverse class frequency. The paper states neither w
 monitors nor its patience: we monitor validation weighted F1 (its headline metric).
 """
 
-from __future__ import annotations
-
 import copy
 import logging
 import os
@@ -32,17 +30,15 @@ from msa_utils.train.metrics import classification_metrics
 from msa_utils.train.resume import TrainingProgress, load_training_state, save_training_state
 
 TRAINING_VERSION = "1"
-"""Part of every run's resume key (:func:`msa_utils.experiments.variants.run_key`): bump it when a
-code change alters what training produces (weights, history), so that no stale run is resumed."""
+"""In every run's resume key (:func:`msa_utils.experiments.variants.run_key`): bump it when results change."""
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class FitResult:
-    """``history``: one row per epoch (``epoch, train_loss, val_loss, val_<metric>`` of
-    :func:`~msa_utils.train.metrics.classification_metrics`, ``seconds``); ``best_epoch``: the
-    1-based epoch whose weights the model holds; ``stopped_early``: ended before ``max_epochs``."""
+    """``history``: per epoch ``epoch, train_loss, val_loss, val_<metric>`` (:func:`classification_metrics`),
+    ``seconds``; ``best_epoch``: the 1-based epoch whose weights the model holds; ``stopped_early``."""
 
     history: pd.DataFrame
     best_epoch: int
@@ -51,9 +47,8 @@ class FitResult:
 
 def _batch(features: FeatureSet, index: torch.Tensor, drop: Modality | None, nulls: NullInputs | None,
            device: torch.device):
-    """Rows ``index`` as float32 ``(text_states, text_mask, image_states)`` on ``device``, ``drop``
-    masked (:func:`~msa_utils.model.classifier.mask_modality`: ValueError without matching ``nulls``),
-    the all-padding tail trimmed (masked out of attention: same logits, about half the time)."""
+    """Rows ``index`` as float32 ``(text_states, text_mask, image_states)`` on ``device``, ``drop`` masked
+    (ValueError without ``nulls``), the all-padding tail trimmed (masked anyway: same logits, half the time)."""
     rows = features.batch(index)
     text = rows.text_states.to(device=device, dtype=torch.float32)
     image = rows.image_states.to(device=device, dtype=torch.float32)
@@ -69,9 +64,8 @@ def text_lengths(features: FeatureSet) -> torch.Tensor:
 
 def length_grouped(order: torch.Tensor, lengths: torch.Tensor, batch_size: int,
                    generator: torch.Generator) -> torch.Tensor:
-    """``order`` (``(M,)`` positions drawn for an epoch) permuted so that each run of ``batch_size``
-    holds posts of similar length (``lengths``, ``(N,)``): ``transformers``' ``get_length_grouped_indices``,
-    what ``Trainer(group_by_length=True)`` uses, drawing from ``generator`` (the sampler's)."""
+    """``order`` (``(M,)`` positions drawn for an epoch) permuted by ``Trainer(group_by_length=True)``'s
+    ``get_length_grouped_indices`` (drawing from ``generator``) so that each batch holds similar ``lengths``."""
     perm = get_length_grouped_indices(lengths[order].tolist(), batch_size, generator=generator)
     return order[torch.as_tensor(perm, dtype=torch.long)]
 
@@ -79,11 +73,10 @@ def length_grouped(order: torch.Tensor, lengths: torch.Tensor, batch_size: int,
 @torch.no_grad()
 def predict_logits(model: nn.Module, features: FeatureSet, batch_size: int = 256, drop: Modality | None = None,
                    nulls: NullInputs | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
-    """``(N, 3)`` float32 logits on the CPU of every post of ``features``, in order, in eval mode.
-    Raises ValueError if ``drop`` is set without ``nulls``, RuntimeError if CUDA is asked for and absent."""
+    """``(N, 3)`` float32 logits on the CPU of every post, in order, in eval mode (batched by text length: less
+    padding, same logits). ValueError for ``drop`` without ``nulls``; RuntimeError for an absent CUDA."""
     device = resolve_device(device)
     model.eval()
-    # batched by text length (less padding); padding is masked, so any batching gives these logits
     order = torch.argsort(text_lengths(features), stable=True)
     logits = torch.empty(len(features), 3)
     for start in range(0, len(features), batch_size):
@@ -93,9 +86,8 @@ def predict_logits(model: nn.Module, features: FeatureSet, batch_size: int = 256
 
 
 def _share_of_loss(net, train, labels, index, loss_weights, drop, nulls, device, rank, world):
-    """This process's share of the batch ``index``'s loss: rows ``rank::world``, divided by the whole
-    batch's size (or class-weight sum), times ``world`` as DDP averages the processes' gradients.
-    A process without rows runs one with weight 0: DDP needs every process's backward."""
+    """This process's share of the batch ``index``'s loss: rows ``rank::world`` over the whole batch's weight
+    sum, times ``world`` as DDP averages gradients; without rows, one with weight 0 (DDP needs every backward)."""
     labels = labels[index].to(device)
     weights = loss_weights[labels] if loss_weights is not None else torch.ones(len(index), device=device)
     mine = torch.arange(len(index))[rank::world]
@@ -105,37 +97,20 @@ def _share_of_loss(net, train, labels, index, loss_weights, drop, nulls, device,
 
 
 def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: FeatureSet, val_labels: np.ndarray,
-        settings: TrainSettings = TrainSettings(), *, seed: int = 0,
-        device: str | torch.device = "cpu", drop: Modality | None = None, nulls: NullInputs | None = None,
-        on_best: Callable[[nn.Module, int], None] | None = None, progress: bool = True,
-        state_path: str | os.PathLike | None = None, state_key: str = "",
-        on_step: Callable[[int, int], None] | None = None, accelerator=None) -> FitResult:
-    """Train ``model`` with the recipe ``settings`` (a profile's ``train`` section); it ends holding the kept
-    epoch's weights. ``seed`` seeds the sampler (initialisation and dropout follow the global seed). Each epoch draws
-    ``len(train)`` posts, takes Adam steps on each batch's mean cross-entropy and scores the whole
-    validation part; the best epoch is the first with the highest weighted F1.
-
-    Args:
-        model: ``forward(text_states (B,L,Dt), text_mask (B,L), image_states (B,Li,Di))`` returns
-            ``.logits`` (B, 3); its parameters with ``requires_grad`` are trained.
-        train, val: prepared features; ``train_labels`` ``(N_train,)``, ``val_labels`` ``(N_val,)`` class ids.
-        drop: the modality masked (an ablation); needs ``nulls`` (``backbone.null_inputs()``).
-        on_best: ``on_best(model, epoch)`` whenever the kept weights change (e.g. to save them).
-        progress: tqdm bars and the expected time of all epochs (:class:`~msa_utils.config.runtime.ExpectedTime`).
-        state_path, state_key: write the training state there after every epoch and resume a
-            state of the same key (:mod:`msa_utils.train.resume`): the result equals an uninterrupted
-            run's; a finished state is not retrained.
-        on_step: ``on_step(epoch, step)`` after every optimiser step (tests).
-        accelerator: an ``accelerate.Accelerator`` (:mod:`msa_utils.runner.distributed`); with several
-            processes the model is wrapped in DDP, every process draws the same batches and takes its
-            share of each (:func:`_share_of_loss`): each step is the whole batch's (weights equal one
-            process's up to rounding; dropout masks differ). Only the main process calls ``on_best``
-            and writes the state. None or one process: nothing is wrapped.
-
-    Raises:
-        ValueError: empty splits, features and labels of different lengths, ``drop`` without ``nulls``.
-        RuntimeError: if CUDA is asked for and absent.
-    """
+        settings: TrainSettings = TrainSettings(), *, seed: int = 0, device: str | torch.device = "cpu",
+        drop: Modality | None = None, nulls: NullInputs | None = None, progress: bool = True,
+        on_best: Callable[[nn.Module, int], None] | None = None, on_step: Callable[[int, int], None] | None = None,
+        state_path: str | os.PathLike | None = None, state_key: str = "", accelerator=None) -> FitResult:
+    """Train ``model`` (``model(text_states (B,L,Dt), text_mask (B,L), image_states (B,Li,Di)).logits`` (B, 3))
+    by ``settings``; it ends holding the kept epoch's weights, the first with the best validation weighted F1.
+    Each epoch draws ``len(train)`` posts from a sampler seeded with ``seed`` (initialisation and dropout follow
+    the global seed) and takes Adam steps on each batch's mean cross-entropy. Labels: ``(N,)`` class ids.
+    ``drop`` masks a modality and needs ``nulls`` (``backbone.null_inputs()``); ``on_best(model, epoch)`` runs
+    when the kept weights change, ``on_step(epoch, step)`` after each step. With ``state_path`` the state of
+    ``state_key`` is saved after each epoch and resumed (:mod:`~msa_utils.train.resume`) to an uninterrupted
+    run's result. With an ``accelerator`` of several processes the model is wrapped in DDP, each process takes
+    its share of every batch (:func:`_share_of_loss`) and only the main one calls ``on_best`` and saves. Raises
+    ValueError (empty splits, lengths that differ, ``drop`` without ``nulls``) or RuntimeError (no CUDA)."""
     if len(train) == 0 or len(val) == 0:
         raise ValueError("training and validation splits must be non-empty")
     if len(train) != len(train_labels) or len(val) != len(val_labels):
@@ -171,7 +146,8 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
         if s.group_by_length:
             order = length_grouped(order, lengths, s.batch_size, generator)
         losses, steps = [], range(0, len(order), s.batch_size)
-        for step, first in enumerate(progress_bar(steps, show=progress, desc=f"epoch {epoch}", leave=False, mininterval=2)):
+        bar = progress_bar(steps, show=progress, desc=f"epoch {epoch}", leave=False, mininterval=2)
+        for step, first in enumerate(bar):
             index = order[first:first + s.batch_size]
             optimizer.zero_grad(set_to_none=True)
             if world == 1:

@@ -1,14 +1,8 @@
-"""Resumable training: the whole training state after each completed epoch, in one file.
-
-A run killed (Ctrl-C, SIGKILL, a lost machine) and started again resumes after its last completed
-epoch and ends with the numbers of an uninterrupted run. The file (:func:`msa_utils.io.save_tensors`:
-atomic, safetensors + JSON, no pickle) holds the model and best-epoch weights, Adam's state, the
-global torch RNG (dropout), the sampler's generator (the next epoch's order), the history and the
-early-stopping counters, under a ``key`` naming the run; another key or an unreadable file is
-ignored with a warning, and training starts afresh.
-"""
-
-from __future__ import annotations
+"""Resumable training: after each completed epoch, the whole training state in one file
+(:func:`msa_utils.io.save_tensors`: atomic, no pickle) under a ``key`` naming the run: the model and best-epoch
+weights, Adam's state, the global torch RNG (dropout), the sampler's generator (the next epoch's order), the
+history and the early-stopping counters. A run killed and started again resumes after its last completed epoch
+and ends with the numbers of an uninterrupted run; another key or an unreadable file is ignored with a warning."""
 
 import json
 import logging
@@ -22,7 +16,6 @@ from torch import nn
 from msa_utils.io import load_tensors, read_tensor_metadata, save_tensors
 
 logger = logging.getLogger(__name__)
-
 FORMAT_VERSION = "2"
 
 
@@ -56,9 +49,8 @@ def save_training_state(path: str | os.PathLike, key: str, model: nn.Module, opt
 
 def load_training_state(path: str | os.PathLike, key: str, model: nn.Module, optimizer: torch.optim.Optimizer,
                         generator: torch.Generator) -> tuple[TrainingProgress, dict[str, torch.Tensor]] | None:
-    """Restore a state of :func:`save_training_state` into ``model``, ``optimizer``, the global torch
-    RNG and ``generator``; return ``(progress, best_state)``, or None (nothing restored) if there is
-    no file, its key differs or it cannot be read (a warning)."""
+    """Restore a :func:`save_training_state` into ``model``, ``optimizer``, the global torch RNG and ``generator``;
+    return ``(progress, best_state)``, or None (nothing restored: no file, another key, unreadable: a warning)."""
     if not Path(path).exists():
         return None
     try:
@@ -68,19 +60,16 @@ def load_training_state(path: str | os.PathLike, key: str, model: nn.Module, opt
             return None
         progress = TrainingProgress(**json.loads(metadata["progress"]))
         tensors, _ = load_tensors(path)
-        parts: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}, "rng": {}}
-        for name, value in tensors.items():
-            group, rest = name.split(".", 1)
-            parts[group][rest] = value
+        part = lambda p: {k.removeprefix(p): v for k, v in tensors.items() if k.startswith(p)}  # noqa: E731
         optim_state: dict[int, dict[str, torch.Tensor]] = {}
-        for name, value in parts["optim"].items():
+        for name, value in part("optim.").items():
             index, slot = name.split(".", 1)
             optim_state.setdefault(int(index), {})[slot] = value
-        model.load_state_dict(parts["model"])
+        model.load_state_dict(part("model."))
         optimizer.load_state_dict({"state": optim_state, "param_groups": metadata["param_groups"]})
-        torch.set_rng_state(parts["rng"]["torch"])
-        generator.set_state(parts["rng"]["sampler"])
+        torch.set_rng_state(tensors["rng.torch"])
+        generator.set_state(tensors["rng.sampler"])
     except Exception as error:  # an unreadable state is never trusted
         logger.warning("training state %s is unusable (%s: %s); starting afresh", path, type(error).__name__, error)
         return None
-    return progress, parts["best"]
+    return progress, part("best.")
