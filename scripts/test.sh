@@ -17,4 +17,7 @@ export MSA_PROFILE=smoke MSA_RESULTS_DIR="$work/results" MSA_CACHE_DIR="$work/ca
 # every HTTP(S) client is also sent to a closed local port (the installs above are done by then).
 export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9
 export http_proxy=$HTTP_PROXY https_proxy=$HTTPS_PROXY all_proxy=$ALL_PROXY NO_PROXY=localhost,127.0.0.1 no_proxy=localhost,127.0.0.1
-.venv/bin/python -m pytest tests --nbval-lax notebooks "$@"
+# The unit and slow tests in 2 processes, a test file each at a time (pytest-xdist); then the notebooks
+# in order in one process (each reads what the ones before it wrote).
+.venv/bin/python -m pytest tests -n 2 --dist loadfile "$@"
+.venv/bin/python -m pytest --nbval-lax notebooks "$@"

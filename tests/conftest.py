@@ -25,14 +25,6 @@ SAMPLE_LABELS = {  # real guids and their real tags (see data/mvsa_ecnu/SOURCE.m
 }
 
 
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (``scripts/test.sh``: ``-n 2 --dist loadgroup``) every notebook cell runs in
-    one worker, in order: each notebook reads what the ones before it wrote."""
-    for item in items:
-        if item.nodeid.startswith("notebooks/"):
-            item.add_marker(pytest.mark.xdist_group("notebooks"))
-
-
 @pytest.fixture
 def mvsa_sample(tmp_path) -> Path:
     """A small MVSA folder in ``tmp_path`` with real files of the guids in SAMPLE_LABELS.
