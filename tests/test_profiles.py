@@ -29,6 +29,8 @@ def test_profiles_keep_the_papers_recipe():
     ({"head_hidden": [8]}, "model.head_hidden"),
     ({"device": "tpu"}, "device: .*cpu|cuda|auto"),
     ({"train.lr": 0}, "train.lr: input should be greater than 0"),
+    ({"lr": float("inf")}, "train.lr: input should be a finite number"),
+    ({"fusion_hidden": 30}, r"fusion_hidden \(30\) must be a multiple of fusion_heads \(4\)"),
 ])
 def test_bad_overrides_fail_at_once(override, message):
     with pytest.raises(ValueError, match=message):
@@ -44,11 +46,13 @@ def test_fields_by_dotted_or_leaf_name():
     assert "results_dir" not in cfg.run_key_settings() and cfg.run_key_settings()["train.lr"] == 1e-4
 
 
-def test_unknown_field_and_profile():
-    with pytest.raises(TypeError, match="unknown profile fields"):
+def test_unknown_or_repeated_field_and_unknown_profile():
+    with pytest.raises(TypeError, match="unknown profile field 'epochs'; did you mean max_epochs"):
         get_profile("cpu", epochs=3)
-    with pytest.raises(TypeError, match="unknown profile fields"):
+    with pytest.raises(TypeError, match=r"unknown profile field 'model.lr'; did you mean train.lr\?"):
         get_profile("cpu", **{"model.lr": 3})
+    with pytest.raises(TypeError, match="set twice"):
+        get_profile("cpu", lr=1e-3, **{"train.lr": 2e-3})
     with pytest.raises(KeyError, match="unknown profile"):
         get_profile("fast")
 

@@ -119,6 +119,12 @@ def test_a_selection_that_matches_no_notebook_is_an_error(tmp_path):
         run_study("smoke", start="abc", notebook_dir=folder)
 
 
+def test_an_empty_folder_is_refused_not_taken_for_the_current_one():
+    assert resolve_paths({"data_dir": ""}) == {"data_dir": ""}
+    with pytest.raises(ValueError, match="data.data_dir: string should have at least 1 character"):
+        run_study("smoke", {"data_dir": ""}, only=["99"])
+
+
 def test_help_lists_every_profile_field(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

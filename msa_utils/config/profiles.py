@@ -12,11 +12,12 @@ its leaf (``lr``): ``msa-study --set lr=1e-3`` and ``get_profile("cpu", lr=1e-3)
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from msa_utils.config.runtime import CACHE_DTYPES, PRECISIONS
 
@@ -47,7 +48,7 @@ Folder = Annotated[str, Field(min_length=1)]
 class Section(BaseModel):
     """A frozen group of settings; strict: ``"5"`` is not an integer, ``1`` is not ``true``."""
 
-    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataSettings(Section):
@@ -110,6 +111,13 @@ class ModelSettings(Section):
     """Train the projections and the multimodal encoder (paper); ``False`` trains the head only."""
     text_top_layers: Count = 0
     """Fine-tune this many top layers of the text encoder (paper: 0, frozen)."""
+
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> "ModelSettings":
+        if self.fusion_hidden % self.fusion_heads:
+            raise ValueError(f"fusion_hidden ({self.fusion_hidden}) must be a multiple of fusion_heads "
+                             f"({self.fusion_heads}): each attention head takes an equal share of the width")
+        return self
 
 
 class TrainSettings(Section):
@@ -177,9 +185,16 @@ class Profile(Section):
         """
         if "name" in overrides:
             raise TypeError("the profile's name cannot be overridden: choose the profile itself (msa-study --profile)")
-        unknown = sorted(k for k in overrides if k not in FIELDS and k not in FIELDS.values())
-        if unknown:
-            raise TypeError(f"unknown profile fields {unknown}; known: {sorted(FIELDS.values())}")
+        names = [*FIELDS, *FIELDS.values()]
+        for key in overrides:
+            if key not in names:
+                leaf = key.rpartition(".")[2]
+                close = [FIELDS[leaf]] if leaf in FIELDS else difflib.get_close_matches(key, names, n=2)
+                raise TypeError(f"unknown profile field {key!r}" + (f"; did you mean {' or '.join(close)}?" if close
+                                else f"; known: {', '.join(sorted(set(FIELDS.values()) - {'name'}))}"))
+        dotted = [FIELDS.get(key, key) for key in overrides]
+        if len(set(dotted)) < len(dotted):
+            raise TypeError(f"a profile field is set twice (by its leaf and its dotted name): {sorted(overrides)}")
         tree = self.model_dump()
         for key, value in overrides.items():
             section, _, leaf = FIELDS.get(key, key).rpartition(".")
@@ -188,9 +203,10 @@ class Profile(Section):
             return Profile.model_validate(tree)
         except ValidationError as error:
             problem = error.errors()[0]
-            field = ".".join(str(p) for p in problem["loc"])
-            raise ValueError(f"profile field {field}: {problem['msg'][0].lower()}{problem['msg'][1:]}, "
-                             f"got {problem['input']!r}") from None
+            field = ".".join(p for p in problem["loc"] if isinstance(p, str))
+            message = problem["msg"].removeprefix("Value error, ")
+            got = "" if problem["type"] == "value_error" else f", got {problem['input']!r}"
+            raise ValueError(f"profile field {field}: {message[0].lower()}{message[1:]}{got}") from None
 
 
 NOT_IN_RUN_KEY = {"name", "num_threads", "results_dir", "cache_dir", "seeds", "data.data_dir",

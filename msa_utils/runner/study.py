@@ -75,7 +75,7 @@ def resolve_paths(overrides: dict[str, Any]) -> dict[str, Any]:
     out = dict(overrides)
     for key, value in overrides.items():
         leaf = key.rpartition(".")[2]  # a field by its dotted or its leaf name
-        if isinstance(value, str) and (leaf in ("data_dir", "results_dir", "cache_dir")
+        if isinstance(value, str) and value and (leaf in ("data_dir", "results_dir", "cache_dir")
                                        or leaf == "flava_name_or_path" and Path(value).expanduser().exists()):
             out[key] = str(Path(value).expanduser().resolve())
     return out
@@ -206,10 +206,12 @@ def _run(nb: Path, results: Path, output: Path, profile: str, overrides: dict[st
     def files() -> dict[str, tuple[int, int]]:  # (size, mtime) of every file but the stamps
         found = (p for p in results.rglob("*") if p.is_file() and ".stamps" not in p.relative_to(results).parts)
         return {p.relative_to(results).as_posix(): (s.st_size, s.st_mtime_ns) for p in found if (s := p.stat())}
+    # the kernels run in notebooks/: a relative MSA_RESULTS_DIR / MSA_CACHE_DIR means the caller's, as --set paths do
+    folders = {v: str(Path(os.environ[v]).resolve()) for v in ("MSA_RESULTS_DIR", "MSA_CACHE_DIR") if os.environ.get(v)}
     before, t0 = files(), time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="msa-kernel-") as sockets, \
-                mock.patch.dict(os.environ, {PROFILE_ENV: profile, "TQDM_DISABLE": "1"}):  # restored after
+                mock.patch.dict(os.environ, {PROFILE_ENV: profile, "TQDM_DISABLE": "1", **folders}):  # restored after
             pm.execute_notebook(str(nb), str(output), parameters={"profile": profile, "overrides": overrides},
                                 cwd=str(nb.parent), kernel_name="python3", progress_bar=True, config=Config(
                                     {"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}))
