@@ -2,7 +2,7 @@
 
 import pytest
 
-from msa_utils.config.profiles import PROFILES, get_profile
+from msa_utils.config.profiles import FIELDS, PROFILES, get_profile
 
 
 def test_profiles_keep_the_papers_recipe():
@@ -35,6 +35,10 @@ def test_profiles_keep_the_papers_recipe():
 def test_bad_overrides_fail_at_once(override, message):
     with pytest.raises(ValueError, match=message):
         get_profile("cpu", **override)
+
+
+def test_leaf_names_are_unique_so_either_name_finds_one_field():
+    assert len(FIELDS) == len(PROFILES["cpu"].flat()) and set(FIELDS.values()) == set(PROFILES["cpu"].flat())
 
 
 def test_fields_by_dotted_or_leaf_name():
