@@ -160,3 +160,14 @@ def compact_backbone_grid2(compact_backbone):
     return compact_backbone.with_image_grid(2)
 
 # --- end of the encoders / features / model block -------------------------------------------
+
+
+
+# --- Order (scripts/test.sh runs the tests in 2 processes: pytest-xdist, --dist loadfile) ---------
+# pytest-xdist hands each process a test file at a time, in collection order. The files marked slow
+# (notebooks, the runner, subprocesses: a minute or two each) are collected first, so that no process
+# is handed a two-minute file at the end while the other one waits.
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order kept
