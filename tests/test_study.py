@@ -8,9 +8,9 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from msa_utils.config.profiles import PROFILES
 from msa_utils.config.runtime import progress_bar
-from msa_utils.runner.notebook import notebook_warnings
-from msa_utils.runner.study import (StudyFailed, describe_outputs, main, parse_overrides, resolve_paths, run_study,
-                                    study_notebooks)
+from msa_utils.runner.cli import main, parse_overrides
+from msa_utils.runner.notebook import describe_outputs, notebook_warnings
+from msa_utils.runner.study import StudyFailed, resolve_paths, run_study, study_notebooks
 
 
 def write_notebook(path, *sources):

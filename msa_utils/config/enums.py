@@ -1,4 +1,4 @@
-"""Closed sets of names that several layers dispatch on."""
+"""Closed sets of names that several layers dispatch on or validate against (no torch: profiles import them)."""
 
 from __future__ import annotations
 
@@ -11,3 +11,10 @@ class Modality(StrEnum):
 
     TEXT = "text"
     IMAGE = "image"
+
+
+PRECISIONS = ("float32", "bfloat16")
+"""The values of a profile's ``precision``: float32, or bf16 autocast of the frozen encoders."""
+
+CACHE_DTYPES = ("float32", "float16", "bfloat16")
+"""The dtypes cached token states are stored in (a profile's ``cache_dtype``), named as in torch."""

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from msa_utils.config.runtime import CACHE_DTYPES, PRECISIONS
+from msa_utils.config.enums import CACHE_DTYPES, PRECISIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The repository root (this package is installed in editable mode from it)."""
@@ -167,9 +167,8 @@ class Profile(Section):
     def flat(self) -> dict[str, Any]:
         """Every field by dotted name (``train.lr``), tuples as lists: for JSON, keys and display."""
         out = {}
-        for name, value in self.model_dump().items():
-            items = {f"{name}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value}
-            out.update({k: list(v) if isinstance(v, tuple) else v for k, v in items.items()})
+        for name, value in self.model_dump(mode="json").items():
+            out.update({f"{name}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value})
         return out
 
     def run_key_settings(self) -> dict[str, Any]:
@@ -177,12 +176,8 @@ class Profile(Section):
         return {k: v for k, v in self.flat().items() if k not in NOT_IN_RUN_KEY}
 
     def replace(self, **overrides: Any) -> "Profile":
-        """A copy with ``overrides`` (dotted or leaf names) applied and validated.
-
-        Raises:
-            TypeError: for an unknown field, or ``name``.
-            ValueError: naming the field, the value and what it must be.
-        """
+        """A copy with ``overrides`` (dotted or leaf names) applied and validated. Raises TypeError for an
+        unknown field or ``name``, ValueError naming the field, the value and what it must be."""
         if "name" in overrides:
             raise TypeError("the profile's name cannot be overridden: choose the profile itself (msa-study --profile)")
         names = [*FIELDS, *FIELDS.values()]
@@ -250,10 +245,9 @@ PROFILES: dict[str, Profile] = {
         model=ModelSettings(fusion_hidden=768, fusion_layers=6, fusion_heads=12, head_hidden=(512, 256)),
         train=TrainSettings(group_by_length=True),
     ),
-    # The compact design was chosen on the validation split (benchmarks/design_sweep.py, 3 seeds;
-    # benchmarks/results/design_sweep.csv): 256 wide, 2 layers, the image map pooled to 2 x 2 tokens
-    # scored as well as any design tried at about 10 s an epoch. bf16 encoders and length-grouped
-    # batches: docs/performance.md. No decoding worker: on 2 cores it takes a core from the encoders.
+    # The compact design (256 wide, 2 layers, 2 x 2 image tokens) was chosen on the validation split:
+    # docs/design.md. bf16 encoders and length-grouped batches: docs/performance.md. No decoding
+    # worker: on 2 cores it takes a core from the encoders.
     "cpu": Profile(
         name="cpu", device="cpu",
         features=FeatureSettings(precision="bfloat16", cache_dtype="float16"),
@@ -272,16 +266,10 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str = "cpu", /, **overrides: Any) -> Profile:
-    """The named profile with ``overrides`` (dotted or leaf names) applied.
-
-    ``results_dir`` / ``cache_dir`` overrides of ``None`` are ignored, so notebooks can pass their
-    optional parameters straight through; the environment variables ``MSA_RESULTS_DIR`` and
-    ``MSA_CACHE_DIR``, when set, take the place of the profile's folders (the tests use them).
-
-    Raises:
-        KeyError: for an unknown profile.
-        TypeError, ValueError: as :meth:`Profile.replace`.
-    """
+    """The named profile with ``overrides`` (dotted or leaf names) applied; ``results_dir`` / ``cache_dir``
+    overrides of ``None`` are ignored (a notebook's unset parameters) and ``MSA_RESULTS_DIR`` /
+    ``MSA_CACHE_DIR``, when set, replace the profile's folders (the tests use them). Raises KeyError for
+    an unknown profile, TypeError or ValueError as :meth:`Profile.replace`."""
     if name not in PROFILES:
         raise KeyError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     env = {"results_dir": os.environ.get("MSA_RESULTS_DIR"), "cache_dir": os.environ.get("MSA_CACHE_DIR")}

@@ -1,31 +1,27 @@
-"""The process's run-time state, set in one place: seeds and the device.
-
-:func:`msa_utils.runner.notebook.setup`, the first call of every notebook, applies them for a profile.
-"""
+"""The process's run-time state, set in one place: seeds, the device, precision, progress bars; and the versions
+of the libraries it runs on. :func:`msa_utils.runner.notebook.setup`, the first call of every notebook, applies them."""
 
 from __future__ import annotations
 
 import os
+import platform
 import random
+import re
 import sys
 import time
+from importlib import metadata
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from msa_utils.config.enums import PRECISIONS
+
+
 def set_seed(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) and, optionally, ask torch for determinism.
-
-    Args:
-        seed: any non-negative integer.
-        deterministic: if True, call ``torch.use_deterministic_algorithms(True, warn_only=True)``
-            and disable cuDNN autotuning, so that a rerun on the same machine gives identical
-            numbers (see the PyTorch "Reproducibility" notes).
-
-    Raises:
-        ValueError: if ``seed`` is negative.
-    """
+    """Seed Python, NumPy and torch (CPU and CUDA); ``deterministic`` also asks torch for deterministic
+    algorithms (warn only) without cuDNN autotuning, so a rerun on the same machine gives identical numbers
+    (PyTorch's "Reproducibility" notes). Raises ValueError if ``seed`` is negative."""
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     random.seed(seed)
@@ -38,52 +34,29 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """Map a profile's device string to a ``torch.device``: the one device resolver of the study.
-
-    ``"auto"`` gives ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``; anything else is
-    passed to ``torch.device``.
-
-    Raises:
-        RuntimeError: if ``device`` names CUDA and no CUDA device is available.
-    """
-    if isinstance(device, torch.device):
-        resolved = device
-    elif device == "auto":
-        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        resolved = torch.device(device)
+    """A profile's device as a ``torch.device`` (``"auto"``: CUDA when available): the study's one device
+    resolver. Raises RuntimeError if ``device`` names CUDA and no CUDA device is available."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {str(device)!r} requested but CUDA is not available")
     return resolved
 
 
-PRECISIONS = ("float32", "bfloat16")
-"""The values of a profile's ``precision``: float32, or bf16 autocast of the frozen encoders."""
-
-CACHE_DTYPES = ("float32", "float16", "bfloat16")
-"""The dtypes cached token states are stored in (a profile's ``cache_dtype``), named as in torch."""
 
 
 def checked_precision(precision: str) -> str:
-    """``precision`` itself if it is one of :data:`PRECISIONS`.
-
-    Raises:
-        ValueError: otherwise.
-    """
+    """``precision`` itself if it is one of :data:`PRECISIONS`; ValueError otherwise."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be {' or '.join(map(repr, PRECISIONS))}, got {precision!r}")
     return precision
 
 
 def allow_tf32(precision: str) -> None:
-    """Allow TF32 tensor-core matmuls and convolutions on CUDA when ``precision`` is
-    ``"bfloat16"`` (``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``):
-    the float32 parts of a bf16 run (e.g. training) then use them too. ``"float32"`` turns both
-    off. The flags are CUDA-only: CPU matmuls are untouched.
-
-    Raises:
-        ValueError: for another ``precision``.
-    """
+    """Allow TF32 tensor-core matmuls and convolutions on CUDA (CPU matmuls are untouched) when
+    ``precision`` is ``"bfloat16"``, so the float32 parts of a bf16 run (training) use them too;
+    ``"float32"`` turns both off. Raises ValueError for another ``precision``."""
     fast = checked_precision(precision) == "bfloat16"
     torch.backends.cuda.matmul.allow_tf32 = fast
     torch.backends.cudnn.allow_tf32 = fast
@@ -98,19 +71,8 @@ def progress_bar(iterable=None, *, show: bool = True, **kwargs) -> tqdm:
 
 
 class ExpectedTime:
-    """Prints, once, how long a long loop will take, from its first items (to standard error).
-
-    Example::
-
-        clock = ExpectedTime("encode", total=4511)
-        for batch in batches:
-            ...
-            clock.update(len(batch))   # after 5 s or 10% of the items: one line, then silent
-
-    Attributes:
-        what: name of the loop in the message. total: items the loop will do.
-        after_s: print once this many seconds have passed [s] (or ``after_fraction`` of the items).
-    """
+    """Prints once, to standard error, how long the loop ``what`` of ``total`` items will take, as soon as
+    ``after_s`` seconds [s] have passed or ``after_fraction`` of the items are done (:meth:`update`)."""
 
     def __init__(self, what: str, total: int, *, after_s: float = 5.0, after_fraction: float = 0.1,
                  enabled: bool = True) -> None:
@@ -122,12 +84,19 @@ class ExpectedTime:
         total time [s] (else ``None``)."""
         self.done += int(items)
         elapsed = time.perf_counter() - self.start
-        if not self.enabled or self.done == 0 or self.done >= self.total:
-            return None
-        if elapsed < self.after_s and self.done < self.after_fraction * self.total:
+        early = elapsed < self.after_s and self.done < self.after_fraction * self.total
+        if not self.enabled or self.done == 0 or self.done >= self.total or early:
             return None
         self.enabled = False
         expected = elapsed * self.total / self.done
         print(f"[{self.what}] {self.done}/{self.total} in {elapsed:.1f} s: expected {expected:.0f} s in all",
               file=sys.stderr, flush=True)
         return expected
+
+
+def library_versions() -> dict[str, str]:
+    """Python and the installed version of each dependency of ``msa-utils`` (test extras left out)."""
+    version = lambda name: next((d.version for d in metadata.distributions(name=name)), "not installed")  # noqa: E731
+    required = next((d.requires or [] for d in metadata.distributions(name="msa-utils")), [])
+    names = [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0] for r in required if "extra ==" not in r]
+    return {"python": platform.python_version()} | {name: version(name) for name in names}

@@ -47,20 +47,15 @@ def looks_like_mojibake(text: str) -> bool:
     script (not Latin or CJK) under half of the text's letters (one ``Ц`` in Latin text)."""
     letters = [ch for ch in text if ch.isalpha()]
     scripts = Counter(_script(ch) for ch in letters)
-    for ch in text:
-        if ord(ch) < 128:
-            continue
-        if unicodedata.category(ch) in _SUSPICIOUS_CATEGORIES:
-            return True
-        if ch.isalpha() and _script(ch) not in ("LATIN", "CJK") and scripts[_script(ch)] * 2 < len(letters):
-            return True
-    return False
+    return any(unicodedata.category(ch) in _SUSPICIOUS_CATEGORIES
+               or (ch.isalpha() and _script(ch) not in ("LATIN", "CJK") and scripts[_script(ch)] * 2 < len(letters))
+               for ch in text if not ch.isascii())
 
 
 def _rare_ideographs(text: str) -> bool:
     """True for an ideograph outside GB2312 level 1 (lead bytes 0xB0-0xD7): ``Привет`` read as GB18030 → ``橡桠弪``."""
-    return any((gb := _gb_ideograph_bytes(ch)) is not None and (len(gb) != 2 or not 0xB0 <= gb[0] <= 0xD7 or gb[1] < 0xA1)
-               for ch in text)
+    return any((gb := _gb_ideograph_bytes(ch)) is not None
+               and (len(gb) != 2 or not 0xB0 <= gb[0] <= 0xD7 or gb[1] < 0xA1) for ch in text)
 
 
 def _odd_word(word: str) -> bool:
@@ -69,7 +64,7 @@ def _odd_word(word: str) -> bool:
     scripts = {_script(ch) for ch in word}
     if len(scripts) > 1 and "CJK" not in scripts:
         return True
-    if scripts and scripts <= {"CYRILLIC", "GREEK"} and any(a.islower() and b.isupper() for a, b in zip(word, word[1:])):
+    if scripts <= {"CYRILLIC", "GREEK"} and any(a.islower() and b.isupper() for a, b in zip(word, word[1:])):
         return True
     if scripts == {"LATIN"} and len(word) >= 2:
         accented = sum(not ch.isascii() for ch in word)
@@ -87,8 +82,8 @@ def implausibility(text: str) -> int:
         if ch.isascii() and (ch.isprintable() or ch in "\t\r\n"):
             continue
         gb = _gb_ideograph_bytes(ch)
-        points += (unicodedata.category(ch) in _SUSPICIOUS_CATEGORIES
-                   or (0xA1 <= ord(ch) <= 0xBF and any(0 <= j < len(text) and not text[j].isascii() for j in (i - 1, i + 1)))
+        next_to_non_ascii = any(0 <= j < len(text) and not text[j].isascii() for j in (i - 1, i + 1))
+        points += (unicodedata.category(ch) in _SUSPICIOUS_CATEGORIES or (0xA1 <= ord(ch) <= 0xBF and next_to_non_ascii)
                    or (gb is not None and len(gb) == 2 and 0x40 <= gb[1] <= 0x7E))
     return points + sum(_odd_word("".join(run)) for letters, run in groupby(text, str.isalpha) if letters)
 
@@ -118,7 +113,8 @@ def decode_text_bytes(raw: bytes) -> tuple[str, str, str | None]:
     (``decoded_gb18030_with_replacement``, which the caller excludes)."""
     if raw.startswith(codecs.BOM_UTF8) and (text := _decode_or_none(raw[len(codecs.BOM_UTF8):], "utf-8")) is not None:
         return text, "utf-8", reasons.UTF8_BOM_REMOVED
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (text := _decode_or_none(raw, "utf-16")) is not None:
+    if (raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+            and (text := _decode_or_none(raw, "utf-16")) is not None):
         return text, "utf-16", reasons.DECODED_UTF16
     if b"\x00" in raw:
         return _decode_nul_bytes(raw)

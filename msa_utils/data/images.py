@@ -84,12 +84,12 @@ def to_rgb(image: Image.Image) -> tuple[Image.Image, str | None]:
             scaled = values * 255
         else:
             scaled = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
-        return Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L").convert("RGB"), reasons.mode_to_rgb(mode)
-    if mode in ("P", "L") and "transparency" in image.info:
+        image = Image.fromarray(np.rint(scaled).astype(np.uint8), mode="L")
+    elif mode in ("P", "L") and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in _ALPHA_MODES:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB"), reasons.mode_to_rgb(mode)
+        image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB"), reasons.mode_to_rgb(mode)
 
 
@@ -144,8 +144,7 @@ def _load(path: Path, max_pixels: int, draft: tuple[int, int] | None = None) -> 
     return rgb, facts
 
 
-def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: DataReport,
-                   max_pixels: int = MAX_PIXELS) -> pd.DataFrame:
+def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
     """Load each image of ``frame`` (``guid``, ``image_file`` relative to ``data_dir``, ``has_image``) as
     :func:`load_image` would (JPEGs drafted small) and report what the reasons of stage ``images`` name.
     Returns a copy with ``width`` / ``height`` [px] upright (``Int64``, ``<NA>`` unless usable), ``mode``
@@ -156,7 +155,7 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
         width, height, mode, ok = None, None, "", False
         if has_image:
             try:
-                image, facts = _load(data_dir / rel, max_pixels, draft=(1, 1))
+                image, facts = _load(data_dir / rel, MAX_PIXELS, draft=(1, 1))
                 image.close()
                 width, height, mode, ok = facts["width"], facts["height"], facts["mode"], True
                 if facts["orientation"]:
@@ -178,9 +177,5 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
                 report.add(reasons.image_error(exc.reason), guid, f"{exc}; row kept with image_ok=False, the trainer skips it")
         rows.append((width, height, mode, ok))
     widths, heights, modes, oks = (list(column) for column in zip(*rows)) if rows else ([], [], [], [])
-    out = frame.copy()
-    out["width"] = pd.array(widths, dtype="Int64")
-    out["height"] = pd.array(heights, dtype="Int64")
-    out["mode"] = modes
-    out["image_ok"] = oks
-    return out
+    return frame.assign(width=pd.array(widths, dtype="Int64"), height=pd.array(heights, dtype="Int64"), mode=modes,
+                        image_ok=oks)

@@ -71,7 +71,8 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> 
     if repair is not None:
         report.add(reasons.label_file_repair(repair), None, f"{path.name} decoded ({repair})")
     for number, line in bad:
-        report.add(reasons.BAD_LABEL_LINE, None, f"{path.name} line {number}: expected the header's fields, got {line[:120]!r}")
+        report.add(reasons.BAD_LABEL_LINE, None,
+                   f"{path.name} line {number}: expected the header's fields, got {line[:120]!r}")
     kept = []
     for number, guid_text, raw_tag in rows:
         if not is_guid(guid_text):
@@ -101,7 +102,8 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport) -> 
                        f"{path.name}: {len(group)} lines with tag {tags[0]!r}; kept the first")
         else:
             drop[group.index] = True
-            report.add(reasons.DUPLICATE_GUID_CONFLICTING_LABELS, guid, f"{path.name}: tags {tags}; all copies excluded")
+            report.add(reasons.DUPLICATE_GUID_CONFLICTING_LABELS, guid,
+                       f"{path.name}: tags {tags}; all copies excluded")
     frame = frame[~drop]
     frame.insert(1, "split", split)
     return frame.reset_index(drop=True)
@@ -154,8 +156,8 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
     test = read_label_file(data_dir / LABEL_FILES["test"], "test", report)
     both = test["guid"].isin(set(train["guid"]))
     for guid in test.loc[both, "guid"]:
-        report.add(reasons.GUID_IN_TRAIN_AND_TEST, guid,
-                   "guid listed in train.txt and test_without_label.txt; kept the labelled train row, dropped the test row")
+        report.add(reasons.GUID_IN_TRAIN_AND_TEST, guid, "guid listed in train.txt and test_without_label.txt; "
+                   "kept the labelled train row, dropped the test row")
     frame = pd.concat([train, test[~both]], ignore_index=True)
 
     text_guids, image_guids = set(), set()
@@ -175,7 +177,6 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
     listed = set(frame["guid"]) | set(report.guids(stage="load", action="excluded"))
     for guid in sorted((text_guids | image_guids) - listed):
         report.add(reasons.UNLABELLED_UNUSED, guid, "in data/ but on no usable line of either label file; not used")
-    frame["guid"] = frame["guid"].astype(int)
     return frame[LOADED_COLUMNS]
 
 

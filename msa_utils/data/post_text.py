@@ -1,6 +1,5 @@
 """Drawing a post's text in a figure exactly as written: no mathtext (``Won $5 and $10`` would fail),
-the installed :data:`FALLBACK_FONTS`, and :data:`MISSING_GLYPH` where none has a character (no warnings).
-"""
+the installed :data:`FALLBACK_FONTS`, and :data:`MISSING_GLYPH` where none has a character (no warnings)."""
 
 from __future__ import annotations
 

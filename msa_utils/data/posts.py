@@ -1,7 +1,6 @@
 """The post table: one row per post of the label files, built once by :func:`build_posts` (stages
 load, sample, images, content, clean, translate, each reporting to one data report), written by
-notebook 01 (:func:`save_posts`) and read back by the later ones (:func:`load_posts`).
-"""
+notebook 01 (:func:`save_posts`) and read back by the later ones (:func:`load_posts`)."""
 
 from __future__ import annotations
 
@@ -54,8 +53,7 @@ class PostTable:
 
 
 def build_posts(cfg: Profile) -> PostTable:
-    """Run every stage on ``cfg.data.data_dir``. Raises as :func:`msa_utils.data.mvsa.load_mvsa`, and
-    ValueError if :func:`check_posts` fails."""
+    """Every stage, on ``cfg.data.data_dir``; raises as :func:`~msa_utils.data.mvsa.load_mvsa`, :func:`check_posts`."""
     report = DataReport()
     posts = load_mvsa(cfg.data.data_dir, report)
     posts = sample_posts(posts, cfg.data.train_sample, cfg.data.test_sample, cfg.seed, report)
@@ -93,9 +91,8 @@ def sample_posts(frame: pd.DataFrame, train_sample: int | None, test_sample: int
 
 
 def group_content(frame: pd.DataFrame, data_dir, report: DataReport | None = None) -> pd.DataFrame:
-    """A copy of ``frame`` with ``content_group`` (:func:`~msa_utils.data.splits.content_groups` of
-    ``text_raw`` and image SHA-256s); labelled posts sharing a group are reported. Raises OSError for an
-    unreadable image."""
+    """A copy of ``frame`` with ``content_group`` (:func:`~msa_utils.data.splits.content_groups` of ``text_raw`` and
+    image SHA-256s); labelled posts sharing a group are reported. Raises OSError for an unreadable image."""
     frame = frame.copy()
     hashes = hashing.file_hashes(Path(data_dir) / rel for rel in frame["image_file"])
     frame["content_group"] = content_groups([None if pd.isna(t) else t for t in frame["text_raw"]], hashes)

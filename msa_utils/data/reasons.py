@@ -4,10 +4,12 @@ action, case and handling. ``DataReport.add`` refuses codes it lacks (:func:`loo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-STAGES: tuple[str, ...] = ("load", "sample", "images", "content", "clean", "translate")
-"""The stages that write the report, in pipeline order."""
+STAGES: dict[str, str] = {"load": "Reading the files", "sample": "Sampling", "images": "Checking the images",
+                          "content": "Shared content", "clean": "Cleaning the text", "translate": "Translating"}
+"""The stages that write the report, in pipeline order, with their titles in :func:`reasons_table`."""
 ACTIONS: tuple[str, ...] = ("repaired", "excluded", "noted")
 """What a stage did about an item: repaired it, left it out, or noticed it and kept it as is."""
 
@@ -53,17 +55,14 @@ class Reason:
 _REGISTRY: list[Reason] = []
 
 
-def _registrar(stage: str):
-    """``register(code, action, case, handling, policy=None, members=None)``: append a reason of ``stage``
-    to the registry (in pipeline order) and return its code."""
-    def register(code: str, action: str, case: str, handling: str, policy: str | None = None,
-                 members: tuple[str, ...] | None = None) -> str:
-        _REGISTRY.append(Reason(code, stage, action, case, handling, policy, members))
-        return code
-    return register
+def _register(stage: str, code: str, action: str, case: str, handling: str, policy: str | None = None,
+              members: tuple[str, ...] | None = None) -> str:
+    """Append a reason to the registry (in pipeline order) and return its code."""
+    _REGISTRY.append(Reason(code, stage, action, case, handling, policy, members))
+    return code
 
 
-_load, _sample, _images, _content, _clean, _translate = (_registrar(stage) for stage in STAGES)
+_load, _sample, _images, _content, _clean, _translate = (functools.partial(_register, stage) for stage in STAGES)
 
 
 _NOT_TRAINED = "the row is kept with has_text=False and the trainer skips it"
@@ -96,9 +95,9 @@ NUL_BYTES_REMOVED_PLUS = _load("nul_bytes_removed+{repair}", "repaired",
     "stray NUL bytes in a text whose rest also needs a repair",
     "NULs removed, the rest decoded and repaired; the code joins both repairs with '+' "
     "(`{repair}`: " + ", ".join(f"`{r}`" for r in AFTER_NUL_REPAIRS) + ")", members=AFTER_NUL_REPAIRS)
-TEXT_REPAIRS: tuple[str, ...] = (
-    UTF8_BOM_REMOVED, DECODED_UTF16, DECODED_UTF16_NO_BOM, DECODED_GB18030, DECODED_GB18030_NOT_UTF8,
-    DECODED_WINDOWS_1252, DECODED_WINDOWS_1251, NUL_BYTES_REMOVED, *(f"{NUL_BYTES_REMOVED}+{r}" for r in AFTER_NUL_REPAIRS))
+TEXT_REPAIRS: tuple[str, ...] = (UTF8_BOM_REMOVED, DECODED_UTF16, DECODED_UTF16_NO_BOM, DECODED_GB18030,
+                                 DECODED_GB18030_NOT_UTF8, DECODED_WINDOWS_1252, DECODED_WINDOWS_1251,
+                                 NUL_BYTES_REMOVED, *(f"{NUL_BYTES_REMOVED}+{r}" for r in AFTER_NUL_REPAIRS))
 """Every repair code :func:`msa_utils.data.decoding.decode_text_bytes` returns for a usable text."""
 DECODED_GB18030_WITH_REPLACEMENT = "decoded_gb18030_with_replacement"
 """Not a report code: a post's text so decoded is :data:`UNDECODABLE_TEXT`, a label file ``label_file_`` + this."""
@@ -172,9 +171,9 @@ EXIF_UNREADABLE = _images("exif_unreadable", "noted",
     "an EXIF block Pillow cannot parse, or an Orientation outside 1-8",
     "the image is kept, never excluded for its EXIF: what Pillow could read of the block is used "
     "(no readable Orientation: not turned)")
-MODE_TO_RGB = _images(
-    "mode_{mode}_to_RGB", "repaired",
-    "image not in RGB: alpha, a palette (with a transparent colour or not), grayscale, CMYK, 16-bit, 32-bit or float, ...",
+MODE_TO_RGB = _images("mode_{mode}_to_RGB", "repaired",
+    "image not in RGB: alpha, a palette (with a transparent colour or not), grayscale, CMYK, 16-bit, 32-bit or "
+    "float, ...",
     "converted to RGB when loaded; alpha and transparent palette colours are composited on white, "
     "so transparent pixels do not turn black; 16-bit, 32-bit and float images are scaled to 8 bit, "
     "not clipped (16-bit and integers in 0..65535: value x 255 / 65535; floats in [0, 1]: x 255; "
@@ -275,10 +274,6 @@ def image_error(cause: str) -> str:
     return reason.code
 
 
-_STAGE_TITLES = {"load": "Reading the files", "sample": "Sampling", "images": "Checking the images",
-                 "content": "Shared content", "clean": "Cleaning the text", "translate": "Translating"}
-
-
 def _cell(text: str) -> str:
     """``text`` for one Markdown table cell: one line, pipes escaped."""
     return " ".join(text.split()).replace("|", "\\|")
@@ -288,8 +283,8 @@ def reasons_table() -> str:
     """The registry as Markdown, one table per stage in pipeline order (columns: input / case,
     what the study does, ``reason``, action, policy), ending with a newline."""
     parts = []
-    for stage in STAGES:
-        parts += [f"### {_STAGE_TITLES[stage]} (stage `{stage}`)\n",
+    for stage, title in STAGES.items():
+        parts += [f"### {title} (stage `{stage}`)\n",
                   "| input / case | what the study does | `reason` | action | policy |", "|---|---|---|---|---|"]
         for r in (reason for reason in _REGISTRY if reason.stage == stage):
             policy = f"**policy:** {_cell(r.policy)}" if r.policy else ""

@@ -1,8 +1,7 @@
 """The study's parts of the labelled posts and the paper's re-sampling "by inverse class frequency".
 
 A test part no choice ever reads is set aside first, then the rest is split 8:2 as in the paper; each
-split is stratified by class and keeps posts that share content (:func:`content_groups`) on one side.
-"""
+split is stratified by class and keeps posts that share content (:func:`content_groups`) on one side."""
 
 from __future__ import annotations
 
@@ -45,8 +44,7 @@ def content_groups(texts: Sequence[str | None], image_hashes: Sequence[str | Non
 
 
 def straddling_posts(groups: np.ndarray, parts: Sequence[np.ndarray]) -> np.ndarray:
-    """Sorted int64 positions of the posts whose group has posts in two or more of ``parts``
-    (disjoint arrays of positions into ``groups``)."""
+    """Sorted int64 positions of the posts whose group spans two or more of ``parts`` (disjoint positions)."""
     groups = np.asarray(groups)
     part_of = np.full(len(groups), -1)
     for index, positions in enumerate(parts):
@@ -82,8 +80,7 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed:
     """``(kept, held)`` sorted int64 positions, ``held`` about ``fraction``: one fold of
     ``StratifiedGroupKFold(round(1 / fraction), shuffle=True, random_state=seed)``; a class of one post
     goes to ``kept``. Raises ValueError on mismatched shapes, no posts, ``fraction`` outside [0.05, 0.5],
-    fewer groups than folds or one post in every class; warns of a class with 0 or 1 post or missing in a part.
-    """
+    fewer groups than folds or one post in every class; warns of a class with 0 or 1 post or missing in a part."""
     labels, groups = np.asarray(labels), np.asarray(groups)
     if labels.shape != groups.shape:
         raise ValueError(f"labels {labels.shape} and groups {groups.shape} differ in shape")
@@ -175,8 +172,7 @@ def save_split(split: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
 
 
 def load_split(folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The split :func:`save_split` wrote; raises FileNotFoundError if a guid list is missing (run
-    notebook 03), ValueError if a guid is in two parts."""
+    """The split :func:`save_split` wrote; FileNotFoundError for a missing list, ValueError for a guid in two parts."""
     split = {}
     for part, name in SPLIT_FILES.items():
         path = Path(folder) / name
@@ -198,17 +194,17 @@ def inverse_frequency_weights(labels: np.ndarray | torch.Tensor, num_classes: in
     return 1.0 / torch.bincount(labels, minlength=num_classes).double()[labels]
 
 
-def make_sampler(labels: np.ndarray, seed: int, num_samples: int | None = None) -> WeightedRandomSampler:
-    """A sampler drawing ``num_samples`` (default N) of the (N,) ``labels`` per epoch, with
-    replacement, by :func:`inverse_frequency_weights`, from its own generator seeded with ``seed``."""
+def make_sampler(labels: np.ndarray, seed: int) -> WeightedRandomSampler:
+    """A sampler drawing N of the (N,) ``labels`` per epoch, with replacement, by
+    :func:`inverse_frequency_weights`, from its own generator seeded with ``seed``."""
     weights = inverse_frequency_weights(labels)
-    return WeightedRandomSampler(weights, num_samples=num_samples or len(weights), replacement=True,
+    return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
                                  generator=torch.Generator().manual_seed(seed))
 
 
-def class_counts(labels: np.ndarray, num_classes: int = len(LABELS)) -> pd.Series:
+def class_counts(labels: np.ndarray) -> pd.Series:
     """Counts per class name (index ``positive, negative, neutral``)."""
-    return pd.Series(np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes), index=list(LABELS),
+    return pd.Series(np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(LABELS)), index=list(LABELS),
                      name="count")
 
 

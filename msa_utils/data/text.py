@@ -30,7 +30,6 @@ RETWEET_RE = re.compile(r"(?<!\w)RT(?![\w'’]):?")  # a whole word: not ART, rt
 HASHTAG_RE = re.compile(r"#(?=\w)")
 GARBLED_TOKEN_RE = re.compile(r"(?<!\S)[#@]?\?+(?!\S)")  # a token of only "?" (after "#"/"@"): lost characters
 GARBLED_BEFORE_WORD_RE = re.compile(r"\?+(?=\w)")  # "w?r", "?200": a real question mark never is
-WHITESPACE_RE = re.compile(r"\s+")
 ENTITY_RE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 FULL_WIDTH_QUESTION_MARK = "\uff1f"
 MAX_UNESCAPE_ROUNDS = 32  # unescape_html's bound (``&amp;amp;amp;lt;`` needs 4)
@@ -61,7 +60,8 @@ fix_with_ftfy: Callable[[str], str] = functools.partial(ftfy.fix_text, config=FT
 
 
 def emoji_to_words(text: str) -> str:
-    """Each emoji (ZWJ sequences, flags) as its English CLDR name between spaces (``😂`` → ``face with tears of joy``)."""
+    """Each emoji (ZWJ sequences, flags) as its English CLDR name between spaces
+    (``😂`` → ``face with tears of joy``)."""
     return emoji.replace_emoji(text, replace=lambda chars, data: " " + data["en"].strip(":").replace("_", " ") + " ")
 
 
@@ -101,7 +101,7 @@ def ascii_question_marks(text: str) -> str:
 
 def collapse_whitespace(text: str) -> str:
     """Every run of whitespace as one space, the ends stripped."""
-    return WHITESPACE_RE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 REPAIR_STEPS: tuple[tuple[Callable[[str], str], str], ...] = (

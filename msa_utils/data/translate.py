@@ -57,7 +57,8 @@ def detect_language(text: str) -> str:
         return UNDETERMINED
     with _DETECTOR_LOCK:  # built once per process
         if _DETECTOR is None:
-            _DETECTOR = LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in DETECTION_LANGUAGES)).build()
+            languages = (getattr(Language, name) for name in DETECTION_LANGUAGES)
+            _DETECTOR = LanguageDetectorBuilder.from_languages(*languages).build()
     values = _DETECTOR.compute_language_confidence_values(body)
     if not values:
         return UNDETERMINED
@@ -100,12 +101,11 @@ class TranslationCache:
     def __len__(self) -> int:
         return sum(len(v) for v in self._data.values())
 
-    def save(self) -> Path:
-        """Write the cache if it changed; return its path."""
+    def save(self) -> None:
+        """Write the cache if it changed."""
         if self._dirty:
             io.write_json(self.path, self._data)
             self._dirty = False
-        return self.path
 
 
 class TranslationTimeout(TimeoutError):
@@ -141,10 +141,9 @@ def is_rate_limited(exc: BaseException) -> bool:
 
 
 def translate_posts(frame: pd.DataFrame, cache_path: str | os.PathLike, report: DataReport, enabled: bool = True,
-                    timeout_s: float = 10.0, translator: Callable[[str], str] | None = None, *, target: str = "en",
-                    max_retries: int = 3, backoff_s: float = 1.0, max_backoff_s: float = 30.0,
-                    max_consecutive_errors: int = 3, sleep: Callable[[float], None] = time.sleep,
-                    save_every: int = 50) -> pd.DataFrame:
+                    timeout_s: float = 10.0, translator: Callable[[str], str] | None = None, *, max_retries: int = 3,
+                    backoff_s: float = 1.0, max_backoff_s: float = 30.0, max_consecutive_errors: int = 3,
+                    sleep: Callable[[float], None] = time.sleep, save_every: int = 50) -> pd.DataFrame:
     """A copy of ``frame`` (``guid``, ``text_raw``, ``text_clean``; ``lang`` used if given) with ``lang``,
     ``text_en`` (the cleaned translation, or ``text_clean``), ``translated`` and ``text`` (= ``text_en``);
     each post neither ``en`` nor ``und`` reported. The translator (default ``GoogleTranslator``) gets
@@ -160,7 +159,7 @@ def translate_posts(frame: pd.DataFrame, cache_path: str | os.PathLike, report: 
             report.add(stopped[0], guid, f"lang {lang}; not tried: {stopped[1]}; kept the cleaned original text")
             return None
         if translator is None:
-            translator = GoogleTranslator(source="auto", target=target).translate
+            translator = GoogleTranslator(source="auto", target="en").translate
         try:
             for attempt in itertools.count():
                 try:
@@ -204,7 +203,7 @@ def translate_posts(frame: pd.DataFrame, cache_path: str | os.PathLike, report: 
             if lang in ("en", UNDETERMINED):
                 continue
             source = remove_noise(raw)
-            result, origin = cache.get(source, target), "cache"
+            result, origin = cache.get(source), "cache"
             if result is None and not enabled:
                 report.add(reasons.UNTRANSLATED_DISABLED, guid,
                            f"lang {lang}; translation disabled by the profile; kept the cleaned original text")
@@ -213,12 +212,12 @@ def translate_posts(frame: pd.DataFrame, cache_path: str | os.PathLike, report: 
                 result, origin = call(guid, lang, source), "new call"
                 if result is None:
                     continue
-                cache.put(source, result, target)
+                cache.put(source, result)
                 new_calls += 1
                 if new_calls % save_every == 0:
                     cache.save()
             text_en[i], translated[i] = clean_text(result), True
-            report.add(reasons.TRANSLATED, guid, f"lang {lang} -> {target} ({origin})")
+            report.add(reasons.TRANSLATED, guid, f"lang {lang} -> en ({origin})")
     finally:
         cache.save()
     out["text_en"], out["translated"] = text_en, translated

@@ -4,7 +4,7 @@ seeds, from the files :mod:`msa_utils.experiments.variants` wrote; the choice of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -24,31 +24,8 @@ PAPER_STRONGEST_EPOCHS = (2, 3, 6)
 """The epochs the paper reports as its full model's strongest (best: 2)."""
 N_RESAMPLES = 2000
 NOT_TESTED = "not tested"
-
-
-@dataclass(frozen=True)
-class _Named:
-    """A model a claim names: one of ``registry`` (ValueError if not)."""
-
-    name: str
-    registry = {}
-
-    def __post_init__(self):
-        if self.name not in self.registry:
-            raise ValueError(f"unknown {type(self).__name__} {self.name!r}; use one of {list(self.registry)}")
-
-    def resolve(self, paths: StudyPaths) -> str:
-        return self.name
-
-
-class VariantRef(_Named):
-    """A variant of :data:`~msa_utils.experiments.variants.VARIANTS`, trained with every seed."""
-    registry = VARIANTS
-
-
-class BaselineRef(_Named):
-    """A deterministic baseline of :data:`~msa_utils.experiments.variants.BASELINES` (one row)."""
-    registry = BASELINES
+BETTER_PROBE = "better_probe"
+"""A model a claim names: the run's :func:`better_probe`."""
 
 
 def better_probe(paths: StudyPaths) -> str:
@@ -58,58 +35,57 @@ def better_probe(paths: StudyPaths) -> str:
 
 
 @dataclass(frozen=True)
-class BetterProbe:
-    """The run's :func:`better_probe`."""
-    resolve = staticmethod(better_probe)
-
-
-ModelRef = Union[VariantRef, BaselineRef, BetterProbe]
-
-
-@dataclass(frozen=True)
 class Claim:
-    """One claim of the paper (ids starting with ``P``: ours) as a comparison on the test part;
-    ``expected`` as :func:`~msa_utils.experiments.compare.verdict`, or ``"epochs"`` (better's best
-    epochs are :data:`PAPER_STRONGEST_EPOCHS`)."""
+    """One claim of the paper (ids starting with ``P``: ours) as a comparison on the test part of ``better`` and
+    ``worse``, each a variant of :data:`~msa_utils.experiments.variants.VARIANTS` (trained with every seed), a
+    deterministic baseline of :data:`~msa_utils.experiments.variants.BASELINES` (one row) or :data:`BETTER_PROBE`
+    (ValueError for another name); ``expected`` as :func:`~msa_utils.experiments.compare.verdict`, or ``"epochs"``
+    (better's best epochs are :data:`PAPER_STRONGEST_EPOCHS`)."""
 
     id: str
     text: str
-    better: ModelRef
-    worse: ModelRef | None
+    better: str
+    worse: str | None
     expected: Literal["greater", "not_worse", "at_least", "epochs"]
     paper: str
     paper_value: float | None = None
 
+    def __post_init__(self) -> None:
+        known = [*VARIANTS, *BASELINES, BETTER_PROBE]
+        for name in (self.better, self.worse):
+            if name is not None and name not in known:
+                raise ValueError(f"unknown model {name!r} in claim {self.id}; use one of {known}")
 
-FULL, PAPER_MLP = VariantRef("full"), "+0.07 to +0.08"
+
+def _resolve(name: str | None, paths: StudyPaths) -> str | None:
+    return better_probe(paths) if name == BETTER_PROBE else name
+
+
+PAPER_MLP = "+0.07 to +0.08"
 CLAIMS: tuple[Claim, ...] = tuple(Claim(*fields) for fields in (
-    ("1a", "the full model reaches 0.73 weighted F1", FULL, None, "at_least", "0.73 (accuracy 0.73)", 0.73),
-    ("1b", "the full model is best at epoch 2; its strongest epochs are 2, 3 and 6", FULL, None, "epochs",
+    ("1a", "the full model reaches 0.73 weighted F1", "full", None, "at_least", "0.73 (accuracy 0.73)", 0.73),
+    ("1b", "the full model is best at epoch 2; its strongest epochs are 2, 3 and 6", "full", None, "epochs",
      "best epoch 2"),
-    ("2a", "image + text beats text alone (without image)", FULL, VariantRef("no_image"), "greater",
-     "+0.11 (0.73 vs 0.62)"),
-    ("2b", "image + text beats the image alone (without text)", FULL, VariantRef("no_text"), "greater",
-     "+0.03 (0.73 vs 0.70)"),
-    ("3", "the image carries more than the text", VariantRef("no_text"), VariantRef("no_image"), "greater",
-     "+0.08 (0.70 vs 0.62)"),
-    ("4a", "re-sampling beats a class-weighted loss", FULL, VariantRef("weighted_loss"), "greater", "not quantified"),
-    ("4b", "re-sampling beats a plain loss", FULL, VariantRef("plain_loss"), "greater", "not quantified"),
-    ("5a", "CLS + MLP beats a softmax-weighted sum over all output tokens", FULL, VariantRef("token_attention_head"),
-     "greater", PAPER_MLP),
-    ("5b", "CLS + MLP beats weighted text and image sums combined with the CLS", FULL,
-     VariantRef("modality_sum_head"), "greater", PAPER_MLP),
-    ("5c", "CLS + MLP beats multi-head attention in place of the MLP", FULL, VariantRef("attention_head"), "greater",
+    ("2a", "image + text beats text alone (without image)", "full", "no_image", "greater", "+0.11 (0.73 vs 0.62)"),
+    ("2b", "image + text beats the image alone (without text)", "full", "no_text", "greater", "+0.03 (0.73 vs 0.70)"),
+    ("3", "the image carries more than the text", "no_text", "no_image", "greater", "+0.08 (0.70 vs 0.62)"),
+    ("4a", "re-sampling beats a class-weighted loss", "full", "weighted_loss", "greater", "not quantified"),
+    ("4b", "re-sampling beats a plain loss", "full", "plain_loss", "greater", "not quantified"),
+    ("5a", "CLS + MLP beats a softmax-weighted sum over all output tokens", "full", "token_attention_head", "greater",
      PAPER_MLP),
-    ("5d", "a linear head on the CLS does as well as the MLP", VariantRef("linear_head"), FULL, "not_worse",
+    ("5b", "CLS + MLP beats weighted text and image sums combined with the CLS", "full", "modality_sum_head",
+     "greater", PAPER_MLP),
+    ("5c", "CLS + MLP beats multi-head attention in place of the MLP", "full", "attention_head", "greater", PAPER_MLP),
+    ("5d", "a linear head on the CLS does as well as the MLP", "linear_head", "full", "not_worse",
      "both among the best"),
-    ("6a", "freezing the multimodal encoder hurts", FULL, VariantRef("frozen_fusion"), "greater", "not quantified"),
-    ("6b", "a frozen text encoder loses nothing against fine-tuning its top layer", FULL, VariantRef("text_top_layer"),
+    ("6a", "freezing the multimodal encoder hurts", "full", "frozen_fusion", "greater", "not quantified"),
+    ("6b", "a frozen text encoder loses nothing against fine-tuning its top layer", "full", "text_top_layer",
      "not_worse", "not quantified"),
-    ("7", "dropout and early stopping are needed (without them the model overfits)", FULL,
-     VariantRef("no_regularisation"), "greater", "not quantified"),
-    ("P1", "(ours) the fusion model beats a linear probe on the same frozen features", FULL, BetterProbe(), "greater",
-     "–"),
-    ("P2", "(ours) the fusion model beats a text-only TF-IDF model", FULL, BaselineRef("tfidf_text"), "greater", "–"),
+    ("7", "dropout and early stopping are needed (without them the model overfits)", "full", "no_regularisation",
+     "greater", "not quantified"),
+    ("P1", "(ours) the fusion model beats a linear probe on the same frozen features", "full", BETTER_PROBE,
+     "greater", "–"),
+    ("P2", "(ours) the fusion model beats a text-only TF-IDF model", "full", "tfidf_text", "greater", "–"),
 ))
 """Every claim tested, in the order of the report."""
 
@@ -162,8 +138,7 @@ def claims_table(cfg: Profile, seed: int = 0, ids: tuple[str, ...] | None = None
     available = set(runs["variant"]) | set(BASELINES)
     rows = []
     for claim in (c for c in CLAIMS if ids is None or c.id in ids):
-        better = claim.better.resolve(paths)
-        worse = None if claim.worse is None else claim.worse.resolve(paths)
+        better, worse = _resolve(claim.better, paths), _resolve(claim.worse, paths)
         if better not in available or (worse is not None and worse not in available):
             continue
         row = {"id": claim.id, "claim": claim.text, "paper": claim.paper, "n_posts": np.nan, "note": "", "ours": "–",
@@ -180,8 +155,8 @@ def _untestable(cfg: Profile, claim: Claim) -> str:
                                            and cfg.train.max_epochs >= max(PAPER_STRONGEST_EPOCHS)):
         return (f"needs early stopping and at least {max(PAPER_STRONGEST_EPOCHS)} epochs (this run: "
                 f"early_stopping={cfg.train.early_stopping}, max_epochs={cfg.train.max_epochs})")
-    if isinstance(claim.better, VariantRef) and isinstance(claim.worse, VariantRef):
-        a, b = VARIANTS[claim.better.name], VARIANTS[claim.worse.name]
+    if claim.better in VARIANTS and claim.worse in VARIANTS:
+        a, b = VARIANTS[claim.better], VARIANTS[claim.worse]
         if a.drop == b.drop and a.profile(cfg, 0).run_key_settings() == b.profile(cfg, 0).run_key_settings():
             return (f"{a.name} and {b.name} have the same settings in this run "
                     "(an override gave the recipe the variant's)")
@@ -234,7 +209,7 @@ def _note(runs: pd.DataFrame, claim: Claim, better: str, worse: str) -> str:
         kept = runs.loc[runs["variant"] == worse]
         return (f"without them each seed trained {int(kept['epochs_run'].mean())} epochs and kept the last; their "
                 f"best validation epochs were {', '.join(map(str, kept['best_val_epoch'].astype(int)))}")
-    probe = [n for r, n in ((claim.better, better), (claim.worse, worse)) if isinstance(r, BetterProbe)]
+    probe = [n for r, n in ((claim.better, better), (claim.worse, worse)) if r == BETTER_PROBE]
     return f"the probe with the better validation score: {BASELINES[probe[0]]}" if probe else ""
 
 

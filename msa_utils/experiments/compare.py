@@ -43,7 +43,6 @@ def _labels(values, name: str, n_posts: int | None = None) -> np.ndarray:
 
 
 def _check(metric: str, n_resamples=1, level: float = 0.5) -> int:
-    """Check a metric name, a resample count and a coverage; return the count as an int."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
     if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:

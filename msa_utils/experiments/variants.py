@@ -183,10 +183,9 @@ def _score(data: StudyData, model: str, seed: int, part: str, probabilities: np.
     ``probabilities`` (N, 3) to ``predictions``; return ``{part_<metric>: value}`` for a labelled part."""
     pred = probabilities.argmax(1)
     gold = [LABELS[i] for i in data.labels[part]] if part in data.labels else [""] * len(pred)
-    frame = pd.DataFrame({"model": model, "seed": seed, "part": part, "guid": data.features[part].guids.numpy(),
-                          "gold": gold, "pred": [LABELS[i] for i in pred]})
-    for i, label in enumerate(LABELS):
-        frame[f"p_{label}"] = np.round(probabilities[:, i], 5)
-    predictions.append(frame)
+    predictions.append(pd.DataFrame({
+        "model": model, "seed": seed, "part": part, "guid": data.features[part].guids.numpy(), "gold": gold,
+        "pred": [LABELS[i] for i in pred], **{f"p_{c}": np.round(probabilities[:, i], 5) for i, c in enumerate(LABELS)},
+    }))
     scores = classification_metrics(data.labels[part], pred) if part in LABELLED_PARTS else {}
     return {f"{part}_{metric}": value for metric, value in scores.items()}

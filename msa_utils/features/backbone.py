@@ -42,11 +42,10 @@ def tokenizer_config(tokenizer) -> dict[str, Any]:
 
 
 class FrozenBackbone:
-    """A frozen text encoder + a frozen image encoder. ``name``: a key of
-    :data:`msa_utils.features.encoders.BACKBONES` (in cache names); widths ``text_dim`` (``Dt``), ``image_dim``
-    (``Di``); ``max_text_tokens`` (``L``); ``image_size`` [px]; ``precision`` (``"bfloat16"``: bf16 autocast, float32
-    outputs). The image encoder's ``Li`` tokens (cached) become the classifier's ``Li'`` in
-    :meth:`prepare_image_states`."""
+    """A frozen text encoder + a frozen image encoder. ``name``: a key of :data:`msa_utils.features.encoders.BACKBONES`
+    (in cache names); widths ``text_dim`` (``Dt``), ``image_dim`` (``Di``); ``max_text_tokens`` (``L``); ``image_size``
+    [px]; ``precision`` (``"bfloat16"``: bf16 autocast, float32 outputs). The image encoder's ``Li`` tokens (cached)
+    become the classifier's ``Li'`` in :meth:`prepare_image_states`."""
 
     name: str = "base"
     text_dim: int
@@ -94,8 +93,8 @@ class FrozenBackbone:
         raise NotImplementedError
 
     def prepare_image_states(self, image_states: torch.Tensor) -> torch.Tensor:
-        """``(B, Li, Di)`` to the classifier's ``(B, Li', Di)``, same dtype and device."""
-        raise NotImplementedError
+        """``(B, Li, Di)`` to the classifier's ``(B, Li', Di)``, same dtype and device; here the identity."""
+        return image_states
 
     def describe(self) -> str:
         """One line for the report."""
@@ -133,8 +132,6 @@ class FrozenBackbone:
 
     def encode(self, texts: Sequence[str], images: Sequence[ImageLike]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`encode_preprocessed` of ``texts`` and preprocessed ``images``; ValueError for other lengths."""
-        if len(texts) != len(images):
-            raise ValueError(f"{len(texts)} texts but {len(images)} images")
         return self.encode_preprocessed(texts, self.preprocess_images(images))
 
     def encode_preprocessed(self, texts: Sequence[str], pixel_values: torch.Tensor

@@ -42,8 +42,7 @@ class CompactBackbone(FrozenBackbone):
             image_model = load_efficientnet_lite0()
         self.tokenizer = tokenizer
         self.text_encoder = freeze(text_model.to(self.device))
-        # channels-last: oneDNN's depthwise convolutions run 1.5x faster in it on the CPU
-        # (docs/performance.md), and cuDNN prefers it for bf16 convolutions.
+        # channels-last: depthwise convolutions 1.5x faster in oneDNN (docs/performance.md); cuDNN prefers it for bf16
         self.image_encoder = freeze(image_model.to(self.device, memory_format=torch.channels_last))
         self.text_dim = int(text_model.config.hidden_size)
         self.image_dim = int(image_model._conv_head.out_channels)

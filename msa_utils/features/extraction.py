@@ -71,8 +71,7 @@ def encode_windows(backbone, texts: Sequence[str], image_paths: Sequence[str | o
         start = rows[0] // window * window
         if buffers is None:
             size = min(window, n - start)
-            buffers = (torch.empty((size, *t.shape[1:]), dtype=dtype), torch.empty((size, m.shape[1]), dtype=torch.long),
-                       torch.empty((size, *i.shape[1:]), dtype=dtype))
+            buffers = [torch.empty((size, *v.shape[1:]), dtype=torch.long if v is m else dtype) for v in (t, m, i)]
         local = torch.as_tensor(rows) - start
         for buffer, values in zip(buffers, (t, m, i)):
             buffer[local] = values.to("cpu", buffer.dtype)

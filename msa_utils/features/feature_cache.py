@@ -1,21 +1,19 @@
 """The on-disk feature cache: a folder per (backbone, data, settings) of memory-mapped safetensors shards (the
 :class:`~msa_utils.features.sets.FeatureSet` columns, rows in order) and a manifest written last (key, format, dtypes,
-row shapes, each shard's rows and SHA-256), every file atomically. An unusable folder is rebuilt with a warning; files
-the manifest does not name are not read."""
+row shapes, each shard's rows and SHA-256), every file atomically; files the manifest does not name are not read."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from msa_utils.features.extraction import checked_guids, encode_windows
 from msa_utils.features.sets import TENSOR_NAMES, FeatureSet, LazyRows, checked_dtype
@@ -153,45 +151,18 @@ def save_features(features: FeatureSet, folder: str | os.PathLike, key: str,
                   rows_per_shard: int | None = None) -> Path:
     """Write ``features`` to the cache folder ``folder``; ValueError if empty."""
     with ShardWriter(folder, key, rows_per_shard) as writer:
-        step = writer.rows_per_shard or 1024
-        for start in range(0, len(features), step):
-            rows = slice(start, start + step)
-            writer.append(features.text_states[rows], features.text_mask[rows], features.image_states[rows],
-                          features.guids[rows])
+        for rows in features.batches(writer.rows_per_shard or 1024):
+            writer.append(rows.text_states, rows.text_mask, rows.image_states, rows.guids)
     return Path(folder)
 
 
-_SAFETENSORS_DTYPES = {  # safetensors dtype -> (numpy dtype of the bytes, torch dtype to view them as)
-    "F64": (np.float64, None), "F32": (np.float32, None), "F16": (np.float16, None),
-    "BF16": (np.uint16, torch.bfloat16), "I64": (np.int64, None), "I32": (np.int32, None),
-    "I16": (np.int16, None), "I8": (np.int8, None), "U8": (np.uint8, None), "BOOL": (np.bool_, None),
-}
-
-
 def map_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """``{name: tensor}`` of a safetensors file, views of one copy-on-write ``numpy.memmap``; ValueError for a short
-    file, a malformed header or an unsupported dtype."""
-    raw = np.memmap(path, dtype=np.uint8, mode="c")
-    if raw.size < 8:
-        raise ValueError(f"{path} is too short for a safetensors file")
-    length = int.from_bytes(raw[:8].tobytes(), "little")
-    if length > raw.size - 8:
-        raise ValueError(f"{path}: header of {length} bytes in a file of {raw.size}")
-    header = json.loads(raw[8:8 + length].tobytes())
-    data, size = 8 + length, raw.size - 8 - length
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in _SAFETENSORS_DTYPES:
-            raise ValueError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
-        numpy_dtype, view = _SAFETENSORS_DTYPES[info["dtype"]]
-        shape, (begin, end) = tuple(int(s) for s in info["shape"]), info["data_offsets"]
-        if not 0 <= begin <= end <= size or end - begin != math.prod(shape) * np.dtype(numpy_dtype).itemsize:
-            raise ValueError(f"{path}: tensor {name} {shape} has bytes {begin}..{end} of {size}")
-        tensor = torch.from_numpy(raw[data + begin:data + end].view(numpy_dtype).reshape(shape))
-        tensors[name] = tensor.view(view) if view is not None else tensor
-    return tensors
+    """``{name: tensor}`` of a safetensors file, memory-mapped copy-on-write (``load_file(backend="mmap")``: pages
+    are read when used); ValueError for a malformed file."""
+    try:
+        return load_file(path, backend="mmap")
+    except SafetensorError as error:
+        raise ValueError(f"{path}: {error}") from error
 
 
 def load_features(folder: str | os.PathLike, key: str, verify: bool = True) -> FeatureSet:
@@ -263,8 +234,7 @@ def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tens
 
 
 def load_or_build(folder: Path, key: str, build: Callable[[], object], what: str = "feature") -> FeatureSet:
-    """``folder`` read if it is a valid cache of ``key``, else (with a warning if it exists) written by ``build()``
-    and read back."""
+    """``folder`` if it is a valid cache of ``key``, else written by ``build()`` (a warning if it exists), read back."""
     if folder.exists():
         try:
             features = load_features(folder, key)
@@ -315,27 +285,12 @@ def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_
                         progress=progress and processes.is_main_process)
     processes.wait_for_everyone()
     if processes.is_main_process:
-        parts = [load_features(part(r), key, verify=False) for r in range(processes.num_processes)
-                 if part(r).is_dir()]
-        save_features(join_feature_sets(parts), folder, key)
+        parts = [load_features(part(r), key, verify=False) for r in range(processes.num_processes) if part(r).is_dir()]
+        with ShardWriter(folder, key) as writer:  # the parts' rows in order, in shards of the default size
+            for rows in (batch for features in parts for batch in features.batches()):
+                writer.append(rows.text_states, rows.text_mask, rows.image_states, rows.guids)
         for r in range(processes.num_processes):
             shutil.rmtree(part(r), ignore_errors=True)
     processes.wait_for_everyone()
     return folder
 
-
-def join_feature_sets(parts: Sequence[FeatureSet]) -> FeatureSet:
-    """Whole loaded caches' rows one after the other, blocks joined; ValueError for no part, a part that is not a
-    whole loaded cache, or other row shapes."""
-    if not parts:
-        raise ValueError("no feature sets to join")
-
-    def join(columns: list[LazyRows]) -> LazyRows:
-        for column in columns:
-            if not isinstance(column, LazyRows) or len(column) != sum(len(b) for b in column.blocks):
-                raise ValueError("join_feature_sets joins whole memory-mapped caches, not subsets or tensors")
-        return LazyRows([block for column in columns for block in column.blocks])
-
-    return FeatureSet(guids=torch.cat([p.guids for p in parts]), text_mask=torch.cat([p.text_mask for p in parts]),
-                      text_states=join([p.text_states for p in parts]),
-                      image_states=join([p.image_states for p in parts]))

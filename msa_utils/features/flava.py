@@ -77,9 +77,6 @@ class FlavaBackbone(FrozenBackbone):
                 "tokenizer": tokenizer_config(self.tokenizer),
                 "image_processor": json.loads(self.image_processor.to_json_string())}
 
-    def prepare_image_states(self, image_states: torch.Tensor) -> torch.Tensor:
-        return image_states
-
     def describe(self) -> str:
         return (f"FLAVA (`{self.name_or_path}`): frozen text and image encoders, "
                 "pretrained multimodal encoder fine-tuned")

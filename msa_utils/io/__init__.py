@@ -69,7 +69,8 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv_kwargs: Any
     return Path(path)
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> Path:
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                 metadata: dict[str, Any] | None = None) -> Path:
     """Atomically write ``tensors`` (on the CPU, contiguous) to a safetensors file (no pickle), with
     ``metadata`` as one JSON string under its ``"meta"`` key: the package's one serialiser."""
     state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}

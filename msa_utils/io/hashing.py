@@ -16,9 +16,6 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-CHUNK_BYTES = 1 << 20
-"""Files are read in chunks of this many bytes (1 MiB)."""
-
 
 class Digest:
     """SHA-256 over labelled fields: ``Digest().add("format", "1").add_file("image", path).hexdigest()``."""
@@ -38,9 +35,7 @@ class Digest:
         if isinstance(value, str):
             return self._field(label, "str", value.encode("utf-8", errors="surrogatepass"))
         if isinstance(value, torch.Tensor):
-            tensor = value.detach().cpu().contiguous()
-            self._field(label, "tensor", f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-            return self._field(label, "data", tensor.reshape(-1).view(torch.uint8).numpy().data)
+            return self.add_tensor_chunks(label, value.dtype, value.shape, [value])
         if isinstance(value, np.ndarray):
             array = np.ascontiguousarray(value)
             self._field(label, "array", f"{array.dtype}{array.shape}".encode())
@@ -86,12 +81,9 @@ def sha256_of(*values: Any) -> str:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes, read in chunks. Raises OSError if it cannot be read."""
-    sha = hashlib.sha256()
+    """SHA-256 (hex) of a file's bytes, streamed. Raises OSError if it cannot be read."""
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def file_hashes(paths: Iterable[str | os.PathLike]) -> list[str | None]:

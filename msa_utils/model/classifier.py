@@ -7,7 +7,7 @@ is the multimodal half of ``transformers.FlavaModel.forward`` (transformers 5.24
     x    = cat([image_proj, text_proj], dim=1)           # image tokens first, then text
     mask = cat([ones(B, Li + 1), text_mask], dim=1)      # +1: the CLS token the encoder prepends
     h    = FlavaMultimodalModel(x, attention_mask=mask).last_hidden_state   # (B, T, H), T = 1 + Li + Lt
-    logits = head(summarise(h, mask, text_proj, text_mask, image_proj))      # (B, 3)
+    logits = head(h[:, 0])   # (B, 3); other heads first pool h (modality_sum: with text_proj and image_proj)
 """
 
 from __future__ import annotations
@@ -66,13 +66,6 @@ class ClassifierConfig:
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {tuple(HEADS)}, got {self.head!r}")
 
-    def flava_multimodal_config(self) -> FlavaMultimodalConfig:
-        kwargs = dict(self.multimodal_config)
-        kwargs.update(hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
-                      num_attention_heads=self.num_heads, intermediate_size=self.intermediate_size,
-                      use_cls_token=True)
-        return FlavaMultimodalConfig(**kwargs)
-
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "head_hidden": list(self.head_hidden)}
 
@@ -102,7 +95,10 @@ class MultimodalClassifier(nn.Module):
         self.config = config
         self.text_projection = nn.Linear(config.text_dim, config.hidden_size)
         self.image_projection = nn.Linear(config.image_dim, config.hidden_size)
-        self.multimodal = FlavaMultimodalModel(config.flava_multimodal_config(), add_pooling_layer=False)
+        mm_config = FlavaMultimodalConfig(**(config.multimodal_config | dict(
+            hidden_size=config.hidden_size, num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+            intermediate_size=config.intermediate_size, use_cls_token=True)))
+        self.multimodal = FlavaMultimodalModel(mm_config, add_pooling_layer=False)
         self.pool, self.head = HEADS[config.head](config)
 
     @classmethod
@@ -121,9 +117,8 @@ class MultimodalClassifier(nn.Module):
         model = cls(config)
         model.text_projection = copy.deepcopy(flava_model.text_to_mm_projection)
         model.image_projection = copy.deepcopy(flava_model.image_to_mm_projection)
-        multimodal = copy.deepcopy(flava_model.multimodal_model)
-        multimodal.pooler = None
-        model.multimodal = multimodal
+        model.multimodal = copy.deepcopy(flava_model.multimodal_model)
+        model.multimodal.pooler = None
         return model.requires_grad_(True).to(flava_model.device)
 
     def freeze_fusion(self) -> "MultimodalClassifier":
@@ -141,29 +136,22 @@ class MultimodalClassifier(nn.Module):
             raise ValueError(f"expected widths text {self.config.text_dim} / image {self.config.image_dim}, got "
                              f"{text_states.shape[-1]} / {image_states.shape[-1]}")
         weight = self.text_projection.weight
-        text_states = text_states.to(weight.device, weight.dtype)
-        image_states = image_states.to(weight.device, weight.dtype)
+        image_proj = self.image_projection(image_states.to(weight.device, weight.dtype))
+        text_proj = self.text_projection(text_states.to(weight.device, weight.dtype))
         text_mask = text_mask.to(weight.device)
-
-        image_proj = self.image_projection(image_states)
-        text_proj = self.text_projection(text_states)
         batch_size, num_image, _ = image_proj.shape
         # As in FlavaModel.forward: image tokens (+1 for the CLS token) are always attended to.
         image_mask = torch.ones(batch_size, num_image + 1, device=weight.device)
         attention_mask = torch.cat([image_mask, text_mask], dim=1)
         hidden = torch.cat([image_proj, text_proj], dim=1)
         states = self.multimodal(hidden, attention_mask=attention_mask, return_dict=True).last_hidden_state
-        summary = self.summarise(states, attention_mask, text_proj, text_mask, image_proj)
-        return ClassifierOutput(logits=self.head(summary), cls_embedding=states[:, 0])
-
-    def summarise(self, states: torch.Tensor, attention_mask: torch.Tensor, text_proj: torch.Tensor,
-                  text_mask: torch.Tensor, image_proj: torch.Tensor) -> torch.Tensor:
-        """The head's input ``(B, H)`` (``(B, 3H)`` for ``modality_sum``)."""
         if self.pool is None:  # mlp, linear: the CLS token
-            return states[:, 0]
-        if isinstance(self.pool, ModalitySumPool):
-            return self.pool(states[:, 0], text_proj, text_mask, image_proj)
-        return self.pool(states, attention_mask)  # token_attention, attention
+            summary = states[:, 0]
+        elif isinstance(self.pool, ModalitySumPool):  # (B, 3H)
+            summary = self.pool(states[:, 0], text_proj, text_mask, image_proj)
+        else:  # token_attention, attention
+            summary = self.pool(states, attention_mask)
+        return ClassifierOutput(logits=self.head(summary), cls_embedding=states[:, 0])
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` atomically; returns the folder."""
@@ -191,18 +179,12 @@ def mask_modality(text_states: torch.Tensor, text_mask: torch.Tensor, image_stat
         raise ValueError(f"drop must be None, 'text' or 'image', got {drop!r}")
     if nulls is None:
         raise ValueError(f"drop={drop!r} needs the null inputs of the backbone (FrozenBackbone.null_inputs())")
-    batch = text_states.shape[0]
-    if drop == "text":
-        states = nulls.text_states
-        if states.shape[1:] != text_states.shape[1:]:
-            raise ValueError(f"null text {tuple(states.shape)} does not match text states {tuple(text_states.shape)}")
-        states = states.to(text_states.device, text_states.dtype).expand(batch, -1, -1)
-        return states, torch.zeros_like(text_mask), image_states
-    null_image = nulls.image_states
-    if null_image.shape[1:] != image_states.shape[1:]:
-        raise ValueError(f"null image {tuple(null_image.shape)} does not match image states "
-                         f"{tuple(image_states.shape)}; prepare (pool) both with the same backbone")
-    return text_states, text_mask, null_image.to(image_states.device, image_states.dtype).expand(batch, -1, -1)
+    null, given = (nulls.text_states, text_states) if drop == "text" else (nulls.image_states, image_states)
+    if null.shape[1:] != given.shape[1:]:
+        hint = "; prepare (pool) both with the same backbone" if drop == "image" else ""
+        raise ValueError(f"null {drop} {tuple(null.shape)} does not match {drop} states {tuple(given.shape)}{hint}")
+    null = null.to(given.device, given.dtype).expand(text_states.shape[0], -1, -1)
+    return (null, torch.zeros_like(text_mask), image_states) if drop == "text" else (text_states, text_mask, null)
 
 
 def trim_text_padding(text_states: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

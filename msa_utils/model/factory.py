@@ -13,8 +13,7 @@ def compact_classifier(text_dim: int, image_dim: int, cfg) -> MultimodalClassifi
     m, dropout = cfg.model, cfg.model.fusion_dropout
     return MultimodalClassifier(ClassifierConfig(
         text_dim=text_dim, image_dim=image_dim, hidden_size=m.fusion_hidden, num_layers=m.fusion_layers,
-        num_heads=m.fusion_heads, intermediate_size=4 * m.fusion_hidden, head_hidden=tuple(m.head_hidden),
-        dropout=m.dropout, head=m.head,
+        num_heads=m.fusion_heads, head_hidden=tuple(m.head_hidden), dropout=m.dropout, head=m.head,
         multimodal_config={"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}))
 
 

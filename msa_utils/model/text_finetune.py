@@ -121,10 +121,9 @@ class TextTopClassifier(nn.Module):
 
     def forward(self, text_states_below: torch.Tensor, text_mask: torch.Tensor,
                 image_states: torch.Tensor) -> ClassifierOutput:
-        weight = next(self.text_top.parameters())
-        below = text_states_below.to(weight.device, weight.dtype)
-        text_mask = text_mask.to(weight.device)
-        return self.classifier(self.text_top(below, text_mask), text_mask, image_states)
+        weight = next(self.text_top.parameters())  # both modules move the mask to their own device
+        text_states = self.text_top(text_states_below.to(weight.device, weight.dtype), text_mask)
+        return self.classifier(text_states, text_mask, image_states)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write ``text_top.json``, ``text_top.safetensors`` and ``classifier/``."""
@@ -172,8 +171,25 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
                             top_layers=int(top_layers))
     path = cache_path(cache_dir, f"{backbone.name}-below{top_layers}", key)
 
-    def build() -> None:
-        states, mask = _encode_below_all(backbone, texts, features, top_layers, torch_dtype, batch_size, progress)
+    def build() -> None:  # a text-only pass on the CPU, batches of similar length, cut positions zeros
+        start_time = time.perf_counter()
+        batch = backbone.tokenize(list(texts))
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        _check_mask(mask, features)
+        n, length = mask.shape
+        # the length of each row up to its last real token (right padding; robust to any padding side)
+        lengths = (mask.bool() * torch.arange(1, length + 1)).amax(dim=1).clamp(min=1)
+        states = None
+        for rows in progress_bar(length_sorted_batches(lengths, batch_size, window=n), show=progress,
+                                 desc=f"text below top {top_layers} ({backbone.name})", unit="batch"):
+            width = int(lengths[rows].max())
+            below = encode_text_below(backbone, ids[rows, :width], mask[rows, :width], top_layers)
+            if states is None:
+                states = torch.zeros((n, length, below.shape[-1]), dtype=torch_dtype)
+            states[rows, :width] = below.to("cpu", torch_dtype)
+        seconds = time.perf_counter() - start_time
+        logger.info("text-only pass below the top %d layers: %d texts in %.2f s (%.1f ms per text, batch %d)",
+                    top_layers, n, seconds, 1000 * seconds / max(n, 1), batch_size)
         placeholder = torch.empty((len(features), 0, 0), dtype=states.dtype)
         save_features(FeatureSet(features.guids, states, mask, placeholder), path, key)
 
@@ -183,7 +199,6 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
 
 
 def _check_mask(mask: torch.Tensor, features: FeatureSet) -> None:
-    """ValueError if ``mask`` differs from ``features.text_mask``."""
     given = features.text_mask
     if tuple(mask.shape) != tuple(given.shape):
         raise ValueError(f"the tokenizer gives masks of shape {tuple(mask.shape)} but features.text_mask is "
@@ -194,27 +209,3 @@ def _check_mask(mask: torch.Tensor, features: FeatureSet) -> None:
         raise ValueError(f"the tokenizer's mask differs from features.text_mask on {int(differs.sum())} rows, e.g. "
                          f"guid {int(features.guids[row])}: were the features made from other texts or another "
                          "backbone?")
-
-
-def _encode_below_all(backbone, texts: Sequence[str], features: FeatureSet, top_layers: int, dtype: torch.dtype,
-                      batch_size: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(states (N, L, Dt), mask (N, L))`` on the CPU, batches of similar length, cut positions zeros."""
-    start_time = time.perf_counter()
-    batch = backbone.tokenize(list(texts))
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    _check_mask(mask, features)
-    n, length = mask.shape
-    # the length of each row up to its last real token (right padding; robust to any padding side)
-    lengths = (mask.bool() * torch.arange(1, length + 1)).amax(dim=1).clamp(min=1)
-    states = None
-    for rows in progress_bar(length_sorted_batches(lengths, batch_size, window=n), show=progress,
-                             desc=f"text below top {top_layers} ({backbone.name})", unit="batch"):
-        width = int(lengths[rows].max())
-        below = encode_text_below(backbone, ids[rows, :width], mask[rows, :width], top_layers)
-        if states is None:
-            states = torch.zeros((n, length, below.shape[-1]), dtype=dtype)
-        states[rows, :width] = below.to("cpu", dtype)
-    seconds = time.perf_counter() - start_time
-    logger.info("text-only pass below the top %d layers: %d texts in %.2f s (%.1f ms per text, batch %d)",
-                top_layers, n, seconds, 1000 * seconds / max(n, 1), batch_size)
-    return states, mask

@@ -124,19 +124,15 @@ def duplicate_summary(frame: pd.DataFrame, data_dir: str | os.PathLike) -> pd.Da
     return pd.DataFrame({"count": counts})
 
 
-def example_posts(frame: pd.DataFrame, n: int = 8, seed: int = 0) -> pd.DataFrame:
-    """``n`` train posts with a readable image, round-robin over the classes (seeded)."""
+def example_grid_figure(frame: pd.DataFrame, data_dir: str | os.PathLike, n: int = 8, seed: int = 0,
+                        columns: int = 4, wrap: int = 34, text_column: str = "text_raw") -> Figure:
+    """A grid of ``n`` train posts with a readable image, round-robin over the classes (seeded): image, tag, guid
+    and ``text_column`` (<= 5 lines of ``wrap`` characters); characters no installed font has are drawn as ``□``
+    and counted in a footnote."""
     pool = frame[(frame["split"] == "train") & frame["image_ok"]]
     rng = np.random.default_rng(seed)
     per_class = [pool[pool["tag"] == tag].sample(frac=1, random_state=int(rng.integers(2**31))) for tag in LABELS]
-    return pd.DataFrame([group.iloc[i] for i in range(n) for group in per_class if i < len(group)][:n])
-
-
-def example_grid_figure(frame: pd.DataFrame, data_dir: str | os.PathLike, n: int = 8, seed: int = 0,
-                        columns: int = 4, wrap: int = 34, text_column: str = "text_raw") -> Figure:
-    """A grid of :func:`example_posts`: image, tag, guid and ``text_column`` (<= 5 lines of ``wrap``
-    characters); characters no installed font has are drawn as ``□`` and counted in a footnote."""
-    examples = example_posts(frame, n, seed)
+    examples = pd.DataFrame([group.iloc[i] for i in range(n) for group in per_class if i < len(group)][:n])
     rows = max(1, -(-len(examples) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 4.0 * rows), squeeze=False)
     for ax in axes.ravel():

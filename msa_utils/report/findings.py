@@ -27,7 +27,6 @@ def model_parts(backbone, model) -> pd.DataFrame:
 
 
 def _claim_line(row: pd.Series) -> str:
-    """One claims-table row as a Markdown bullet."""
     moved = "" if pd.isna(row["difference"]) else (
         f"; difference {row['difference']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]")
     return (f"- **{row['id']}** {row['claim']} (paper: {row['paper']}): ours {row['ours']}{moved}: "

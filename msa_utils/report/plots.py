@@ -44,7 +44,6 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
 
 
 def _epoch_axis(ax, label: str) -> None:
-    """Integer epochs on x, ``label`` on y, a light grid."""
     ax.set(xlabel="epoch", ylabel=label)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
@@ -66,10 +65,9 @@ def training_curve(histories: dict[str, pd.DataFrame], metric: str, titles: dict
                                       "model": names[-1], "split": split}))
     long = pd.concat(rows, ignore_index=True)
     fig, ax = plt.subplots(figsize=(8.2, 3.9))
-    sns.lineplot(data=long, x="epoch", y="value", hue="model", hue_order=names,
-                 style="split" if metric == "loss" else None,
-                 style_order=["validation", "training"] if metric == "loss" else None,
-                 marker="o", dashes=True, errorbar="sd", ax=ax)
+    style = {"style": "split", "style_order": ["validation", "training"]} if metric == "loss" else {}
+    sns.lineplot(data=long, x="epoch", y="value", hue="model", hue_order=names, marker="o", dashes=True,
+                 errorbar="sd", ax=ax, **style)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     _epoch_axis(ax, label)
     ax.set_title(f"{label[0].upper()}{label[1:]} per epoch (mean ± std over seeds)", fontsize=11)

@@ -16,8 +16,8 @@ from accelerate import Accelerator
 from msa_utils.config.runtime import set_seed
 from msa_utils.experiments.dataset import prepare
 from msa_utils.model.factory import build_classifier
+from msa_utils.runner.cli import parse_overrides
 from msa_utils.runner.notebook import setup
-from msa_utils.runner.study import parse_overrides
 from msa_utils.train.loop import fit, predict_logits
 from msa_utils.train.metrics import classification_metrics
 

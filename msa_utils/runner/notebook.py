@@ -1,12 +1,14 @@
 """What a notebook calls first, after its parameters cell of literals (papermill's convention):
-``cfg = setup(profile, overrides)``; and how ``msa-study`` reads back the warnings it logged."""
+``cfg = setup(profile, overrides)``; and how ``msa-study`` reports a notebook's run (its warnings, the files it wrote)."""
 
+import contextlib
 import json
 import logging
 import os
+from collections import Counter
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -47,6 +49,24 @@ def notebook_warnings(path: str | os.PathLike) -> list[str]:
                     if line.startswith((WARNING_PREFIX, "ERROR ")):
                         found.setdefault(line.rstrip(), None)
     return list(found)
+
+
+def print_warnings(name: str, output: Path) -> None:
+    """Print the warnings the executed notebook ``output`` logged (none if it cannot be read), as ``msa-study`` does."""
+    with contextlib.suppress(Exception):  # a notebook that died before papermill saved it has none
+        if warned := notebook_warnings(output):
+            print(f"[msa-study] {name}: {len(warned)} warning{'s' if len(warned) > 1 else ''} (in {output}):\n  "
+                  + "\n  ".join(warned), flush=True)
+
+
+def describe_outputs(outputs: Sequence[str], shown: int = 4) -> str:
+    """``"REPORT.md, metrics/ (2 files)"``: top-level files, folders with their file count (executed
+    notebooks left out), at most ``shown`` items, then ``"and N more"``."""
+    groups = Counter(top + sep for top, sep, _ in (n.partition("/") for n in sorted(outputs)))
+    groups.pop("notebooks/", None)
+    items = [k if not k.endswith("/") else f"{k} ({n} file{'s' if n > 1 else ''})" for k, n in groups.items()]
+    more = len(items) - shown
+    return (", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")) if items else "no result files"
 
 
 def setup(profile: str = "cpu", overrides: dict[str, Any] | None = None, *, announce: bool = True) -> Profile:

@@ -1,26 +1,15 @@
-"""msa-study: run notebooks 01-07 in order with papermill, on one profile, redoing only what is stale.
+"""The study's runner: execute the numbered notebooks in order with papermill, redoing only the stale ones.
 
-E.g. msa-study --profile smoke | --from 04 | --only 05 06 | --force | --set max_epochs=5.
-A notebook is skipped when it last ran to the end with the same inputs and every file it wrote is
-unchanged. Inputs: its code cells, the resolved profile, the library versions, STUDY_VERSION and
-what READS declares: the data folder (paths, sizes, mtimes, as make does) and the bytes of the
-files the notebooks before it wrote there. The msa_utils source is not one: bump STUDY_VERSION
-when a change there changes results. The records (stamps) are in <results>/notebooks/.stamps/;
-one is marked running while its notebook runs, so after a crash, Ctrl-C or kill the same command
-redoes only what is missing or stale. docs/running.md tells the rest.
-"""
+A notebook is stale unless it last ran to the end with the same inputs (:func:`notebook_inputs`: its code cells,
+the profile, the library versions, :data:`STUDY_VERSION`, and what :data:`READS` declares) and every file it wrote
+is unchanged. Stamps live in ``<results>/notebooks/.stamps/``; ``msa-study`` (:mod:`msa_utils.runner.cli`) is its
+command line, docs/running.md the guide."""
 
-import argparse
 import contextlib
 import json
 import os
-import platform
-import re
-import sys
 import tempfile
 import time
-from collections import Counter
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from unittest import mock
@@ -29,9 +18,10 @@ import papermill as pm
 from traitlets.config import Config
 
 from msa_utils import io
-from msa_utils.config.profiles import PROFILE_ENV, PROFILES, REPO_ROOT, get_profile
+from msa_utils.config.profiles import PROFILE_ENV, REPO_ROOT, get_profile
+from msa_utils.config.runtime import library_versions
 from msa_utils.io.hashing import Digest, file_sha256, sha256_of
-from msa_utils.runner.notebook import notebook_warnings
+from msa_utils.runner.notebook import describe_outputs, print_warnings
 
 STUDY_VERSION = 1  # bump when a change in msa_utils changes what a notebook writes
 DATA = "<data>"  # in READS: the data folder
@@ -55,19 +45,6 @@ def study_notebooks(folder: str | Path = REPO_ROOT / "notebooks") -> list[Path]:
     if not (found := sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))):
         raise FileNotFoundError(f"no numbered notebooks in {folder}")
     return found
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["max_epochs=5", "device=cuda"]`` -> ``{"max_epochs": 5, "device": "cuda"}`` (JSON, else a string)."""
-    out: dict[str, Any] = {}
-    for key, sep, value in (item.partition("=") for item in items):
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {key + sep + value!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def resolve_paths(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -98,14 +75,6 @@ def data_digest(folder: str | os.PathLike, exclude: Sequence[str | os.PathLike] 
             digest.add((here / name).relative_to(root).as_posix(), state)
         seen.add(real)
     return digest.hexdigest()
-
-
-def library_versions() -> dict[str, str]:
-    """Python and the installed version of each dependency of ``msa-utils`` (test extras left out)."""
-    version = lambda name: next((d.version for d in metadata.distributions(name=name)), "not installed")  # noqa: E731
-    required = next((d.requires or [] for d in metadata.distributions(name="msa-utils")), [])
-    names = [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0] for r in required if "extra ==" not in r]
-    return {"python": platform.python_version()} | {name: version(name) for name in names}
 
 
 def file_hash(folder: Path, name: str) -> str | None:
@@ -166,8 +135,6 @@ def run_study(profile: str = "cpu", overrides: dict[str, Any] | None = None, sta
         raise FileNotFoundError(f"data_dir {cfg.data.data_dir} is not a folder (the MVSA layout: data/, train.txt, "
                                 "test_without_label.txt)")
     notebooks, forced = study_notebooks(notebook_dir), force or start is not None or bool(only)
-    number = lambda n: f"{int(n):02d}" if str(n).isdigit() else str(n)  # noqa: E731 ("4" -> "04")
-    start, only = number(start) if start is not None else None, [number(n) for n in only or []]
     selected = [nb for nb in notebooks if nb.name[:2] >= (start or "") and (not only or nb.name[:2] in only)]
     if not selected:
         asked = " ".join(filter(None, (start and f"--from {start}", only and f"--only {' '.join(only)}")))
@@ -216,7 +183,7 @@ def _run(nb: Path, results: Path, output: Path, profile: str, overrides: dict[st
                                 cwd=str(nb.parent), kernel_name="python3", progress_bar=True, config=Config(
                                     {"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}}))
     except Exception as err:  # papermill's execution error, a dead kernel, ...
-        _print_warnings(nb.name, output)  # what led up to the failure, e.g. a corrupt cache
+        print_warnings(nb.name, output)  # what led up to the failure, e.g. a corrupt cache
         cell = f" in cell [{err.exec_count}]" if getattr(err, "exec_count", None) is not None else ""
         what = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
         raise StudyFailed(f"{nb.name} failed{cell}: {what}\nThe executed notebook, with the traceback, is {output}.\n"
@@ -228,48 +195,5 @@ def _run(nb: Path, results: Path, output: Path, profile: str, overrides: dict[st
              "outputs": {name: file_hash(results, name) for name in outputs}}
     io.write_json(stamp_path(results, nb), stamp)
     print(f"[msa-study] {nb.name} done in {seconds:.1f} s; wrote {describe_outputs(outputs)}", flush=True)
-    _print_warnings(nb.name, output)
+    print_warnings(nb.name, output)
     return stamp
-
-
-def _print_warnings(name: str, output: Path) -> None:
-    with contextlib.suppress(Exception):  # a notebook that died before papermill saved it has none
-        if warned := notebook_warnings(output):
-            print(f"[msa-study] {name}: {len(warned)} warning{'s' if len(warned) > 1 else ''} (in {output}):\n  "
-                  + "\n  ".join(warned), flush=True)
-
-
-def describe_outputs(outputs: Sequence[str], shown: int = 4) -> str:
-    """``"REPORT.md, metrics/ (2 files)"``: top-level files, folders with their file count (executed
-    notebooks left out), at most ``shown`` items, then ``"and N more"``."""
-    groups = Counter(top + sep for top, sep, _ in (n.partition("/") for n in sorted(outputs)))
-    groups.pop("notebooks/", None)
-    items = [k if not k.endswith("/") else f"{k} ({n} file{'s' if n > 1 else ''})" for k, n in groups.items()]
-    more = len(items) - shown
-    return (", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")) if items else "no result files"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command ``msa-study``; returns the exit code (1: a notebook failed, 2: bad arguments)."""
-    fields = "".join(f"\n  {k} = {json.dumps(v)}" for k, v in PROFILES["cpu"].flat().items() if k != "name")
-    parser = argparse.ArgumentParser(
-        prog="msa-study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="profile fields for --set KEY=VALUE, by dotted name (train.lr) or leaf name (lr); defaults of the cpu "
-               "profile, msa_utils/config/profiles.py documents them:" + fields)
-    parser.add_argument("--profile", default="cpu", choices=sorted(PROFILES), help="smoke: seconds; paper: a GPU")
-    parser.add_argument("--from", dest="start", metavar="NN", help="run notebook NN (e.g. 04) and after, stale or not")
-    parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, stale or not")
-    parser.add_argument("--force", action="store_true", help="rerun every notebook, stale or not")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile field; VALUE is JSON, else a string (repeatable)")
-    args = parser.parse_args(argv)
-    try:
-        times = run_study(args.profile, parse_overrides(args.overrides), args.start, args.only, force=args.force)
-    except StudyFailed as err:
-        print(f"\n[msa-study] FAILED: {err}", file=sys.stderr)
-        return 1
-    except (KeyError, TypeError, ValueError, OSError) as err:
-        print(f"[msa-study] error: {err}", file=sys.stderr)
-        return 2
-    print(f"[msa-study] done: {len(times)} notebook(s) ran in {sum(times.values()):.0f} s; the others were up to date")
-    return 0

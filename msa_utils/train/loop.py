@@ -53,8 +53,7 @@ def _batch(features: FeatureSet, index: torch.Tensor, drop: Modality | None, nul
     text = rows.text_states.to(device=device, dtype=torch.float32)
     image = rows.image_states.to(device=device, dtype=torch.float32)
     text, mask, image = mask_modality(text, rows.text_mask.to(device=device), image, drop, nulls)
-    text, mask = trim_text_padding(text, mask)
-    return text, mask, image
+    return (*trim_text_padding(text, mask), image)
 
 
 def text_lengths(features: FeatureSet) -> torch.Tensor:
