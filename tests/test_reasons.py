@@ -1,19 +1,23 @@
-"""Tests of msa_utils.data.reasons (the registry of data-report reasons) and msa_utils.report.docs."""
+"""Tests of msa_utils.data.reasons (the registry of data-report reasons) and scripts/render_docs.py."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 
 import pandas as pd
 import pytest
 
 from msa_utils.data import reasons
-from msa_utils.report import docs
 from msa_utils.data.mvsa import decode_text_bytes
 from msa_utils.data.reasons import DECODED_GB18030_WITH_REPLACEMENT as UNDECODABLE
 from msa_utils.data.data_report import DataReport
 
 from conftest import MVSA_DIR, REPO_ROOT
+
+_spec = importlib.util.spec_from_file_location("render_docs", REPO_ROOT / "scripts" / "render_docs.py")
+docs = importlib.util.module_from_spec(_spec)  # scripts/render_docs.py: a repository tool, not in the package
+_spec.loader.exec_module(docs)
 
 PACKAGE = REPO_ROOT / "msa_utils"
 SHIPPED_REPORT = REPO_ROOT / "results" / "data_report.csv"

@@ -122,7 +122,8 @@ def _models(backbone, top_layers=1):
     """``(plain classifier, TextTopClassifier on a deep copy of it)``, both in eval mode."""
     set_seed(0)
     classifier = build_classifier(backbone, get_profile("cpu"))
-    model = TextTopClassifier.from_backbone(backbone, copy.deepcopy(classifier), top_layers)
+    model = TextTopClassifier(text_top(backbone, top_layers).to(next(classifier.parameters()).device),
+                              copy.deepcopy(classifier))
     return classifier.eval(), model.eval()
 
 

@@ -18,19 +18,18 @@ from tqdm import tqdm
 from msa_utils.config.enums import PRECISIONS
 
 
-def set_seed(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA); ``deterministic`` also asks torch for deterministic
-    algorithms (warn only) without cuDNN autotuning, so a rerun on the same machine gives identical numbers
-    (PyTorch's "Reproducibility" notes). Raises ValueError if ``seed`` is negative."""
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) and ask torch for deterministic algorithms (warn only)
+    without cuDNN autotuning, so a rerun on the same machine gives identical numbers (PyTorch's
+    "Reproducibility" notes). Raises ValueError if ``seed`` is negative."""
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -42,8 +41,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {str(device)!r} requested but CUDA is not available")
     return resolved
-
-
 
 
 def checked_precision(precision: str) -> str:

@@ -47,9 +47,7 @@ class DataReport:
 
     def to_frame(self) -> pd.DataFrame:
         """The entries, columns :data:`COLUMNS` (``guid`` as ``Int64``)."""
-        frame = pd.DataFrame([asdict(e) for e in self.entries], columns=COLUMNS)
-        frame["guid"] = frame["guid"].astype("Int64")
-        return frame
+        return pd.DataFrame([asdict(e) for e in self.entries], columns=COLUMNS).astype({"guid": "Int64"})
 
     def summary(self) -> pd.DataFrame:
         """Counts per ``(stage, action, reason)``, with up to five example guids each."""

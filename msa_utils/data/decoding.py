@@ -12,11 +12,10 @@ from itertools import groupby
 
 from msa_utils.data import reasons
 
-LEGACY_ENCODINGS: tuple[str, ...] = ("gb18030", "cp1252", "cp1251")
-"""Candidates for bytes neither UTF-8 nor UTF-16, preferred in this order on a tie."""
-
 LEGACY_REPAIRS: dict[str, str] = {"gb18030": reasons.DECODED_GB18030, "cp1252": reasons.DECODED_WINDOWS_1252,
                                   "cp1251": reasons.DECODED_WINDOWS_1251}
+"""Candidates for bytes neither UTF-8 nor UTF-16, preferred in this order on a tie, with their repair codes."""
+LEGACY_ENCODINGS: tuple[str, ...] = tuple(LEGACY_REPAIRS)
 
 _EAST_ASIAN = {"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "HALFWIDTH", "FULLWIDTH"}
 _SUSPICIOUS_CATEGORIES = {"Cc", "Co", "Cn", "Cs", "Sk"}  # control, private-use, unassigned, surrogate, ``¨ ´ ¯ ¸``

@@ -38,8 +38,7 @@ def read_label_lines(path: str | os.PathLike) -> tuple[list[tuple[int, str, str]
     """``(rows, bad, repair)`` of a ``guid,tag`` label file, decoded like a post's text, each non-blank
     line parsed by :mod:`csv` on its own (header columns case-blind, any order): ``(line number, guid
     text, tag)`` of lines with the header's field count, ``(line number, line)`` of the others, the
-    decoding repair or ``None``. Raises FileNotFoundError, or ValueError if the header lacks ``guid``/``tag``.
-    """
+    decoding repair or ``None``. Raises FileNotFoundError, or ValueError if the header lacks ``guid``/``tag``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file not found: {path}")
@@ -183,8 +182,3 @@ def load_mvsa(data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
 def label_file_guids(path: str | os.PathLike) -> list[int]:
     """The guids (:func:`is_guid`) of one label file, in file order, each once; raises as :func:`read_label_lines`."""
     return list(dict.fromkeys(int(g) for _, g, _ in read_label_lines(path)[0] if is_guid(g)))
-
-
-def listed_guids(data_dir: str | os.PathLike) -> set[int]:
-    """Every guid written in the two label files of ``data_dir``; FileNotFoundError if one is missing."""
-    return {g for name in LABEL_FILES.values() for g in label_file_guids(Path(data_dir) / name)}

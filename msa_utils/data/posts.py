@@ -15,7 +15,7 @@ from msa_utils.config.profiles import Profile, StudyPaths
 from msa_utils.data import reasons
 from msa_utils.data.data_report import DataReport
 from msa_utils.data.images import inspect_images
-from msa_utils.data.mvsa import listed_guids, load_mvsa
+from msa_utils.data.mvsa import LABEL_FILES, label_file_guids, load_mvsa
 from msa_utils.data.splits import content_groups, stratified_subset
 from msa_utils.data.text import clean_posts
 from msa_utils.data.translate import translate_posts
@@ -90,22 +90,21 @@ def sample_posts(frame: pd.DataFrame, train_sample: int | None, test_sample: int
     return frame[keep].copy()
 
 
-def group_content(frame: pd.DataFrame, data_dir, report: DataReport | None = None) -> pd.DataFrame:
+def group_content(frame: pd.DataFrame, data_dir, report: DataReport) -> pd.DataFrame:
     """A copy of ``frame`` with ``content_group`` (:func:`~msa_utils.data.splits.content_groups` of ``text_raw`` and
     image SHA-256s); labelled posts sharing a group are reported. Raises OSError for an unreadable image."""
     frame = frame.copy()
     hashes = hashing.file_hashes(Path(data_dir) / rel for rel in frame["image_file"])
     frame["content_group"] = content_groups([None if pd.isna(t) else t for t in frame["text_raw"]], hashes)
-    if report is not None:
-        for _, members in frame[frame["split"] == "train"].groupby("content_group"):
-            if len(members) < 2:
-                continue
-            reason = (reasons.DUPLICATE_CONTENT_CONFLICTING_LABELS if members["label"].nunique() > 1
-                      else reasons.DUPLICATE_CONTENT)
-            tags = dict(zip(members["guid"], members["tag"]))
-            for guid in members["guid"]:
-                others = ", ".join(f"{g} ({tags[g]})" for g in members["guid"] if g != guid)
-                report.add(reason, guid, f"same text or image as {others}")
+    for _, members in frame[frame["split"] == "train"].groupby("content_group"):
+        if len(members) < 2:
+            continue
+        reason = (reasons.DUPLICATE_CONTENT_CONFLICTING_LABELS if members["label"].nunique() > 1
+                  else reasons.DUPLICATE_CONTENT)
+        tags = dict(zip(members["guid"], members["tag"]))
+        for guid in members["guid"]:
+            others = ", ".join(f"{g} ({tags[g]})" for g in members["guid"] if g != guid)
+            report.add(reason, guid, f"same text or image as {others}")
     return frame
 
 
@@ -115,7 +114,8 @@ def check_posts(table: PostTable, data_dir) -> None:
     posts = table.posts
     if not posts["guid"].is_unique:
         raise ValueError("post table: a guid has several rows")
-    unaccounted = listed_guids(data_dir) - set(posts["guid"]) - set(table.report.guids())
+    listed = {g for name in LABEL_FILES.values() for g in label_file_guids(Path(data_dir) / name)}
+    unaccounted = listed - set(posts["guid"]) - set(table.report.guids())
     if unaccounted:
         raise ValueError(f"guids neither in the post table nor in the report: {sorted(unaccounted)[:10]}")
     train = posts["split"] == "train"

@@ -1,6 +1,6 @@
 """The registry of data-report reasons: each code of ``data_report.csv`` defined once, with its stage,
 action, case and handling. ``DataReport.add`` refuses codes it lacks (:func:`lookup`) and
-:func:`reasons_table` renders it into ``docs/data-handling.md`` (``python -m msa_utils.report.docs``)."""
+:func:`reasons_table` renders it into ``docs/data-handling.md`` (``python scripts/render_docs.py``)."""
 
 from __future__ import annotations
 
@@ -52,13 +52,13 @@ class Reason:
         return code
 
 
-_REGISTRY: list[Reason] = []
+REASONS: dict[str, Reason] = {}
+"""Every registered reason by its code (patterns included), in pipeline order."""
 
 
 def _register(stage: str, code: str, action: str, case: str, handling: str, policy: str | None = None,
               members: tuple[str, ...] | None = None) -> str:
-    """Append a reason to the registry (in pipeline order) and return its code."""
-    _REGISTRY.append(Reason(code, stage, action, case, handling, policy, members))
+    REASONS[code] = Reason(code, stage, action, case, handling, policy, members)
     return code
 
 
@@ -231,14 +231,11 @@ UNTRANSLATED_ERROR = _translate("untranslated_error", "noted", "non-English text
 UNTRANSLATED_EMPTY_RESULT = _translate("untranslated_empty_result", "noted",
     "non-English text, the translator returns nothing", "kept in its language, counted as a failure like an error")
 
-REASONS: dict[str, Reason] = {reason.code: reason for reason in _REGISTRY}
-"""Every registered reason by its code (patterns included), in pipeline order."""
-
 
 def lookup(code: str) -> Reason:
     """The reason of a concrete code: a fixed code or a family member (``mode_RGBA_to_RGB``; a
     pattern itself is not a code). Raises ValueError if no registered reason has it."""
-    for reason in _REGISTRY:
+    for reason in REASONS.values():
         if reason.matches(code):
             return reason
     raise ValueError(f"unknown data-report reason {code!r}: register it in msa_utils/data/reasons.py")
@@ -246,7 +243,7 @@ def lookup(code: str) -> Reason:
 
 def is_registered(code: str) -> bool:
     """True if :func:`lookup` finds ``code``."""
-    return any(reason.matches(code) for reason in _REGISTRY)
+    return any(reason.matches(code) for reason in REASONS.values())
 
 
 def mode_to_rgb(mode: str) -> str:
@@ -274,20 +271,18 @@ def image_error(cause: str) -> str:
     return reason.code
 
 
-def _cell(text: str) -> str:
-    """``text`` for one Markdown table cell: one line, pipes escaped."""
-    return " ".join(text.split()).replace("|", "\\|")
-
-
 def reasons_table() -> str:
     """The registry as Markdown, one table per stage in pipeline order (columns: input / case,
     what the study does, ``reason``, action, policy), ending with a newline."""
+    def cell(text: str) -> str:  # one line, pipes escaped
+        return " ".join(text.split()).replace("|", "\\|")
+
     parts = []
     for stage, title in STAGES.items():
         parts += [f"### {title} (stage `{stage}`)\n",
                   "| input / case | what the study does | `reason` | action | policy |", "|---|---|---|---|---|"]
-        for r in (reason for reason in _REGISTRY if reason.stage == stage):
-            policy = f"**policy:** {_cell(r.policy)}" if r.policy else ""
-            parts.append(f"| {_cell(r.case)} | {_cell(r.handling)} | `{r.code}` | {r.action} | {policy} |")
+        for r in (reason for reason in REASONS.values() if reason.stage == stage):
+            policy = f"**policy:** {cell(r.policy)}" if r.policy else ""
+            parts.append(f"| {cell(r.case)} | {cell(r.handling)} | `{r.code}` | {r.action} | {policy} |")
         parts.append("")
     return "\n".join(parts)

@@ -148,11 +148,8 @@ def study_split(guids: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Sorted int64 positions of ``size`` items (all if ``size >= N``) by ``train_test_split(train_size=size,
-    stratify=labels, random_state=seed)``; unstratified, with a warning, where stratifying cannot work.
-    Raises ValueError if ``size`` is negative."""
+    stratify=labels, random_state=seed)``, ``size >= 0``; unstratified, with a warning, where it cannot work."""
     labels = np.asarray(labels)
-    if size < 0:
-        raise ValueError(f"size must be >= 0, got {size}")
     positions = np.arange(len(labels))
     if size >= len(labels) or size == 0:
         return positions[:size]
@@ -214,6 +211,4 @@ def resampling_table(labels: np.ndarray, seed: int, epochs: int = 1) -> pd.DataF
     sampler = make_sampler(labels, seed)
     drawn = np.concatenate([labels[list(iter(sampler))] for _ in range(epochs)])
     table = pd.DataFrame({"before": class_counts(labels), "after": class_counts(drawn) / epochs})
-    table["before_share"] = table["before"] / table["before"].sum()
-    table["after_share"] = table["after"] / table["after"].sum()
-    return table
+    return pd.concat([table, (table / table.sum()).add_suffix("_share")], axis=1)

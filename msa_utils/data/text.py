@@ -1,6 +1,5 @@
 """The paper's text cleaning ("noise removed, lower-cased") as small named steps: first the repairs
-(:data:`REPAIR_STEPS`, so later steps see each character in one form), then the noise (:data:`NOISE_STEPS`).
-"""
+(:data:`REPAIR_STEPS`, so later steps see each character in one form), then the noise (:data:`NOISE_STEPS`)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ original is kept, and the data report says so post by post."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -38,15 +39,15 @@ MIN_CONFIDENCE = 0.3
 MAX_ENGLISH_CONFIDENCE = 0.1
 """... and English at most this one, else the text counts as English (names, product codes; read on MVSA)."""
 
-_DETECTOR = None
-_DETECTOR_LOCK = threading.Lock()
+
+@functools.lru_cache(maxsize=1)
+def _detector():
+    return LanguageDetectorBuilder.from_languages(*(getattr(Language, name) for name in DETECTION_LANGUAGES)).build()
 
 
 def detect_language(text: str) -> str:
     """ISO 639-1 code of a raw tweet's language (``"en"``, ``"ja"`` ...) or ``"und"``, read by lingua on
-    the text without entities, URLs, mentions, ``RT``, lost characters and hashtags, by the thresholds above.
-    """
-    global _DETECTOR
+    the text without entities, URLs, mentions, ``RT``, lost characters and hashtags, by the thresholds above."""
     for step in (unescape_html, remove_urls, remove_mentions, remove_retweet_markers, remove_garbled):
         text = step(text)
     body = collapse_whitespace(re.sub(r"#\w+", " ", text))
@@ -55,11 +56,7 @@ def detect_language(text: str) -> str:
                                                          or 0x3400 <= ord(ch) <= 0x9FFF or 0xF900 <= ord(ch) <= 0xFAFF))
     if words < MIN_WORDS and unspaced < MIN_UNSPACED_LETTERS:
         return UNDETERMINED
-    with _DETECTOR_LOCK:  # built once per process
-        if _DETECTOR is None:
-            languages = (getattr(Language, name) for name in DETECTION_LANGUAGES)
-            _DETECTOR = LanguageDetectorBuilder.from_languages(*languages).build()
-    values = _DETECTOR.compute_language_confidence_values(body)
+    values = _detector().compute_language_confidence_values(body)
     if not values:
         return UNDETERMINED
     code = values[0].language.iso_code_639_1.name.lower()
@@ -144,13 +141,12 @@ def translate_posts(frame: pd.DataFrame, cache_path: str | os.PathLike, report: 
                     timeout_s: float = 10.0, translator: Callable[[str], str] | None = None, *, max_retries: int = 3,
                     backoff_s: float = 1.0, max_backoff_s: float = 30.0, max_consecutive_errors: int = 3,
                     sleep: Callable[[float], None] = time.sleep, save_every: int = 50) -> pd.DataFrame:
-    """A copy of ``frame`` (``guid``, ``text_raw``, ``text_clean``; ``lang`` used if given) with ``lang``,
+    """A copy of ``frame`` (``guid``, ``text_raw``, ``text_clean``) with ``lang`` (:func:`detect_language`),
     ``text_en`` (the cleaned translation, or ``text_clean``), ``translated`` and ``text`` (= ``text_en``);
     each post neither ``en`` nor ``und`` reported. The translator (default ``GoogleTranslator``) gets
     :func:`remove_noise` of ``text_raw``; answers are cached (saved every ``save_every`` new calls;
     ``enabled=False``: the cache only). Rate limiting is retried ``max_retries`` times after
-    ``sleep(min(max_backoff_s, backoff_s * 2**attempt))``; the ``untranslated_*`` reasons say when calls stop.
-    """
+    ``sleep(min(max_backoff_s, backoff_s * 2**attempt))``; the ``untranslated_*`` reasons say when calls stop."""
     failures, stopped = 0, None  # errors in a row; (reason, why) once no more calls are made
 
     def call(guid, lang: str, source: str) -> str | None:
@@ -170,32 +166,28 @@ def translate_posts(frame: pd.DataFrame, cache_path: str | os.PathLike, report: 
                         raise
                     sleep(min(max_backoff_s, backoff_s * 2**attempt))
         except TimeoutError as exc:
-            reason, detail, fatal = reasons.UNTRANSLATED_TIMEOUT, f"{exc}", True
+            reason, detail = reasons.UNTRANSLATED_TIMEOUT, f"{exc}"
         except Exception as exc:
+            reason, detail = reasons.UNTRANSLATED_ERROR, f"{type(exc).__name__}: {exc}"
             if is_rate_limited(exc):
-                reason, detail, fatal = (reasons.UNTRANSLATED_RATE_LIMITED,
-                                         f"still rate-limited after {max_retries} retries: {exc!r}", True)
+                reason = reasons.UNTRANSLATED_RATE_LIMITED
+                detail = f"still rate-limited after {max_retries} retries: {exc!r}"
             elif isinstance(exc, OSError):
-                reason, detail, fatal = reasons.UNTRANSLATED_NETWORK_UNAVAILABLE, f"{type(exc).__name__}: {exc}", True
-            else:
-                failures += 1
-                reason, detail = reasons.UNTRANSLATED_ERROR, f"{type(exc).__name__}: {exc}"
-                fatal = failures >= max_consecutive_errors
+                reason = reasons.UNTRANSLATED_NETWORK_UNAVAILABLE
         else:
             if isinstance(result, str) and result.strip():
                 failures = 0
                 return result
-            failures += 1
             reason, detail = reasons.UNTRANSLATED_EMPTY_RESULT, f"translator returned {result!r}"
-            fatal = failures >= max_consecutive_errors
+        # a failure of this post alone is counted; a timeout, the rate limit or no network stops all calls at once
+        own_failure = reason in (reasons.UNTRANSLATED_ERROR, reasons.UNTRANSLATED_EMPTY_RESULT)
+        failures += own_failure
         report.add(reason, guid, f"lang {lang}; {detail[:200]}; kept the cleaned original text")
-        if fatal:
+        if not own_failure or failures >= max_consecutive_errors:
             stopped = (reason, f"translation stopped after {reason} on guid {guid} ({detail[:120]})")
         return None
 
-    out = frame.copy()
-    if "lang" not in out.columns:
-        out["lang"] = [detect_language(str(t)) for t in out["text_raw"]]
+    out = frame.assign(lang=[detect_language(str(t)) for t in frame["text_raw"]])
     cache = TranslationCache(cache_path)
     text_en, translated, new_calls = list(out["text_clean"]), [False] * len(out), 0
     try:

@@ -36,11 +36,11 @@ def pooled_feature_set(features: FeatureSet, batch_size: int = 1024) -> np.ndarr
     return np.concatenate(pooled) if pooled else np.zeros((0, width), dtype=np.float32)
 
 
-def _logistic_regression(balanced: bool, seed: int, cs: Sequence[float]) -> LogisticRegressionCV:
-    """L2 logistic regression, ``C`` from ``cs`` by 5-fold stratified CV on weighted F1."""
-    return LogisticRegressionCV(Cs=list(cs), cv=5, scoring=make_scorer(f1_score, average="weighted", zero_division=0),
-                                class_weight="balanced" if balanced else None, max_iter=2000, l1_ratios=(0.0,),
-                                random_state=seed, use_legacy_attributes=False)
+def _logistic_regression(balanced: bool, seed: int) -> LogisticRegressionCV:
+    """L2 logistic regression, ``C`` from :data:`C_GRID` by 5-fold stratified CV on weighted F1."""
+    return LogisticRegressionCV(Cs=list(C_GRID), cv=5, class_weight="balanced" if balanced else None,
+                                scoring=make_scorer(f1_score, average="weighted", zero_division=0), max_iter=2000,
+                                l1_ratios=(0.0,), random_state=seed, use_legacy_attributes=False)
 
 
 def fit_majority(train_y: np.ndarray) -> DummyClassifier:
@@ -48,16 +48,14 @@ def fit_majority(train_y: np.ndarray) -> DummyClassifier:
     return DummyClassifier(strategy="most_frequent").fit(np.zeros((len(train_y), 1)), np.asarray(train_y))
 
 
-def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, balanced: bool = True, seed: int = 0,
-                     cs: Sequence[float] = C_GRID) -> Pipeline:
+def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, balanced: bool = True, seed: int = 0) -> Pipeline:
     """Standardised (N, D) features + :func:`_logistic_regression`, class weights "balanced" or none;
     ValueError from scikit-learn, e.g. for a single class."""
-    return make_pipeline(StandardScaler(), _logistic_regression(balanced, seed, cs)).fit(train_x, train_y)
+    return make_pipeline(StandardScaler(), _logistic_regression(balanced, seed)).fit(train_x, train_y)
 
 
-def fit_tfidf_probe(train_texts: Sequence[str], train_y: np.ndarray, *, seed: int = 0,
-                    cs: Sequence[float] = C_GRID) -> Pipeline:
+def fit_tfidf_probe(train_texts: Sequence[str], train_y: np.ndarray, *, seed: int = 0) -> Pipeline:
     """TF-IDF of word uni- and bigrams + balanced :func:`_logistic_regression`; ValueError from
     scikit-learn, e.g. when no word occurs twice."""
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    return make_pipeline(vectorizer, _logistic_regression(True, seed, cs)).fit(list(train_texts), train_y)
+    return make_pipeline(vectorizer, _logistic_regression(True, seed)).fit(list(train_texts), train_y)

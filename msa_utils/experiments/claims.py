@@ -57,10 +57,6 @@ class Claim:
                 raise ValueError(f"unknown model {name!r} in claim {self.id}; use one of {known}")
 
 
-def _resolve(name: str | None, paths: StudyPaths) -> str | None:
-    return better_probe(paths) if name == BETTER_PROBE else name
-
-
 PAPER_MLP = "+0.07 to +0.08"
 CLAIMS: tuple[Claim, ...] = tuple(Claim(*fields) for fields in (
     ("1a", "the full model reaches 0.73 weighted F1", "full", None, "at_least", "0.73 (accuracy 0.73)", 0.73),
@@ -116,19 +112,6 @@ def prediction_matrix(paths: StudyPaths, model: str, part: str = "test") -> tupl
     return wide.index.to_numpy(), gold, wide.apply(lambda c: c.map(LABEL2ID)).to_numpy().T
 
 
-def results_table(paths: StudyPaths) -> pd.DataFrame:
-    """Every variant that ran, then every baseline (n 1), by name: ``title, n, <part>_<metric>_mean, _std``."""
-    runs = load_runs(paths).assign(title=lambda r: r["variant"].map(lambda n: VARIANTS[n].title))
-    baselines = pd.read_csv(paths.metrics / "baselines.csv").rename(columns={"baseline": "variant"})
-    baselines["title"] = baselines["variant"].map(BASELINES)
-    grouped = pd.concat([runs, baselines], ignore_index=True).groupby("variant", sort=False)
-    table = pd.DataFrame({"title": grouped["title"].first(), "n": grouped.size()})
-    for column in (f"{part}_{metric}" for part in ("val", "test") for metric in compare.METRICS):
-        table[f"{column}_mean"] = grouped[column].mean()
-        table[f"{column}_std"] = grouped[column].std(ddof=1)
-    return table.rename_axis("model")
-
-
 def claims_table(cfg: Profile, seed: int = 0, ids: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per claim (of ``ids``) whose models ran: ``ours`` (test :data:`PRIMARY_METRIC` over
     seeds), ``difference`` better minus worse (``at_least``: ours minus the paper's) in its 95 % interval
@@ -138,7 +121,7 @@ def claims_table(cfg: Profile, seed: int = 0, ids: tuple[str, ...] | None = None
     available = set(runs["variant"]) | set(BASELINES)
     rows = []
     for claim in (c for c in CLAIMS if ids is None or c.id in ids):
-        better, worse = _resolve(claim.better, paths), _resolve(claim.worse, paths)
+        better, worse = (better_probe(paths) if name == BETTER_PROBE else name for name in (claim.better, claim.worse))
         if better not in available or (worse is not None and worse not in available):
             continue
         row = {"id": claim.id, "claim": claim.text, "paper": claim.paper, "n_posts": np.nan, "note": "", "ours": "–",

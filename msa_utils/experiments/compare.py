@@ -42,16 +42,6 @@ def _labels(values, name: str, n_posts: int | None = None) -> np.ndarray:
     return rows.astype(np.intp, copy=False)
 
 
-def _check(metric: str, n_resamples=1, level: float = 0.5) -> int:
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
-    if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
-        raise ValueError(f"n_resamples must be an integer >= 1, got {n_resamples!r}")
-    if not 0.0 < level < 1.0:  # also False for NaN
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    return int(n_resamples)
-
-
 def _counts(gold: np.ndarray, rows: np.ndarray, index: np.ndarray) -> np.ndarray:
     """(B, M, 3, 3) counts of the rows (M, N) on the resamples ``index`` (B, L), one bincount."""
     n_boot, n_rows, cells = index.shape[0], rows.shape[0], N_CLASSES * N_CLASSES
@@ -74,7 +64,8 @@ def confusion_matrices(gold, pred) -> np.ndarray:
 def metric_from_confusion(conf, metric: str) -> np.ndarray:
     """A metric of :data:`METRICS` of (..., 3, 3) confusion matrices, (...) floats, as scikit-learn's
     (``zero_division=0``); ValueError for a bad metric or shape, negative or non-finite counts, no posts."""
-    _check(metric)
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
     conf = np.asarray(conf)
     if conf.ndim < 2 or conf.shape[-2:] != (N_CLASSES, N_CLASSES):
         raise ValueError(f"conf must have shape (..., {N_CLASSES}, {N_CLASSES}), got {conf.shape}")
@@ -106,7 +97,7 @@ class SeedSummary:
 
     def format(self, digits: int = 3) -> str:
         """``"0.680 ± 0.012 (n=3)"``; ``"0.680 (n=1)"``."""
-        return f"{mean_std(self.mean, self.std if self.n > 1 else math.nan, self.n, f'.{digits}f')} (n={self.n})"
+        return f"{mean_std(self.mean, self.std if self.n > 1 else math.nan, f'.{digits}f')} (n={self.n})"
 
     __str__ = format
 
@@ -162,7 +153,11 @@ def _bootstrap(gold, preds: dict, metric: str, n_resamples, seed: int, level: fl
     """``(N, B, [(S, mean on all posts, (B,) resampled means)])`` per (S, N) array of ``preds``, same draws."""
     gold = _labels(gold, "gold")
     rows = [_labels(pred, name, gold.size) for name, pred in preds.items()]
-    n_resamples = _check(metric, n_resamples, level)
+    if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be an integer >= 1, got {n_resamples!r}")
+    if not 0.0 < level < 1.0:  # also False for NaN; a bad metric: metric_from_confusion
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    n_resamples = int(n_resamples)
     seeds = [r.shape[0] for r in rows]
     if min(seeds) > 1 and len(set(seeds)) > 1:
         raise ValueError(f"variants with several seeds must have the same number (rows aligned by seed), got {seeds}")

@@ -82,13 +82,16 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
     variant, cfg, paths = VARIANTS[name], data.cfg, data.cfg.paths
     rows, histories, predictions = [], [], []
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-        run_cfg = variant.profile(cfg, seed)
-        run_data = _text_below(data, run_cfg.model.text_top_layers)
+        run_cfg, run_data = variant.profile(cfg, seed), data
+        top_layers = run_cfg.model.text_top_layers
+        if top_layers:  # the cached text states below the top layers
+            run_data = dataclasses.replace(data, features={part: text_finetune.text_below_features(
+                data.backbone, data.features[part], _texts(data, part), top_layers, cfg.cache_dir,
+                dtype=cfg.features.cache_dtype, batch_size=cfg.features.encode_batch_size) for part in PARTS})
         set_seed(seed)
         classifier = factory.build_classifier(data.backbone, run_cfg)
-        if run_cfg.model.text_top_layers:
-            top = text_finetune.text_top(data.backbone, run_cfg.model.text_top_layers)
-            classifier = text_finetune.TextTopClassifier(top, classifier)
+        if top_layers:
+            classifier = text_finetune.TextTopClassifier(text_finetune.text_top(data.backbone, top_layers), classifier)
         checkpoint = paths.checkpoints / name / f"seed{seed}"
         result = fit(classifier, run_data.features["train"], data.labels["train"], run_data.features["val"],
                      data.labels["val"], run_cfg.train, seed=seed, device=run_cfg.device, drop=variant.drop,
@@ -164,17 +167,6 @@ def _texts(data: StudyData, part: str) -> list[str]:
     """``posts.text`` of ``part``, in its feature order."""
     by_guid = data.posts.set_index("guid")["text"].fillna("")
     return by_guid.loc[data.features[part].guids.numpy()].astype(str).tolist()
-
-
-def _text_below(data: StudyData, top_layers: int) -> StudyData:
-    """``data`` with the cached text states below the top ``top_layers`` layers, if any."""
-    if not top_layers:
-        return data
-    cfg = data.cfg
-    features = {part: text_finetune.text_below_features(
-        data.backbone, data.features[part], _texts(data, part), top_layers, cfg.cache_dir,
-        dtype=cfg.features.cache_dtype, batch_size=cfg.features.encode_batch_size) for part in PARTS}
-    return dataclasses.replace(data, features=features)
 
 
 def _score(data: StudyData, model: str, seed: int, part: str, probabilities: np.ndarray,

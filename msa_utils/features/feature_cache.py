@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -147,12 +147,14 @@ class ShardWriter:
             self._buffer, self._closed = None, True
 
 
-def save_features(features: FeatureSet, folder: str | os.PathLike, key: str,
+def save_features(features: FeatureSet | Iterable[FeatureSet], folder: str | os.PathLike, key: str,
                   rows_per_shard: int | None = None) -> Path:
-    """Write ``features`` to the cache folder ``folder``; ValueError if empty."""
+    """Write ``features`` (a set, or several: their rows in order) to the cache folder ``folder``; ValueError if
+    empty."""
     with ShardWriter(folder, key, rows_per_shard) as writer:
-        for rows in features.batches(writer.rows_per_shard or 1024):
-            writer.append(rows.text_states, rows.text_mask, rows.image_states, rows.guids)
+        for part in [features] if isinstance(features, FeatureSet) else features:
+            for rows in part.batches(rows_per_shard or 1024):
+                writer.append(rows.text_states, rows.text_mask, rows.image_states, rows.guids)
     return Path(folder)
 
 
@@ -212,25 +214,20 @@ def _report_unlisted(folder: Path, listed: set[str], shown: int = 5) -> None:
     unlisted = sorted(entry.name for entry in folder.iterdir() if entry.name not in listed)
     if unlisted:
         more = f" and {len(unlisted) - shown} more" if len(unlisted) > shown else ""
-        names = ", ".join(_printable(name) for name in unlisted[:shown])
+        # unprintable characters escaped
+        names = ", ".join("".join(c if c.isprintable() else repr(c)[1:-1] for c in name) for name in unlisted[:shown])
         logger.warning("feature cache %s holds %d entr%s its manifest does not name, not read: %s%s", folder,
                        len(unlisted), "y" if len(unlisted) == 1 else "ies", names, more)
-
-
-def _printable(name: str) -> str:
-    """``name`` with unprintable characters escaped."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in name)
 
 
 def encode_into(folder: str | os.PathLike, key: str, backbone, guids: torch.Tensor, texts: Sequence[str],
                 image_paths: Sequence[str | os.PathLike], *, dtype: str, batch_size: int, progress: bool = True,
                 workers: int = 0, rows_per_shard: int | None = None) -> Path:
     """Encode ``N`` posts straight into the cache folder (memory: one window)."""
-    with ShardWriter(folder, key, rows_per_shard) as writer:
-        for start, text_states, text_mask, image_states in encode_windows(
-                backbone, texts, image_paths, batch_size=batch_size, dtype=dtype, progress=progress, workers=workers):
-            writer.append(text_states, text_mask, image_states, guids[start:start + len(text_mask)])
-    return Path(folder)
+    windows = encode_windows(backbone, texts, image_paths, batch_size=batch_size, dtype=dtype, progress=progress,
+                             workers=workers)
+    return save_features((FeatureSet(guids[start:start + len(mask)], states, mask, images)
+                          for start, states, mask, images in windows), folder, key, rows_per_shard)
 
 
 def load_or_build(folder: Path, key: str, build: Callable[[], object], what: str = "feature") -> FeatureSet:
@@ -286,9 +283,7 @@ def extract_in_parts(backbone, guids: torch.Tensor, texts: Sequence[str], image_
     processes.wait_for_everyone()
     if processes.is_main_process:
         parts = [load_features(part(r), key, verify=False) for r in range(processes.num_processes) if part(r).is_dir()]
-        with ShardWriter(folder, key) as writer:  # the parts' rows in order, in shards of the default size
-            for rows in (batch for features in parts for batch in features.batches()):
-                writer.append(rows.text_states, rows.text_mask, rows.image_states, rows.guids)
+        save_features(parts, folder, key)  # the parts' rows in order, in shards of the default size
         for r in range(processes.num_processes):
             shutil.rmtree(part(r), ignore_errors=True)
     processes.wait_for_everyone()

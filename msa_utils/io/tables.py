@@ -11,9 +11,8 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def mean_std(mean: float, std: float, n: int, fmt: str = ".3f") -> str:
-    """``"0.674 ± 0.010"``, or just the mean where ``std`` is missing (one seed, a deterministic
-    baseline). ``n`` is not shown: tables give it in a column of its own."""
+def mean_std(mean: float, std: float, fmt: str = ".3f") -> str:
+    """``"0.674 ± 0.010"``, or just the mean where ``std`` is missing (one seed, a deterministic baseline)."""
     return format(mean, fmt) if _missing(std) else f"{format(mean, fmt)} ± {format(std, fmt)}"
 
 

@@ -1,13 +1,8 @@
 """The trained part of the model (the paper's): projections + multimodal encoder + a head giving
 3 logits (:data:`msa_utils.config.labels.LABELS`), on PREPARED frozen token states. The forward pass
-is the multimodal half of ``transformers.FlavaModel.forward`` (transformers 5.24)::
-
-    image_proj = image_projection(image_states)          # (B, Li, H)  = image_to_mm_projection
-    text_proj  = text_projection(text_states)            # (B, Lt, H)  = text_to_mm_projection
-    x    = cat([image_proj, text_proj], dim=1)           # image tokens first, then text
-    mask = cat([ones(B, Li + 1), text_mask], dim=1)      # +1: the CLS token the encoder prepends
-    h    = FlavaMultimodalModel(x, attention_mask=mask).last_hidden_state   # (B, T, H), T = 1 + Li + Lt
-    logits = head(h[:, 0])   # (B, 3); other heads first pool h (modality_sum: with text_proj and image_proj)
+is the multimodal half of ``transformers.FlavaModel.forward`` (transformers 5.24): projected image tokens,
+then text tokens, into ``FlavaMultimodalModel``, which prepends its CLS token; the head reads
+``h[:, 0]`` (other heads first pool ``h``: :mod:`msa_utils.model.heads`).
 """
 
 from __future__ import annotations

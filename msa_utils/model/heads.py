@@ -96,5 +96,4 @@ HEADS: dict[str, Callable[..., tuple[nn.Module | None, nn.Module]]] = {
     "modality_sum": lambda c: (ModalitySumPool(c.hidden_size), _mlp(c, 3)),
     "attention": lambda c: (AttentionPool(c.hidden_size, c.num_heads, c.dropout), nn.Linear(c.hidden_size, c.num_labels)),
 }
-"""Head name (:data:`msa_utils.config.profiles.HEAD_NAMES`) -> ``(pool, head)`` of a ``ClassifierConfig``, pool
-built first."""
+"""Head name (:data:`msa_utils.config.profiles.HEAD_NAMES`) -> ``(pool, head)`` of a ``ClassifierConfig``."""

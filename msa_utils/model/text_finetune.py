@@ -32,29 +32,24 @@ TEXT_TOP_WEIGHTS_NAME = "text_top.safetensors"
 CLASSIFIER_FOLDER = "classifier"  # a sub-folder: MultimodalClassifier.from_pretrained of the checkpoint fails
 
 
-def checked_top_layers(top_layers: int, num_layers: int) -> int:
-    """``top_layers`` if an int (not a bool) in ``1..num_layers``, else ValueError."""
-    if isinstance(top_layers, bool) or not isinstance(top_layers, int) or not 1 <= top_layers <= num_layers:
-        raise ValueError(f"top_layers must be an integer in 1..{num_layers} (the text encoder's layers), "
-                         f"got {top_layers!r}")
-    return int(top_layers)
-
-
 def _text_layers(backbone, top_layers: int) -> tuple[nn.ModuleList, int]:
-    """``(backbone.text_encoder.encoder.layer, checked top_layers)``; NotImplementedError if absent."""
+    """``(backbone.text_encoder.encoder.layer, top_layers)``; NotImplementedError if absent, ValueError unless
+    ``top_layers`` is an int (not a bool) in ``1..len(layers)``."""
     layers = getattr(getattr(getattr(backbone, "text_encoder", None), "encoder", None), "layer", None)
     if layers is None:
         raise NotImplementedError(f"{type(backbone).__name__} cannot fine-tune the top layers of its text encoder "
                                   "(no text_encoder.encoder.layer)")
-    return layers, checked_top_layers(top_layers, len(layers))
+    if isinstance(top_layers, bool) or not isinstance(top_layers, int) or not 1 <= top_layers <= len(layers):
+        raise ValueError(f"top_layers must be an integer in 1..{len(layers)} (the text encoder's layers), "
+                         f"got {top_layers!r}")
+    return layers, int(top_layers)
 
 
 @torch.no_grad()
 def encode_text_below(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor, top_layers: int) -> torch.Tensor:
     """The states ``(B, L, Dt)`` entering the top ``top_layers`` text layers (no autocast); ValueError,
-    NotImplementedError as :func:`checked_top_layers`, :func:`_text_layers`."""
-    n = _text_layers(backbone, top_layers)[1]
-    device = backbone.device
+    NotImplementedError as :func:`_text_layers`."""
+    n, device = _text_layers(backbone, top_layers)[1], backbone.device
     out = backbone.text_encoder(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                 output_hidden_states=True, return_dict=True)
     return out.hidden_states[-1 - n]
@@ -76,7 +71,6 @@ class TextTopLayers(nn.Module):
 
     def __init__(self, layers: Sequence[nn.Module], config, *, backbone_name: str, num_layers: int) -> None:
         super().__init__()
-        checked_top_layers(len(layers), num_layers)
         self.layers = nn.ModuleList(layers)
         self.config = config
         self.backbone_name = str(backbone_name)
@@ -110,10 +104,6 @@ class TextTopClassifier(nn.Module):
                              f"text_dim {classifier.config.text_dim}")
         self.text_top = text_top
         self.classifier = classifier
-
-    @classmethod
-    def from_backbone(cls, backbone, classifier: MultimodalClassifier, top_layers: int) -> "TextTopClassifier":
-        return cls(text_top(backbone, top_layers).to(next(classifier.parameters()).device), classifier)
 
     @property
     def top_layers(self) -> int:
@@ -179,18 +169,16 @@ def text_below_features(backbone, features: FeatureSet, texts: Sequence[str], to
         n, length = mask.shape
         # the length of each row up to its last real token (right padding; robust to any padding side)
         lengths = (mask.bool() * torch.arange(1, length + 1)).amax(dim=1).clamp(min=1)
-        states = None
+        states = torch.zeros((n, length, backbone.text_dim), dtype=torch_dtype)
         for rows in progress_bar(length_sorted_batches(lengths, batch_size, window=n), show=progress,
                                  desc=f"text below top {top_layers} ({backbone.name})", unit="batch"):
             width = int(lengths[rows].max())
             below = encode_text_below(backbone, ids[rows, :width], mask[rows, :width], top_layers)
-            if states is None:
-                states = torch.zeros((n, length, below.shape[-1]), dtype=torch_dtype)
             states[rows, :width] = below.to("cpu", torch_dtype)
         seconds = time.perf_counter() - start_time
         logger.info("text-only pass below the top %d layers: %d texts in %.2f s (%.1f ms per text, batch %d)",
                     top_layers, n, seconds, 1000 * seconds / max(n, 1), batch_size)
-        placeholder = torch.empty((len(features), 0, 0), dtype=states.dtype)
+        placeholder = torch.empty((n, 0, 0), dtype=torch_dtype)
         save_features(FeatureSet(features.guids, states, mask, placeholder), path, key)
 
     cached = load_or_build(path, key, build, f"text-below (top {top_layers})")

@@ -51,8 +51,7 @@ def text_length_figure(frame: pd.DataFrame, columns: tuple[str, ...] = ("text_ra
     """Step histograms of text length in characters and tokens, one outline per column of ``columns``
     in ``frame`` (legend: its median)."""
     present = [c for c in columns if c in frame.columns]
-    parts = [text_lengths(frame, column).assign(text=column) for column in present]
-    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"chars": [], "tokens": [], "text": []})
+    long = pd.concat([text_lengths(frame, c).assign(text=c) for c in present] or [pd.DataFrame()], ignore_index=True)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, unit, xlabel in zip(axes, ("chars", "tokens"), ("characters", "whitespace tokens")):
         if len(long):

@@ -14,6 +14,7 @@ from msa_utils.experiments import claims
 from msa_utils.experiments.dataset import BACKBONE_FILE
 from msa_utils.data.posts import usable
 from msa_utils.experiments.predict import SELECTION_FILE
+from msa_utils.experiments.variants import BASELINES, VARIANTS
 from msa_utils.config.profiles import PROFILES, REPO_ROOT, Profile, StudyPaths
 from msa_utils.io.tables import markdown_table, mean_std
 
@@ -35,36 +36,19 @@ def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFr
 
 
 def main_table(paths: StudyPaths) -> pd.DataFrame:
-    """Every model's test scores and val weighted F1 (mean ± std over seeds), with the paper's."""
-    table = claims.results_table(paths)
-    out = pd.DataFrame({"model": table["title"], "n": table["n"].astype(int)})
+    """Every variant that ran, then every baseline (n 1): test scores and val weighted F1 (mean ± std over
+    seeds), with the paper's."""
+    runs = claims.load_runs(paths).assign(title=lambda r: r["variant"].map(lambda n: VARIANTS[n].title))
+    baselines = pd.read_csv(paths.metrics / "baselines.csv").rename(columns={"baseline": "variant"})
+    baselines["title"] = baselines["variant"].map(BASELINES)
+    grouped = pd.concat([runs, baselines], ignore_index=True).groupby("variant", sort=False)
+    out = pd.DataFrame({"model": grouped["title"].first(), "n": grouped.size()})
     for column in ("test accuracy", "test weighted F1", "test macro F1", "val weighted F1"):
         key = column.replace(" ", "_").replace("F1", "f1")
-        out[column] = [mean_std(*v) for v in zip(table[f"{key}_mean"], table[f"{key}_std"], table["n"])]
+        out[column] = [mean_std(*v) for v in zip(grouped[key].mean(), grouped[key].std(ddof=1))]
     for metric, column in (("accuracy", "paper accuracy"), ("weighted_f1", "paper weighted F1")):
-        out[column] = [PAPER.get(name, {}).get(metric) for name in table.index]
+        out[column] = [PAPER.get(name, {}).get(metric) for name in out.index]
     return out.reset_index(drop=True)
-
-
-def protocol_text(cfg: Profile, counts: pd.DataFrame) -> str:
-    """The parts, how they were made, the seeds, what the intervals cover."""
-    total = counts.loc["total"]
-    seeds = (f"Each variant was trained with {cfg.seeds} seeds "
-             f"({', '.join(str(cfg.seed + k) for k in range(cfg.seeds))}); scores are mean ± standard deviation over "
-             f"them. Comparisons are paired (same seeds, same test posts): the 95% interval of a difference comes from "
-             f"{claims.N_RESAMPLES} bootstrap resamples of the test posts and of the seeds "
-             f"(`msa_utils.experiments.compare.paired_bootstrap`)." if cfg.seeds > 1 else
-             f"Each variant was trained with one seed ({cfg.seed}), so no interval covers the variation between "
-             f"seeds: the 95% interval of a difference comes from {claims.N_RESAMPLES} bootstrap resamples of the "
-             f"test posts only.")
-    return (
-        f"The {int(total[['train', 'val', 'test']].sum())} usable labelled posts of `train.txt` were split once "
-        f"(seed {cfg.seed}) into a held-out **test** part of {int(total['test'])} posts "
-        f"({cfg.data.test_fraction:.0%}), then {int(total['train'])} training and {int(total['val'])} validation posts "
-        f"(8:2, as in the paper); every split is stratified by class and grouped by content (posts with the same "
-        f"text or the same image bytes stay in one part). Validation chose every epoch, variant and "
-        f"hyperparameter; the test part only scores. {seeds} The paper's numbers are on its own validation split."
-    )
 
 
 def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame, test_counts: pd.Series,
@@ -79,13 +63,27 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame,
         if v != default[k] and k not in ("results_dir", "cache_dir"))])
     data_dir = Path(cfg.data.data_dir)
     data_dir = data_dir.relative_to(REPO_ROOT) if data_dir.is_relative_to(REPO_ROOT) else data_dir
+    total = counts.loc["total"]
+    seeds = (f"Each variant was trained with {cfg.seeds} seeds "
+             f"({', '.join(str(cfg.seed + k) for k in range(cfg.seeds))}); scores are mean ± standard deviation over "
+             f"them. Comparisons are paired (same seeds, same test posts): the 95% interval of a difference comes from "
+             f"{claims.N_RESAMPLES} bootstrap resamples of the test posts and of the seeds "
+             f"(`msa_utils.experiments.compare.paired_bootstrap`)." if cfg.seeds > 1 else
+             f"Each variant was trained with one seed ({cfg.seed}), so no interval covers the variation between "
+             f"seeds: the 95% interval of a difference comes from {claims.N_RESAMPLES} bootstrap resamples of the "
+             f"test posts only.")
     stopping = (f"Early stopping on validation weighted F1, patience {cfg.train.patience}" if cfg.train.early_stopping
                 else f"No early stopping ({cfg.train.max_epochs} epochs, the last kept)")
     sections = [
         f"# Results: multimodal sentiment analysis, profile `{cfg.name}`",
         f"Produced by `{command}` (notebooks 01-07) on `{data_dir}`. "
         f"Backbone: {io.read_json(paths.metrics / BACKBONE_FILE)['description']}.",
-        protocol_text(cfg, counts),
+        f"The {int(total[['train', 'val', 'test']].sum())} usable labelled posts of `train.txt` were split once "
+        f"(seed {cfg.seed}) into a held-out **test** part of {int(total['test'])} posts "
+        f"({cfg.data.test_fraction:.0%}), then {int(total['train'])} training and {int(total['val'])} validation posts "
+        f"(8:2, as in the paper); every split is stratified by class and grouped by content (posts with the same "
+        f"text or the same image bytes stay in one part). Validation chose every epoch, variant and "
+        f"hyperparameter; the test part only scores. {seeds} The paper's numbers are on its own validation split.",
         "## The paper's claims (held-out test part)",
         claims.claims_markdown(claims_table),
         f"Verdicts on weighted F1: *supported* when the 95% interval of the difference excludes 0 in the "
@@ -126,14 +124,14 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
     table = load_claims_table(paths)
     runs = claims.load_runs(paths, ["full"])
     selection = io.read_json(paths.metrics / SELECTION_FILE)
-    spread = mean_std(runs["test_weighted_f1"].mean(), runs["test_weighted_f1"].std(ddof=1), len(runs))
+    spread = mean_std(runs["test_weighted_f1"].mean(), runs["test_weighted_f1"].std(ddof=1))
     return "\n".join([
         claims.claims_markdown(table, notes=False),
         "",
         f"Test weighted F1 on a held-out part of {int(table['n_posts'].max())} posts that no choice read, "
         f"`{profile}` profile, {len(runs)} seeds per model (the paper's recipe: {spread}); intervals: paired "
         f"bootstrap over test posts and seeds. The prediction file comes from {selection['title']} "
-        f"(best validation score). Rendered from `results/` by `python -m msa_utils.report.docs`; every model, "
+        f"(best validation score). Rendered from `results/` by `python scripts/render_docs.py`; every model, "
         "note and figure is in [`results/REPORT.md`](results/REPORT.md).",
     ])
 

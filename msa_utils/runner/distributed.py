@@ -1,10 +1,8 @@
 """The frozen-encoder pass and training sharded over several processes with ``accelerate``.
 
-One process per GPU, or CPU processes under ``torchrun`` (the tests), after notebooks 01 and 03 (docs/running.md).
-Each encodes a slice of the posts into the one cache notebook 04 reads (a single process's up to float rounding),
-then trains the full model in DDP on its share of every batch (each step the whole batch's, dropout masks aside);
-the main process writes ``checkpoints/distributed/seed{seed}`` and prints the validation scores. Stop it with
-Ctrl-C or by killing the launcher's process group: torch's launchers do not forward SIGKILL to their workers.
+One process per GPU, or CPU processes under ``torchrun`` (the tests), after notebooks 01 and 03; what each does:
+docs/running.md. The main process writes ``checkpoints/distributed/seed{seed}`` and prints the validation scores.
+Stop it with Ctrl-C or by killing the launcher's process group: torch's launchers do not forward SIGKILL to workers.
 """
 
 import argparse

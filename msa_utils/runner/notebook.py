@@ -1,5 +1,6 @@
 """What a notebook calls first, after its parameters cell of literals (papermill's convention):
-``cfg = setup(profile, overrides)``; and how ``msa-study`` reports a notebook's run (its warnings, the files it wrote)."""
+``cfg = setup(profile, overrides)``; and how ``msa-study`` reports a notebook's run (its warnings, the
+files it wrote)."""
 
 import contextlib
 import json
@@ -40,15 +41,12 @@ def log_warnings() -> logging.Handler:
 def notebook_warnings(path: str | os.PathLike) -> list[str]:
     """The warnings an executed notebook logged: its cells' stderr lines that start with :data:`WARNING_PREFIX` or
     ``ERROR ``, in order, each once. OSError / ValueError / KeyError if ``path`` is not a readable notebook."""
-    found: dict[str, None] = {}
-    for cell in json.loads(Path(path).read_text(encoding="utf-8"))["cells"]:
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                text = "".join(output.get("text", ""))  # a list of lines or one string
-                for line in text.replace("\r", "\n").splitlines():
-                    if line.startswith((WARNING_PREFIX, "ERROR ")):
-                        found.setdefault(line.rstrip(), None)
-    return list(found)
+    outputs = (output for cell in json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+               for output in cell.get("outputs", []))
+    texts = ("".join(o.get("text", "")) for o in outputs  # text: a list of lines or one string
+             if o.get("output_type") == "stream" and o.get("name") == "stderr")
+    return list(dict.fromkeys(line.rstrip() for text in texts for line in text.replace("\r", "\n").splitlines()
+                              if line.startswith((WARNING_PREFIX, "ERROR "))))
 
 
 def print_warnings(name: str, output: Path) -> None:

@@ -1,9 +1,6 @@
-"""Training on cached, prepared frozen-encoder features (:meth:`msa_utils.features.backbone.FrozenBackbone.prepare`).
-
-The paper's recipe: Adam, learning rate 1e-4, batch 32, up to 10 epochs, early stopping, the
-training split re-sampled by inverse class frequency. The paper states neither what early stopping
-monitors nor its patience: we monitor validation weighted F1 (its headline metric).
-"""
+"""Training on cached, prepared frozen-encoder features (:meth:`msa_utils.features.backbone.FrozenBackbone.prepare`)
+by the paper's recipe (README.md). The paper states neither what early stopping monitors nor its patience: we
+monitor validation weighted F1 (its headline metric)."""
 
 import copy
 import logging

@@ -1,7 +1,8 @@
 """Generated blocks of the documentation, and the command that refreshes them.
 
-A block lies between the lines ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; ``python -m
-msa_utils.report.docs`` rewrites every one, ``--check`` exits 1 naming the stale files."""
+A block lies between the lines ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; ``python
+scripts/render_docs.py`` rewrites every one, ``--check`` exits 1 naming the stale files. A tool of the
+repository (it edits README.md and docs/), not of the installed package."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from msa_utils.data import reasons
 from msa_utils.io.tables import markdown_table
 from msa_utils.report import summary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 STUDY_TIMES = "benchmarks/results/study_times.csv"
 
 
@@ -42,39 +43,35 @@ BLOCKS: list[tuple[str, str, Callable[[Path], str]]] = [
 """(path relative to the root, block name, function of the root giving its text)."""
 
 
-def render_block(path: Path, name: str, text: str) -> tuple[str, str]:
-    """``(content of path, content with block name holding text)``; ValueError for missing, repeated or
-    swapped markers."""
+def replace_block(path: str | os.PathLike, name: str, text: str, write: bool = True) -> bool:
+    """Set block ``name`` of ``path`` to ``text``, written atomically if ``write``; False if it was up to date.
+    ValueError for missing, repeated or swapped markers."""
     content = Path(path).read_text(encoding="utf-8")
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if content.count(start) != 1 or content.count(end) != 1 or content.index(end) < content.index(start):
         raise ValueError(f"{path}: generated block {name!r}: expected one {start!r} line, then one {end!r} line")
     head, rest = content.split(start, 1)
-    return content, f"{head}{start}\n{text.rstrip()}\n{end}{rest.split(end, 1)[1]}"
-
-
-def replace_block(path: str | os.PathLike, name: str, text: str) -> bool:
-    """Write block ``name`` of ``path`` atomically; False if it was up to date."""
-    content, new = render_block(Path(path), name, text)
-    if new != content:
+    new = f"{head}{start}\n{text.rstrip()}\n{end}{rest.split(end, 1)[1]}"
+    if write and new != content:
         io.write_text(Path(path), new)
     return new != content
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Regenerate every block (0), or with ``--check`` print the stale files (1 if any)."""
-    parser = argparse.ArgumentParser(prog="python -m msa_utils.report.docs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python scripts/render_docs.py", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated block is stale")
     parser.add_argument("--root", default=str(ROOT), help="repository root (default: %(default)s)")
     args = parser.parse_args(argv)
     stale = []
     for rel, name, render in BLOCKS:
-        path, text = Path(args.root) / rel, render(Path(args.root))
-        if not args.check and replace_block(path, name, text):
-            print(f"updated {rel} (block {name!r})")
-        elif args.check and len(set(render_block(path, name, text))) > 1 and rel not in stale:
+        if not replace_block(Path(args.root) / rel, name, render(Path(args.root)), write=not args.check):
+            continue
+        if args.check:
             stale.append(rel)
-            print(f"stale generated documentation: {rel} (run python -m msa_utils.report.docs)", file=sys.stderr)
+            print(f"stale generated documentation: {rel} (run python scripts/render_docs.py)", file=sys.stderr)
+        else:
+            print(f"updated {rel} (block {name!r})")
     return 1 if stale else 0
 
 
