@@ -15,7 +15,7 @@ from msa_utils.config.labels import LABELS
 from msa_utils.experiments import claims, dataset, predict, variants
 from msa_utils.report import summary
 from msa_utils.train.metrics import weighted_f1
-from msa_utils.data.posts import PostTable, build_posts, save_posts, usable
+from msa_utils.data.posts import PostTable, build_posts, save_posts, split_counts, usable
 from msa_utils.config.profiles import get_profile
 from msa_utils.data.splits import save_split, study_split
 
@@ -124,7 +124,7 @@ def test_claims_table_differences_are_the_paired_mean_differences(study):
 def test_report_and_readme_block_show_the_claims(study):
     cfg, _, split, posts, (_, table, selection), _ = study
     test_counts = pd.read_csv(cfg.paths.predictions / "test_predictions.txt")["tag"].value_counts()
-    counts = summary.split_counts(posts, split)
+    counts = split_counts(posts, split)
     assert counts.loc["total", "test"] == len(split["test"])
     text = summary.write_report(cfg, pd.DataFrame({"count": [1]}), counts, test_counts, table).read_text()
     assert "## The paper's claims (held-out test part)" in text and f"`{selection['model']}`" in text

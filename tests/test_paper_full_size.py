@@ -3,10 +3,10 @@
 A randomly initialised ``FlavaModel(FlavaConfig())`` (241 M parameters, the architecture of
 ``facebook/flava-full``; nothing downloaded) and a ``FlavaProcessor`` built from the
 bert-base-uncased vocabulary are saved with ``save_pretrained``; the ``paper`` profile is pointed at
-that folder on the CPU with a 64-post sample, one seed and one epoch. The random weights make the
+that folder on the CPU with a 32-post sample, 4 test posts, one seed and one epoch. The random weights make the
 scores meaningless; what is checked is the path: 197 image tokens and 64 text tokens of width 768
 into the 6-layer, 768-wide multimodal encoder, the 768 → 512 → 256 → 3 head, the checkpoint, the
-predictions, and a report that names the folder actually loaded. About 2 minutes and 6 GB of
+predictions, and a report that names the folder actually loaded. About a minute and 6 GB of
 memory on a 2-core machine (docs/paper-profile.md).
 """
 
@@ -24,7 +24,7 @@ from msa_utils.runner.study import run_study
 
 pytestmark = pytest.mark.slow
 
-TEST_POSTS = 8
+TRAIN_POSTS, TEST_POSTS = 32, 4
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def full_size_flava(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def results(full_size_flava, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("paper_run")
-    overrides = {"device": "cpu", "flava_name_or_path": str(full_size_flava), "train_sample": 64,
+    overrides = {"device": "cpu", "flava_name_or_path": str(full_size_flava), "train_sample": TRAIN_POSTS,
                  "test_sample": TEST_POSTS, "seeds": 1, "max_epochs": 1, "translate": False,
                  "results_dir": str(root / "results"), "cache_dir": str(root / "cache")}
     run_study("paper", overrides, only=["01", "02", "03", "04"])
@@ -46,7 +46,7 @@ def test_full_size_token_states_reach_the_cache(results):
     (cache,) = (results.parent / "cache").glob("features-flava-*")
     features = load_features(cache, read_json(cache / MANIFEST_NAME)["key"])
     posts = len(features)
-    assert posts == 64 + TEST_POSTS
+    assert posts == TRAIN_POSTS + TEST_POSTS
     assert features.text_states.shape == (posts, 64, 768) and features.image_states.shape == (posts, 197, 768)
 
 

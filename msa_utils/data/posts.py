@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from msa_utils import io
+from msa_utils.config.labels import LABELS
 from msa_utils.config.profiles import Profile, StudyPaths
 from msa_utils.data import reasons
 from msa_utils.data.data_report import DataReport
@@ -148,3 +149,15 @@ def load_posts(paths: StudyPaths) -> pd.DataFrame:
 def usable(posts: pd.DataFrame) -> pd.Series:
     """Mask of the posts a model can read: a usable text file and a decoded image."""
     return posts["has_text"] & posts["has_image"] & posts["image_ok"]
+
+
+def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Posts per class and ``total`` (rows) in each labelled part of ``split``, and the usable ``unlabelled``
+    posts (``total`` only)."""
+    labels, ids = posts.set_index("guid")["label"], range(len(LABELS))
+    table = pd.DataFrame({part: labels.loc[split[part]].astype(int).value_counts().reindex(ids, fill_value=0).to_numpy()
+                          for part in ("train", "val", "test")}, index=list(LABELS))
+    table.loc["total"] = table.sum()
+    unlabelled = posts[(posts["split"] == "test") & usable(posts)]
+    table["unlabelled"] = [0] * len(LABELS) + [len(unlabelled)]
+    return table

@@ -1,11 +1,11 @@
 """The study's one way to hash its keys: SHA-256 over fields written as ``label:type:length:`` and their
-bytes (``str`` in UTF-8, a tensor or array its dtype and shape then its C-order bytes, a module its
-source, anything else canonical JSON), so different sequences of fields never give the same stream."""
+bytes (``str`` in UTF-8, a tensor or array its dtype and shape then its C-order bytes, anything else
+canonical JSON), so different sequences of fields never give the same stream. Keys come from data,
+settings and version constants: a module (its source text) is refused."""
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -29,7 +29,8 @@ class Digest:
         return self
 
     def add(self, label: str, value: Any) -> "Digest":
-        """Add one field; returns ``self``. Raises TypeError if JSON cannot hold ``value`` (a dict with tuple keys)."""
+        """Add one field; returns ``self``. Raises TypeError for a module, or if JSON cannot hold ``value``
+        (a dict with tuple keys)."""
         if isinstance(value, (bytes, bytearray, memoryview)):
             return self._field(label, "bytes", bytes(value))
         if isinstance(value, str):
@@ -41,7 +42,7 @@ class Digest:
             self._field(label, "array", f"{array.dtype}{array.shape}".encode())
             return self._field(label, "data", array.view(np.uint8).reshape(-1).data)
         if isinstance(value, types.ModuleType):
-            return self._field(label, "source", inspect.getsource(value).encode())
+            raise TypeError(f"{label}: a module; a key is made of data, settings and version constants, not source text")
         return self._field(label, "json", json.dumps(value, sort_keys=True, default=str).encode())
 
     def add_tensor_chunks(self, label: str, dtype: torch.dtype, shape: Sequence[int],

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from msa_utils import io
-from msa_utils.config.labels import LABELS
 from msa_utils.experiments import claims
 from msa_utils.experiments.dataset import BACKBONE_FILE
-from msa_utils.data.posts import usable
 from msa_utils.experiments.predict import SELECTION_FILE
 from msa_utils.experiments.variants import BASELINES, VARIANTS
 from msa_utils.config.profiles import PROFILES, REPO_ROOT, Profile, StudyPaths
@@ -21,18 +18,6 @@ from msa_utils.io.tables import markdown_table, mean_std
 PAPER = {"full": {"accuracy": 0.73, "weighted_f1": 0.73}, "no_image": {"accuracy": 0.63, "weighted_f1": 0.62},
          "no_text": {"accuracy": 0.70, "weighted_f1": 0.70}}
 """The paper's reported accuracy and weighted F1 (on its own validation split)."""
-
-
-def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Posts per class and ``total`` (rows) in each labelled part of ``split``, and the usable ``unlabelled``
-    posts (``total`` only)."""
-    labels, ids = posts.set_index("guid")["label"], range(len(LABELS))
-    table = pd.DataFrame({part: labels.loc[split[part]].astype(int).value_counts().reindex(ids, fill_value=0).to_numpy()
-                          for part in ("train", "val", "test")}, index=list(LABELS))
-    table.loc["total"] = table.sum()
-    unlabelled = posts[(posts["split"] == "test") & usable(posts)]
-    table["unlabelled"] = [0] * len(LABELS) + [len(unlabelled)]
-    return table
 
 
 def main_table(paths: StudyPaths) -> pd.DataFrame:
