@@ -14,7 +14,7 @@ On a sample of ``--posts`` real MVSA posts with the ``cpu`` profile's compact ba
   bf16 states against the fp32 ones (the tolerance);
 * **training:** one epoch of the profile's classifier from the cached features
   (:func:`msa_utils.train.loop.fit` on the sample, validation on one batch) in the drawn order,
-  grouped by text length (the study's) and grouped under bf16 autocast, FLOPs (forward and
+  grouped by text length (the study's) and grouped with ``train_precision=bfloat16``, FLOPs (forward and
   backward) counted the same way; and one epoch end-to-end through the profile's frozen encoders
   (:class:`msa_utils.model.classifier.EndToEndModel`: the same classifier, posts and batch size), and the
   ratio;
@@ -186,14 +186,15 @@ def main() -> None:
     backbone = backbones[profile.features.precision]
     prepared = backbone.prepare(features[profile.features.precision].subset(guids))
     cached = {}
-    for label, grouped, autocast in (("drawn order", False, False), ("grouped by length (the study's)", True, False),
-                                     ("grouped, bf16 autocast", True, True)):
+    for label, grouped, precision in (("drawn order", False, "float32"), ("grouped by length (the study's)", True,
+                                      "float32"), ("grouped, bf16 autocast (train_precision)", True, "bfloat16")):
         def epoch(meter):  # one epoch of a fresh model, same seed: the same batches every time
             set_seed(0)
             model = build_classifier(backbone, profile)
-            with meter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch],
-                    profile.train.model_copy(update={"max_epochs": 1, "group_by_length": grouped}), progress=False)
+            settings = profile.train.model_copy(update={"max_epochs": 1, "group_by_length": grouped,
+                                                        "train_precision": precision})
+            with meter:  # autocast, if any, is entered by fit step by step (never around the loop)
+                fit(model, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], settings, progress=False)
             return meter
 
         flops = epoch(FlopCounterMode(display=False)).get_total_flops()  # forward and backward

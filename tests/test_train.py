@@ -23,7 +23,7 @@ import msa_utils
 from msa_utils.config.enums import Modality
 from msa_utils.config.labels import LABEL2ID
 from msa_utils.features.extraction import extract_features
-from msa_utils.features.sets import NullInputs
+from msa_utils.features.sets import FeatureSet, LazyRows, NullInputs
 from msa_utils.model.factory import compact_classifier
 from msa_utils.config.profiles import DEFAULT_DATA_DIR, get_profile
 from msa_utils.config.runtime import set_seed
@@ -75,6 +75,33 @@ def test_fit_keeps_the_best_epoch_and_reports_it(real_split):
     assert result.best_epoch == best == max(saved)
     assert torch.equal(predict_logits(model, val), saved[best])  # model holds the best weights
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]  # it learns
+
+
+def _separable(n: int, seed: int):
+    """``n`` posts whose class shifts the mean of their text states (a task any working training learns), as float16
+    blocks like the cache's shards."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    text = torch.randn(n, 6, 384, generator=generator) + 2.0 * torch.nn.functional.one_hot(labels, 3).repeat(1, 128)[:, None]
+    image = torch.randn(n, 4, 1280, generator=generator)
+    text, image = (LazyRows(t.half().split(n // 2)) for t in (text, image))
+    return FeatureSet(torch.arange(n), text, torch.ones(n, 6, dtype=torch.long), image), labels.numpy()
+
+
+def test_bf16_training_learns_as_fp32_does():
+    # autocast is entered per step: around the loop, its cache of bf16 weight copies kept the first step's
+    # weights in every forward, and the model stopped learning (train loss flat at ln 3; docs/performance.md)
+    (train, y_train), (val, y_val) = _separable(96, 0), _separable(48, 1)
+    histories = {}
+    for precision in ("float32", "bfloat16"):
+        settings = TrainSettings(lr=3e-3, batch_size=16, max_epochs=8, early_stopping=False, train_precision=precision)
+        histories[precision] = fit(new_model(), train, y_train, val, y_val, settings, progress=False).history
+    exact, fast = histories["float32"], histories["bfloat16"]
+    assert not np.array_equal(exact["train_loss"], fast["train_loss"])  # bf16 did run
+    assert fast["train_loss"].iloc[-1] < 0.6 * fast["train_loss"].iloc[0]
+    np.testing.assert_allclose(fast["train_loss"], exact["train_loss"], atol=0.05)
+    with pytest.raises(pydantic.ValidationError, match="train_precision"):
+        TrainSettings(train_precision="float16")
 
 
 def test_early_stopping_after_patience_epochs_without_improvement(real_split):

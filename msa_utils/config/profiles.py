@@ -86,7 +86,7 @@ class FeatureSettings(Section):
     encode_workers: Count = 0
     """DataLoader processes decoding images while the encoders run (0: the main process)."""
     precision: Literal[PRECISIONS] = "float32"
-    """``bfloat16`` runs the encoders under autocast (and allows TF32 on CUDA); training stays fp32."""
+    """``bfloat16`` runs the frozen encoders under bf16 autocast (and allows TF32 on CUDA)."""
     cache_dtype: Literal[CACHE_DTYPES] = "float32"
     """dtype of the cached token states."""
 
@@ -137,6 +137,8 @@ class TrainSettings(Section):
     """Cross-entropy weighted by inverse class frequency (the alternative the paper rejected)."""
     group_by_length: bool = False
     """Batch posts of similar text length (transformers' ``get_length_grouped_indices``) to cut padding."""
+    train_precision: Literal[PRECISIONS] = "float32"
+    """``bfloat16``: each step's forward and loss, and predictions, under bf16 autocast (weights and Adam: fp32)."""
 
 
 class Profile(Section):

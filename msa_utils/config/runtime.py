@@ -50,6 +50,13 @@ def checked_precision(precision: str) -> str:
     return precision
 
 
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """bf16 autocast on ``device`` if ``precision`` is ``"bfloat16"``, else disabled (ValueError for another). Enter it
+    around ONE forward and loss, never a loop of optimizer steps: it keeps each weight's bf16 copy until its outermost
+    region exits, so the forwards would keep the first step's weights (docs/performance.md; torch's AMP notes)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=checked_precision(precision) == "bfloat16")
+
+
 def allow_tf32(precision: str) -> None:
     """Allow TF32 tensor-core matmuls and convolutions on CUDA (CPU matmuls are untouched) when
     ``precision`` is ``"bfloat16"``, so the float32 parts of a bf16 run (training) use them too;

@@ -108,7 +108,7 @@ def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRun
                "trainable_parameters": sum(p.numel() for p in classifier.parameters() if p.requires_grad)}
         for part in PREDICTED_PARTS:
             logits = predict_logits(classifier, run_data.features[part], drop=variant.drop, nulls=data.nulls,
-                                    device=run_cfg.device)
+                                    device=run_cfg.device, precision=run_cfg.train.train_precision)
             row.update(_score(data, name, seed, part, torch.softmax(logits, dim=1).numpy(), predictions))
         rows.append(row)
         histories.append(history.assign(seed=seed)[["seed", *history.columns]])

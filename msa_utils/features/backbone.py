@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from msa_utils.config.runtime import autocast
 from msa_utils.data.images import load_image, to_rgb
 from msa_utils.features.sets import FeatureSet, NullInputs
 from msa_utils.io.hashing import Digest, sha256_of
@@ -103,7 +104,7 @@ class FrozenBackbone:
     def autocast(self) -> torch.autocast:
         """bf16 autocast if :attr:`precision` is ``"bfloat16"`` (compact states' relative error: text under 1%, image
         map about 7%, docs/performance.md), else disabled."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+        return autocast(self.precision, self.device)
 
     def prepare(self, features: FeatureSet) -> FeatureSet:
         """``features`` with ``image_states`` through :meth:`prepare_image_states` (lazily for memory-mapped rows)."""

@@ -37,8 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = fit(model, data.features["train"], data.labels["train"], data.features["val"], data.labels["val"],
                  cfg.train, seed=cfg.seed, device=cfg.device, accelerator=accelerator, progress=False)
     if accelerator.is_main_process:
-        scores = classification_metrics(data.labels["val"], predict_logits(model, data.features["val"],
-                                                                           device=cfg.device).argmax(1).numpy())
+        logits = predict_logits(model, data.features["val"], device=cfg.device, precision=cfg.train.train_precision)
+        scores = classification_metrics(data.labels["val"], logits.argmax(1).numpy())
         saved = model.save_pretrained(cfg.paths.checkpoints / "distributed" / f"seed{cfg.seed}")
         print(f"processes: {accelerator.num_processes} ({accelerator.distributed_type}); {len(data.labels['train'])} "
               f"training posts; best epoch {result.best_epoch} of {len(result.history)}; validation "

@@ -19,7 +19,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from msa_utils.config.enums import Modality
 from msa_utils.config.labels import LABELS
 from msa_utils.config.profiles import TrainSettings
-from msa_utils.config.runtime import ExpectedTime, progress_bar, resolve_device
+from msa_utils.config.runtime import ExpectedTime, autocast, progress_bar, resolve_device
 from msa_utils.data.splits import make_sampler
 from msa_utils.features.sets import FeatureSet, NullInputs
 from msa_utils.model.classifier import mask_modality, trim_text_padding
@@ -68,28 +68,35 @@ def length_grouped(order: torch.Tensor, lengths: torch.Tensor, batch_size: int,
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, features: FeatureSet, batch_size: int = 256, drop: Modality | None = None,
-                   nulls: NullInputs | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
+                   nulls: NullInputs | None = None, device: str | torch.device = "cpu",
+                   precision: str = "float32") -> torch.Tensor:
     """``(N, 3)`` float32 logits on the CPU of every post, in order, in eval mode (batched by text length: less
-    padding, same logits). ValueError for ``drop`` without ``nulls``; RuntimeError for an absent CUDA."""
+    padding, same logits), each batch under :func:`~msa_utils.config.runtime.autocast` of ``precision``. ValueError
+    for ``drop`` without ``nulls`` or another ``precision``; RuntimeError for an absent CUDA."""
     device = resolve_device(device)
     model.eval()
     order = torch.argsort(text_lengths(features), stable=True)
     logits = torch.empty(len(features), 3)
     for start in range(0, len(features), batch_size):
         index = order[start:start + batch_size]
-        logits[index] = model(*_batch(features, index, drop, nulls, device)).logits.float().cpu()
+        inputs = _batch(features, index, drop, nulls, device)  # gathered outside autocast (it refuses fp16 rows)
+        with autocast(precision, device):
+            logits[index] = model(*inputs).logits.float().cpu()
     return logits
 
 
-def _share_of_loss(net, train, labels, index, loss_weights, drop, nulls, device, rank, world):
+def _share_of_loss(net, train, labels, index, loss_weights, drop, nulls, device, rank, world, precision):
     """This process's share of the batch ``index``'s loss: rows ``rank::world`` over the whole batch's weight
     sum, times ``world`` as DDP averages gradients; without rows, one with weight 0 (DDP needs every backward)."""
     labels = labels[index].to(device)
     weights = loss_weights[labels] if loss_weights is not None else torch.ones(len(index), device=device)
     mine = torch.arange(len(index))[rank::world]
     mine, scale = (mine, world) if len(mine) else (torch.zeros(1, dtype=torch.long), 0)
-    logits = net(*_batch(train, index[mine], drop, nulls, device)).logits
-    return (F.cross_entropy(logits, labels[mine], reduction="none") * weights[mine]).sum() / weights.sum() * scale
+    inputs = _batch(train, index[mine], drop, nulls, device)
+    with autocast(precision, device):
+        logits = net(*inputs).logits
+        losses = F.cross_entropy(logits, labels[mine], reduction="none")  # fp32 under autocast
+    return (losses * weights[mine]).sum() / weights.sum() * scale
 
 
 def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: FeatureSet, val_labels: np.ndarray,
@@ -100,7 +107,8 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
     """Train ``model`` (``model(text_states (B,L,Dt), text_mask (B,L), image_states (B,Li,Di)).logits`` (B, 3))
     by ``settings``; it ends holding the kept epoch's weights, the first with the best validation weighted F1.
     Each epoch draws ``len(train)`` posts from a sampler seeded with ``seed`` (initialisation and dropout follow
-    the global seed) and takes Adam steps on each batch's mean cross-entropy. Labels: ``(N,)`` class ids.
+    the global seed) and takes Adam steps on each batch's mean cross-entropy (forward and loss under
+    ``settings.train_precision``'s autocast, step by step). Labels: ``(N,)`` class ids.
     ``drop`` masks a modality and needs ``nulls`` (``backbone.null_inputs()``); ``on_best(model, epoch)`` runs
     when the kept weights change, ``on_step(epoch, step)`` after each step. With ``state_path`` the state of
     ``state_key`` is saved after each epoch and resumed (:mod:`~msa_utils.train.resume`) to an uninterrupted
@@ -147,11 +155,14 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
             index = order[first:first + s.batch_size]
             optimizer.zero_grad(set_to_none=True)
             if world == 1:
-                logits = model(*_batch(train, index, drop, nulls, device)).logits
-                loss = F.cross_entropy(logits, train_y[index].to(device), weight=loss_weights)
+                inputs = _batch(train, index, drop, nulls, device)
+                with autocast(s.train_precision, device):  # this step's forward and loss only
+                    logits = model(*inputs).logits
+                    loss = F.cross_entropy(logits, train_y[index].to(device), weight=loss_weights)
                 loss.backward()
             else:
-                loss = _share_of_loss(net, train, train_y, index, loss_weights, drop, nulls, device, rank, world)
+                loss = _share_of_loss(net, train, train_y, index, loss_weights, drop, nulls, device, rank, world,
+                                      s.train_precision)
                 accelerator.backward(loss)
                 loss = loss / world  # this process's part of the batch's loss, summed below
             optimizer.step()
@@ -162,7 +173,7 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
         train_loss = float(np.mean(losses))
         if world > 1:
             train_loss = accelerator.reduce(torch.tensor(train_loss, dtype=torch.float64, device=device), "sum").item()
-        val_logits = predict_logits(model, val, drop=drop, nulls=nulls, device=device)
+        val_logits = predict_logits(model, val, drop=drop, nulls=nulls, device=device, precision=s.train_precision)
         val_loss = F.cross_entropy(val_logits, torch.as_tensor(np.asarray(val_labels), dtype=torch.long)).item()
         scores = classification_metrics(val_labels, val_logits.argmax(1).numpy())
         state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
