@@ -9,7 +9,7 @@ On a sample of ``--posts`` real MVSA posts with the ``cpu`` profile's compact ba
   the image encoder, each timed over the batches the study forms (similar text lengths, each cut
   to its longest text), with their FLOPs counted over the same batches by
   ``torch.utils.flop_counter.FlopCounterMode`` (not estimated by hand): posts/s, achieved GFLOP/s
-  and its share of the fp32 limit; the whole :func:`msa_utils.features.extraction.extract_features` pass
+  and its share of the fp32 and bf16 limits; the whole :func:`msa_utils.features.extraction.extract_features` pass
   as the study runs it (decoding + preprocessing + both encoders); the relative error of the
   bf16 states against the fp32 ones (the tolerance);
 * **training:** one epoch of the profile's classifier from the cached features
@@ -18,6 +18,11 @@ On a sample of ``--posts`` real MVSA posts with the ``cpu`` profile's compact ba
   backward) counted the same way; and one epoch end-to-end through the profile's frozen encoders
   (:class:`msa_utils.model.classifier.EndToEndModel`: the same classifier, posts and batch size), and the
   ratio;
+* **what else might pay** (issue 18): two runs at once in two processes of one thread each, fp32
+  and bf16 (aggregate posts/s, against one process of two threads running them one after the
+  other); ``torch.compile(dynamic=True)`` of the classifier (an epoch after its compiling one);
+  the validation pass (``predict_logits``) under ``no_grad`` or ``inference_mode``, in batches
+  of 64, 256 (the study's) or 1,024;
 * **memory flat in the number of posts:** one pass of batches over a synthetic cache of
   ``--memory-posts`` posts and over one 20 times larger (``benchmarks/cache_memory.py``, each in
   a fresh process): peak anonymous memory above the start;
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import platform
 import threading
 import time
@@ -53,7 +59,7 @@ from msa_utils.model.classifier import EndToEndModel
 from msa_utils.model.factory import build_classifier
 from msa_utils.config.profiles import get_profile
 from msa_utils.config.runtime import set_seed
-from msa_utils.train.loop import fit
+from msa_utils.train.loop import fit, predict_logits
 
 def _rss_mb() -> float:
     """This process's resident memory [MB], from ``/proc/self/status`` (0 where there is none)."""
@@ -131,6 +137,14 @@ def encoder_rows(backbone, texts, paths, batch) -> tuple[list[tuple], dict]:
     return out, {"mean_tokens": float(lengths.float().mean())}
 
 
+def _one_thread_epoch(model, features, labels, val_rows: int, settings) -> float:
+    """One epoch of ``fit`` in this (worker) process on one torch thread; its seconds."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    fit(model, features, labels, features.subset(features.guids[:val_rows]), labels[:val_rows], settings, progress=False)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--posts", type=int, default=512)
@@ -151,12 +165,14 @@ def main() -> None:
     def add(part: str, meter: Part | None, posts_per_s: float | None, gflops: float | None = None, note: str = ""):
         rows.append({"part": part, "seconds": meter.seconds if meter else None, "posts_per_s": posts_per_s,
                      "gflops": gflops, "share_of_fp32_limit": None if gflops is None else gflops / limit,
+                     "share_of_bf16_limit": None if gflops is None else gflops / bf16,
                      "peak_mb": meter.peak_mb if meter else None, "note": note})
 
     limit = matmul_gflops(args.matmul_size, torch.float32)
     bf16 = matmul_gflops(args.matmul_size, torch.bfloat16)
     rows.append({"part": f"matmul fp32 ({args.matmul_size}²)", "gflops": limit, "share_of_fp32_limit": 1.0})
-    rows.append({"part": f"matmul bf16 ({args.matmul_size}²)", "gflops": bf16, "share_of_fp32_limit": bf16 / limit})
+    rows.append({"part": f"matmul bf16 ({args.matmul_size}²)", "gflops": bf16, "share_of_fp32_limit": bf16 / limit,
+                 "share_of_bf16_limit": 1.0})
 
     with Part() as m:
         for path in paths:
@@ -201,6 +217,39 @@ def main() -> None:
         m = cached[label] = epoch(Part())
         add(f"training epoch from the cache, {label} ({flops / n / 1e9:.2f} GFLOP/post)", m, n / m.seconds,
             flops / m.seconds / 1e9, note=f"the study's 2,560 training posts: about {2560 * m.seconds / n:.1f} s")
+    study = profile.train.model_copy(update={"max_epochs": 1, "group_by_length": True})
+    for precision in ("float32", "bfloat16"):  # two runs at once: two processes of one thread each
+        settings = study.model_copy(update={"train_precision": precision})
+        set_seed(0)
+        models = [build_classifier(backbone, profile) for _ in range(2)]
+        in_memory = prepared.in_memory()
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            jobs = [(model, in_memory, labels, batch, settings) for model in models]
+            pool.starmap(_one_thread_epoch, jobs)  # warm-up: the workers' imports and first allocations
+            with Part() as m:
+                pool.starmap(_one_thread_epoch, jobs)
+        add(f"two runs at once, grouped, {precision}: 2 processes x 1 thread (aggregate)", m, 2 * n / m.seconds,
+            note=f"per run and epoch of 2,560 posts: about {2560 * m.seconds / (2 * n):.1f} s; one process "
+                 f"x 2 threads, run after run: the rows above")
+    set_seed(0)
+    compiled = torch.compile(build_classifier(backbone, profile), dynamic=True)
+    with Part() as warm:
+        fit(compiled, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], study, progress=False)
+    with Part() as m:
+        fit(compiled, prepared, labels, prepared.subset(guids[:batch]), labels[:batch], study, progress=False)
+    add("training epoch, grouped, fp32, torch.compile(dynamic=True), after its first epoch", m, n / m.seconds,
+        note=f"first epoch (compiling) {warm.seconds:.0f} s")
+    set_seed(0)
+    model, val = build_classifier(backbone, profile), prepared  # all n posts, as the study's 640 in one pass
+    for label, batch_size, mode in (("no_grad, batch 256", 256, torch.no_grad),
+                                    ("inference_mode, batch 256", 256, torch.inference_mode),
+                                    ("no_grad, batch 64 (the study's)", 64, torch.no_grad), ("no_grad, batch 1024", 1024, torch.no_grad)):
+        predict_logits(model, val, batch_size=batch_size)  # warm-up
+        with Part() as m, mode():
+            for _ in range(5):
+                predict_logits(model, val, batch_size=batch_size)
+        add(f"validation pass, fp32, {label}", m, 5 * len(val) / m.seconds,
+            note=f"the study's 640 validation posts: about {640 * m.seconds / (5 * len(val)):.2f} s")
     set_seed(0)
     end_to_end = EndToEndModel(backbone, build_classifier(backbone, profile))
     optimiser = torch.optim.Adam([p for p in end_to_end.parameters() if p.requires_grad], lr=profile.train.lr)
@@ -226,17 +275,18 @@ def main() -> None:
 
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; {n} posts, profile cpu (batch {profile.train.batch_size}, encode batch {batch})")
-    print("| part | seconds | posts/s | GFLOP/s | share of fp32 matmul | peak memory [MB] | note |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| part | seconds | posts/s | GFLOP/s | share of fp32 matmul | share of bf16 matmul | peak memory [MB] | note |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
     for r in rows:
         print(f"| {r['part']} | {fmt(r.get('seconds'), '.2f')} | {fmt(r.get('posts_per_s'), '.1f')} | "
               f"{fmt(r.get('gflops'), '.1f')} | {fmt(r.get('share_of_fp32_limit'), '.0%')} | "
+              f"{fmt(r.get('share_of_bf16_limit'), '.0%')} | "
               f"{fmt(r.get('peak_mb'), '.0f')} | {r.get('note', '')} |")
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "performance.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, ["part", "seconds", "posts_per_s", "gflops", "share_of_fp32_limit",
-                                         "peak_mb", "note"])
+                                         "share_of_bf16_limit", "peak_mb", "note"])
         writer.writeheader()
         writer.writerows(rows)
 

@@ -248,13 +248,13 @@ PROFILES: dict[str, Profile] = {
         train=TrainSettings(group_by_length=True),
     ),
     # The compact design (256 wide, 2 layers, 2 x 2 image tokens) was chosen on the validation split:
-    # docs/design.md. bf16 encoders and length-grouped batches: docs/performance.md. No decoding
-    # worker: on 2 cores it takes a core from the encoders.
+    # docs/design.md. bf16 encoders and training, length-grouped batches: docs/performance.md. No
+    # decoding worker: on 2 cores it takes a core from the encoders.
     "cpu": Profile(
         name="cpu", device="cpu",
         features=FeatureSettings(precision="bfloat16", cache_dtype="float16"),
         model=ModelSettings(image_grid=2),
-        train=TrainSettings(group_by_length=True),
+        train=TrainSettings(group_by_length=True, train_precision="bfloat16"),
     ),
     "smoke": Profile(
         name="smoke", device="cpu", seeds=2,

@@ -67,7 +67,7 @@ def length_grouped(order: torch.Tensor, lengths: torch.Tensor, batch_size: int,
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, features: FeatureSet, batch_size: int = 256, drop: Modality | None = None,
+def predict_logits(model: nn.Module, features: FeatureSet, batch_size: int = 64, drop: Modality | None = None,
                    nulls: NullInputs | None = None, device: str | torch.device = "cpu",
                    precision: str = "float32") -> torch.Tensor:
     """``(N, 3)`` float32 logits on the CPU of every post, in order, in eval mode (batched by text length: less
