@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from compare_runs import paired_t_interval  # benchmarks/ is on sys.path when a script in it runs
 from msa_utils.config.profiles import get_profile
 from msa_utils.config.runtime import set_seed
 from msa_utils.experiments import dataset
@@ -79,11 +79,11 @@ def main() -> None:
     for metric in METRICS:
         a, b = wide[(f"val_{metric}", "bfloat16")], wide[(f"val_{metric}", "float32")]
         diff = a - b
-        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+        low, high = paired_t_interval(diff)
         boot = paired_bootstrap(gold, np.stack(predictions["bfloat16"]), np.stack(predictions["float32"]), metric)
         print(f"| validation {metric.replace('_', ' ')} | {b.mean():.3f} ± {b.std(ddof=1):.3f} | "
-              f"{a.mean():.3f} ± {a.std(ddof=1):.3f} | {diff.mean():+.3f} | [{diff.mean() - half:+.3f}, "
-              f"{diff.mean() + half:+.3f}] | [{boot.low:+.3f}, {boot.high:+.3f}] |")
+              f"{a.mean():.3f} ± {a.std(ddof=1):.3f} | {diff.mean():+.3f} | [{low:+.3f}, {high:+.3f}] | "
+              f"[{boot.low:+.3f}, {boot.high:+.3f}] |")
     for column in ("mean_epoch_seconds", "epochs_run"):
         b, a = wide[(column, "float32")], wide[(column, "bfloat16")]
         print(f"| {column.replace('_', ' ')} | {b.mean():.2f} | {a.mean():.2f} | {(a - b).mean():+.2f} | | |")

@@ -24,6 +24,14 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 """Two-sided 95% quantiles of Student's t by degrees of freedom."""
 
 
+def paired_t_interval(differences) -> tuple[float, float]:
+    """95% Student-t interval of the mean of 2-10 seed-paired differences (NaN ends otherwise)."""
+    diff = pd.Series(differences, dtype=float)
+    n = len(diff)
+    half = T_975[n - 1] * diff.std(ddof=1) / math.sqrt(n) if 2 <= n <= 10 else float("nan")
+    return diff.mean() - half, diff.mean() + half
+
+
 def compare(before: Path, after: Path, metric: str = "val_weighted_f1") -> pd.DataFrame:
     """One row per variant present in both folders: before / after mean and std, the paired
     difference's mean and 95% t-interval, and the verdict.
@@ -40,8 +48,7 @@ def compare(before: Path, after: Path, metric: str = "val_weighted_f1") -> pd.Da
         seeds = old.index.intersection(new.index)
         diff = new[seeds] - old[seeds]
         n = len(seeds)
-        half = T_975[n - 1] * diff.std(ddof=1) / math.sqrt(n) if 2 <= n <= 10 else float("nan")
-        low, high = diff.mean() - half, diff.mean() + half
+        low, high = paired_t_interval(diff)
         rows.append({"variant": path.stem, "seeds": n, "before": f"{old[seeds].mean():.3f} ± {old[seeds].std():.3f}",
                      "after": f"{new[seeds].mean():.3f} ± {new[seeds].std():.3f}",
                      "difference": round(diff.mean(), 3), "low": round(low, 3), "high": round(high, 3),
