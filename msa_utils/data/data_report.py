@@ -55,8 +55,7 @@ class DataReport:
         if frame.empty:
             return pd.DataFrame(columns=["stage", "action", "reason", "count", "example_guids"])
         return frame.groupby(["stage", "action", "reason"], sort=True, dropna=False).agg(
-            count=("reason", "size"),
-            example_guids=("guid", lambda g: ", ".join(str(x) for x in g.dropna().head(5))),
+            count=("reason", "size"), example_guids=("guid", lambda g: ", ".join(str(x) for x in g.dropna().head(5))),
         ).reset_index()
 
     def guids(self, stage: str | None = None, action: Action | None = None, reason: str | None = None) -> list[int]:

@@ -241,11 +241,6 @@ def lookup(code: str) -> Reason:
     raise ValueError(f"unknown data-report reason {code!r}: register it in msa_utils/data/reasons.py")
 
 
-def is_registered(code: str) -> bool:
-    """True if :func:`lookup` finds ``code``."""
-    return any(reason.matches(code) for reason in REASONS.values())
-
-
 def mode_to_rgb(mode: str) -> str:
     """``"mode_<mode>_to_RGB"``: an image in Pillow mode ``mode`` converted to RGB. Raises ValueError if empty."""
     return REASONS[MODE_TO_RGB].format(mode)

@@ -7,8 +7,7 @@ coarse). A comparison draws the same posts and seeds for both variants. Metrics 
 Sources: Efron & Tibshirani, *An Introduction to the Bootstrap* (1993), ch. 13; the paired
 bootstrap, Koehn (EMNLP 2004), Berg-Kirkpatrick et al. (EMNLP-CoNLL 2012); crossed levels (seeds x
 posts), Davison & Hinkley (1997) sec. 3.8, Owen, "The pigeonhole bootstrap" (2007); seed variance,
-Bouthillier et al. (MLSys 2021); non-inferiority margins, Piaggio et al. (JAMA, 2012).
-"""
+Bouthillier et al. (MLSys 2021); non-inferiority margins, Piaggio et al. (JAMA, 2012)."""
 
 from __future__ import annotations
 
@@ -181,12 +180,11 @@ def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
 
 def paired_bootstrap(gold, pred_a, pred_b, metric: str = "accuracy", n_resamples: int = 2000,
                      seed: int = 0, level: float = 0.95) -> Comparison:
-    """A metric's difference between variants a and b on the same posts, with a paired two-level
-    percentile bootstrap interval: ``numpy.random.default_rng(seed)`` draws, per resample in turn,
-    ``integers(0, N, N)`` posts, then, if a side has S > 1 rows, ``integers(0, S, (B, S))`` seeds,
-    shared by a and b (a one-row side, e.g. a baseline, is used as is). ``low``, ``high``: the
-    ``(1 ∓ level) / 2`` percentiles. gold (N,); pred_a (Sa, N), pred_b (Sb, N), Sa == Sb or either 1;
-    ValueError for anything else."""
+    """A metric's difference between variants a and b on the same posts, with a paired two-level percentile bootstrap
+    interval: ``numpy.random.default_rng(seed)`` draws, per resample in turn, ``integers(0, N, N)`` posts, then, if a
+    side has S > 1 rows, ``integers(0, S, (B, S))`` seeds, shared by a and b (a one-row side, e.g. a baseline, is used
+    as is). ``low``, ``high``: the ``(1 ∓ level) / 2`` percentiles. gold (N,); pred_a (Sa, N), pred_b (Sb, N), Sa == Sb
+    or either 1; ValueError for anything else."""
     n_posts, n_resamples, ((n_a, mean_a, values_a), (n_b, mean_b, values_b)) = _bootstrap(
         gold, {"pred_a": pred_a, "pred_b": pred_b}, metric, n_resamples, seed, level)
     low, high = _interval(values_a - values_b, level)
@@ -205,11 +203,10 @@ def bootstrap_mean(gold, pred, metric: str = "accuracy", n_resamples: int = 2000
 
 
 def verdict(low: float, high: float, expected: str = "greater", margin: float = 0.0) -> str:
-    """A claim judged on an interval of a − b: ``"greater"``: supported if ``low > 0``, contradicted
-    if ``high < 0``; ``"not_worse"`` (margin m, one-sided at 2.5 %): the same against ``-m``; else (an
-    end on the threshold too) inconclusive. ``"at_least"`` (ours − paper): supported iff ``high >= 0``.
-    ValueError for an unknown ``expected``, bad ends (non-finite, ``low > high``) or margin (negative,
-    non-finite, non-zero unless ``"not_worse"``)."""
+    """A claim judged on an interval of a − b: ``"greater"``: supported if ``low > 0``, contradicted if ``high < 0``;
+    ``"not_worse"`` (margin m, one-sided at 2.5 %): the same against ``-m``; else (an end on the threshold too)
+    inconclusive. ``"at_least"`` (ours − paper): supported iff ``high >= 0``. ValueError for an unknown ``expected``,
+    bad ends (non-finite, ``low > high``) or margin (negative, non-finite, non-zero unless ``"not_worse"``)."""
     if expected not in EXPECTATIONS:
         raise ValueError(f"unknown expected {expected!r}; use one of {EXPECTATIONS}")
     low, high, margin = float(low), float(high), float(margin)

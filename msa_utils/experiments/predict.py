@@ -23,10 +23,9 @@ SELECTION_FILE = "selection.json"
 
 def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np.ndarray,
                            filename: str = "test_predictions.txt") -> pd.DataFrame:
-    """Write ``predictions/<filename>`` as ``test_without_label.txt`` (``guid,tag``, its order) from
-    ``probabilities`` (N, 3) of the unlabelled part's ``guids`` (N,), and ``predictions/unpredicted.csv``
-    (guids left at ``null``, with the data report's reasons); return the table. ValueError for other
-    guids or a bad shape."""
+    """Write ``predictions/<filename>`` as ``test_without_label.txt`` (``guid,tag``, its order) from ``probabilities``
+    (N, 3) of the unlabelled part's ``guids`` (N,), and ``predictions/unpredicted.csv`` (guids left at ``null``, with
+    the data report's reasons); return the table. ValueError for other guids or a bad shape."""
     paths = data.cfg.paths
     probabilities = np.asarray(probabilities)
     if sorted(np.asarray(guids).tolist()) != sorted(data.features["unlabelled"].guids.tolist()):

@@ -125,9 +125,7 @@ class ShardWriter:
         manifest = {
             "format_version": FORMAT_VERSION, "key": self.key, "rows": sum(s["rows"] for s in self._shards),
             "tensors": {name: {"dtype": str(t.dtype).removeprefix("torch."), "row_shape": list(t.shape[1:])}
-                        for name, t in self._buffer.items()},
-            "shards": self._shards,
-        }
+                        for name, t in self._buffer.items()}, "shards": self._shards}
         write_json(self.folder / MANIFEST_NAME, manifest)
         listed = {s["file"] for s in self._shards}
         own = ("shard-*.safetensors", ".shard-*.tmp", f".{MANIFEST_NAME}.*.tmp")  # shards and temporaries
@@ -238,8 +236,7 @@ def load_or_build(folder: Path, key: str, build: Callable[[], object], what: str
             logger.info("loaded %d cached %s rows from %s", len(features), what, folder)
             return features
         except Exception as error:  # any unusable cache is rebuilt, never used
-            logger.warning("%s cache %s is unusable (%s: %s); rebuilding it", what, folder, type(error).__name__,
-                           error)
+            logger.warning("%s cache %s is unusable (%s: %s); rebuilding it", what, folder, type(error).__name__, error)
     build()
     features = load_features(folder, key, verify=False)
     logger.info("cached %d %s rows in %s", len(features), what, folder)

@@ -2,8 +2,7 @@
 3 logits (:data:`msa_utils.config.labels.LABELS`), on PREPARED frozen token states. The forward pass
 is the multimodal half of ``transformers.FlavaModel.forward`` (transformers 5.24): projected image tokens,
 then text tokens, into ``FlavaMultimodalModel``, which prepends its CLS token; the head reads
-``h[:, 0]`` (other heads first pool ``h``: :mod:`msa_utils.model.heads`).
-"""
+``h[:, 0]`` (other heads first pool ``h``: :mod:`msa_utils.model.heads`)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ the encoder's tokens ``h`` (``None``: the CLS token ``h[:, 0]``), ``head`` gives
 ``modality_sum``     (b) weighted sums of ``text_proj`` (padding masked; zeros without text) and of
                      ``image_proj``, each scored by its own Linear(H, 1), after the CLS token (B, 3H) -> MLP.
 ``attention``        (c) one learned query attends over ``h`` (``nn.MultiheadAttention``, padding
-                     masked), Dropout, LayerNorm -> Linear(H, 3).
-"""
+                     masked), Dropout, LayerNorm -> Linear(H, 3)."""
 
 from __future__ import annotations
 
@@ -24,9 +23,7 @@ def build_head(hidden_size: int, head_hidden: Sequence[int], dropout: float, num
     h1, h2 = head_hidden
     return nn.Sequential(
         nn.Linear(hidden_size, h1), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(h2, num_labels),
-    )
+        nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h2, num_labels))
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -73,16 +73,8 @@ class TextTopLayers(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.config = config
-        self.backbone_name = str(backbone_name)
-        self.num_layers = int(num_layers)
-
-    @property
-    def top_layers(self) -> int:
-        return len(self.layers)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.config.hidden_size)
+        self.backbone_name, self.num_layers = str(backbone_name), int(num_layers)
+        self.top_layers, self.hidden_size = len(self.layers), int(config.hidden_size)
 
     def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=states,
@@ -102,12 +94,7 @@ class TextTopClassifier(nn.Module):
         if text_top.hidden_size != classifier.config.text_dim:
             raise ValueError(f"text layers of width {text_top.hidden_size} do not match the classifier's "
                              f"text_dim {classifier.config.text_dim}")
-        self.text_top = text_top
-        self.classifier = classifier
-
-    @property
-    def top_layers(self) -> int:
-        return self.text_top.top_layers
+        self.text_top, self.classifier, self.top_layers = text_top, classifier, text_top.top_layers
 
     def forward(self, text_states_below: torch.Tensor, text_mask: torch.Tensor,
                 image_states: torch.Tensor) -> ClassifierOutput:
@@ -120,10 +107,9 @@ class TextTopClassifier(nn.Module):
         folder = Path(save_directory)
         self.classifier.save_pretrained(folder / CLASSIFIER_FOLDER)
         save_tensors(folder / TEXT_TOP_WEIGHTS_NAME, self.text_top.state_dict())
-        write_json(folder / TEXT_TOP_CONFIG_NAME, {
-            "top_layers": self.top_layers, "num_layers": self.text_top.num_layers,
-            "backbone": self.text_top.backbone_name, "text_dim": self.text_top.hidden_size,
-        })
+        write_json(folder / TEXT_TOP_CONFIG_NAME, {"top_layers": self.top_layers, "num_layers": self.text_top.num_layers,
+                                                   "backbone": self.text_top.backbone_name,
+                                                   "text_dim": self.text_top.hidden_size})
         return folder
 
     @classmethod

@@ -111,8 +111,7 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
     selection = io.read_json(paths.metrics / SELECTION_FILE)
     spread = mean_std(runs["test_weighted_f1"].mean(), runs["test_weighted_f1"].std(ddof=1))
     return "\n".join([
-        claims.claims_markdown(table, notes=False),
-        "",
+        claims.claims_markdown(table, notes=False), "",
         f"Test weighted F1 on a held-out part of {int(table['n_posts'].max())} posts that no choice read, "
         f"`{profile}` profile, {len(runs)} seeds per model (the paper's recipe: {spread}); intervals: paired "
         f"bootstrap over test posts and seeds. The prediction file comes from {selection['title']} "

@@ -7,8 +7,7 @@ what READS declares: the data folder (paths, sizes, mtimes, as make does) and th
 files the notebooks before it wrote there. The msa_utils source is not one: bump STUDY_VERSION
 when a change there changes results. The records (stamps) are in <results>/notebooks/.stamps/;
 one is marked running while its notebook runs, so after a crash, Ctrl-C or kill the same command
-redoes only what is missing or stale. docs/running.md tells the rest.
-"""
+redoes only what is missing or stale. docs/running.md tells the rest."""
 
 import argparse
 import json

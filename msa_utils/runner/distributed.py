@@ -2,8 +2,7 @@
 
 One process per GPU, or CPU processes under ``torchrun`` (the tests), after notebooks 01 and 03; what each does:
 docs/running.md. The main process writes ``checkpoints/distributed/seed{seed}`` and prints the validation scores.
-Stop it with Ctrl-C or by killing the launcher's process group: torch's launchers do not forward SIGKILL to workers.
-"""
+Stop it with Ctrl-C or by killing the launcher's process group: torch's launchers do not forward SIGKILL to workers."""
 
 import argparse
 from typing import Sequence
