@@ -26,7 +26,7 @@ from msa_utils.model.classifier import mask_modality, trim_text_padding
 from msa_utils.train.metrics import classification_metrics
 from msa_utils.train.resume import TrainingProgress, load_training_state, save_training_state
 
-TRAINING_VERSION = "1"
+TRAINING_VERSION = "2"
 """In every run's resume key (:func:`msa_utils.experiments.variants.run_key`): bump it when results change."""
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class FitResult:
     """``history``: per epoch ``epoch, train_loss, val_loss, val_<metric>`` (:func:`classification_metrics`),
-    ``seconds``; ``best_epoch``: the 1-based epoch whose weights the model holds; ``stopped_early``."""
+    ``seconds``, torch ``threads``; ``best_epoch``: the 1-based epoch whose weights the model holds; ``stopped_early``."""
 
     history: pd.DataFrame
     best_epoch: int
@@ -86,8 +86,9 @@ def predict_logits(model: nn.Module, features: FeatureSet, batch_size: int = 64,
 
 
 def _share_of_loss(net, train, labels, index, loss_weights, drop, nulls, device, rank, world, precision):
-    """This process's share of the batch ``index``'s loss: rows ``rank::world`` over the whole batch's weight
-    sum, times ``world`` as DDP averages gradients; without rows, one with weight 0 (DDP needs every backward)."""
+    """This process's share of the batch ``index``'s mean (class-weighted) cross-entropy: rows ``rank::world``
+    over the whole batch's weight sum, times ``world`` as DDP averages gradients; without rows, one with weight 0
+    (DDP needs every backward). Forward and loss under ``precision``'s autocast, this step's only."""
     labels = labels[index].to(device)
     weights = loss_weights[labels] if loss_weights is not None else torch.ones(len(index), device=device)
     mine = torch.arange(len(index))[rank::world]
@@ -154,19 +155,11 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
         for step, first in enumerate(bar):
             index = order[first:first + s.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            if world == 1:
-                inputs = _batch(train, index, drop, nulls, device)
-                with autocast(s.train_precision, device):  # this step's forward and loss only
-                    logits = model(*inputs).logits
-                    loss = F.cross_entropy(logits, train_y[index].to(device), weight=loss_weights)
-                loss.backward()
-            else:
-                loss = _share_of_loss(net, train, train_y, index, loss_weights, drop, nulls, device, rank, world,
-                                      s.train_precision)
-                accelerator.backward(loss)
-                loss = loss / world  # this process's part of the batch's loss, summed below
+            loss = _share_of_loss(net, train, train_y, index, loss_weights, drop, nulls, device, rank, world,
+                                  s.train_precision)
+            (accelerator.backward if world > 1 else torch.autograd.backward)(loss)
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(loss.item() / world)  # this process's part of the batch's loss, summed below
             clock.update(1)
             if on_step is not None:
                 on_step(epoch, step)
@@ -177,7 +170,8 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
         val_loss = F.cross_entropy(val_logits, torch.as_tensor(np.asarray(val_labels), dtype=torch.long)).item()
         scores = classification_metrics(val_labels, val_logits.argmax(1).numpy())
         state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                              **{f"val_{k}": v for k, v in scores.items()}, "seconds": time.perf_counter() - start})
+                              **{f"val_{k}": v for k, v in scores.items()}, "seconds": time.perf_counter() - start,
+                              "threads": torch.get_num_threads()})
         state.epoch = epoch
         improved = scores["weighted_f1"] > state.best_f1
         state.since_best = 0 if improved else state.since_best + 1
