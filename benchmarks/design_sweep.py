@@ -73,7 +73,7 @@ def main() -> None:
                 features = {k: v.map_image_states(prepare) for k, v in data.features.items()}
                 run = dataclasses.replace(data, cfg=cfg, backbone=backbone, features=features,
                                           nulls=backbone.null_inputs())
-                m = variants.run_variant(run, "full", progress=False).runs.iloc[0]
+                m = variants.run_variants(run, ["full"], progress=False)["full"].runs.iloc[0]
                 val = {k.removeprefix("val_"): m[k] for k in m.index if k.startswith("val_")}
                 rows.append({**design, "seed": seed, **val, "best_epoch": m["best_epoch"],
                              "epochs_run": m["epochs_run"], "sec_per_epoch": m["mean_epoch_seconds"],

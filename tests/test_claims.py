@@ -31,8 +31,7 @@ def _run(cfg, posts, report, split):
     data = dataset.prepare(cfg)
     dataset.write_backbone_card(data)
     variants.run_baselines(data)
-    for name in NAMES:
-        variants.run_variant(data, name, progress=False)
+    variants.run_variants(data, NAMES, progress=False)
     table = claims.write_claims(cfg)
     selection = predict.write_selected_predictions(data)
     return data, table, selection

@@ -7,8 +7,7 @@
 
 A profile has four sections, ``data``, ``features``, ``model`` and ``train``, and a few study-wide
 fields. A field is named by its dotted path (``train.lr``) or, since every leaf name is unique, by
-its leaf (``lr``): ``msa-study --set lr=1e-3`` and ``get_profile("cpu", lr=1e-3)``.
-"""
+its leaf (``lr``): ``msa-study --set lr=1e-3`` and ``get_profile("cpu", lr=1e-3)``."""
 
 from __future__ import annotations
 
@@ -149,6 +148,8 @@ class Profile(Section):
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
     num_threads: PositiveInt | None = None
     """torch CPU threads (``None``: torch's default)."""
+    parallel_runs: PositiveInt = 1
+    """Training runs at once, in worker processes sharing the threads (``experiments.variants.run_variants``)."""
     results_dir: Folder = str(REPO_ROOT / "results")
     cache_dir: Folder = str(REPO_ROOT / "cache")
     """Frozen-encoder features (safe to delete)."""
@@ -206,10 +207,10 @@ class Profile(Section):
             raise ValueError(f"profile field {field}: {message[0].lower()}{message[1:]}{got}") from None
 
 
-NOT_IN_RUN_KEY = {"name", "num_threads", "results_dir", "cache_dir", "seeds", "data.data_dir",
+NOT_IN_RUN_KEY = {"name", "num_threads", "parallel_runs", "results_dir", "cache_dir", "seeds", "data.data_dir",
                   "data.translate_timeout_s", "features.encode_batch_size", "features.encode_workers"}
 """Fields that cannot change what training produces: names, places, speed (features and texts are
-keyed by their own bytes). Every other field keys a run, so a new field is safe by default."""
+keyed by their own bytes; thread counts change bf16 runs by rounding only, and the runs record theirs). Every other field keys a run, so a new field is safe by default."""
 
 FIELDS = {dotted.rpartition(".")[2]: dotted for dotted in Profile(name="fields").flat()}
 """Leaf name -> dotted name of every field (leaf names are unique: tests/test_profiles.py)."""
@@ -251,7 +252,7 @@ PROFILES: dict[str, Profile] = {
     # docs/design.md. bf16 encoders and training, length-grouped batches: docs/performance.md. No
     # decoding worker: on 2 cores it takes a core from the encoders.
     "cpu": Profile(
-        name="cpu", device="cpu",
+        name="cpu", device="cpu", parallel_runs=2,
         features=FeatureSettings(precision="bfloat16", cache_dtype="float16"),
         model=ModelSettings(image_grid=2),
         train=TrainSettings(group_by_length=True, train_precision="bfloat16"),

@@ -1,8 +1,9 @@
-"""The process's run-time state, set in one place: seeds, the device, precision, progress bars; and the versions
+"""The process's run-time state, set in one place: seeds, the device, precision, progress bars, warnings; and the versions
 of the libraries it runs on. :func:`msa_utils.runner.notebook.setup`, the first call of every notebook, applies them."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import random
@@ -64,6 +65,27 @@ def allow_tf32(precision: str) -> None:
     fast = checked_precision(precision) == "bfloat16"
     torch.backends.cuda.matmul.allow_tf32 = fast
     torch.backends.cudnn.allow_tf32 = fast
+
+
+#: How a logged warning's line starts in a notebook's stderr: ``msa-study`` finds them by it.
+WARNING_PREFIX = "WARNING "
+_HANDLER_NAME = "msa_utils.warnings"
+
+
+def log_warnings() -> logging.Handler:
+    """Every ``logging`` record of level WARNING or above, and every ``warnings.warn``, to ``sys.stderr`` as
+    ``WARNING {logger}: {message}`` (or ``ERROR ...``), by one handler on the root logger, added once (else
+    they would reach the notebook unmarked, through ``logging``'s last-resort handler)."""
+    root = logging.getLogger()
+    if existing := next((h for h in root.handlers if h.get_name() == _HANDLER_NAME), None):
+        return existing
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    return handler
 
 
 def progress_bar(iterable=None, *, show: bool = True, **kwargs) -> tqdm:

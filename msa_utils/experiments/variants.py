@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,8 +20,8 @@ from msa_utils import io
 from msa_utils.config.enums import Modality
 from msa_utils.config.labels import LABELS
 from msa_utils.config.profiles import Profile
-from msa_utils.config.runtime import set_seed
-from msa_utils.experiments import baselines
+from msa_utils.config.runtime import log_warnings, progress_bar, set_seed
+from msa_utils.experiments import baselines, dataset
 from msa_utils.experiments.dataset import LABELLED_PARTS, PARTS, StudyData
 from msa_utils.io.hashing import Digest
 from msa_utils.model import factory, text_finetune
@@ -76,49 +79,91 @@ class VariantRuns:
     predictions: pd.DataFrame
 
 
-def run_variant(data: StudyData, name: str, progress: bool = True) -> VariantRuns:
-    """Train variant ``name`` (KeyError if unknown) with seeds ``cfg.seed + k``, ``k < cfg.seeds``, early-stopped
-    on val, resuming the state of its :func:`run_key`; score and predict :data:`PREDICTED_PARTS`; write its files."""
-    variant, cfg, paths = VARIANTS[name], data.cfg, data.cfg.paths
-    rows, histories, predictions = [], [], []
-    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-        run_cfg, run_data = variant.profile(cfg, seed), data
-        top_layers = run_cfg.model.text_top_layers
-        if top_layers:  # the cached text states below the top layers
-            run_data = dataclasses.replace(data, features={part: text_finetune.text_below_features(
-                data.backbone, data.features[part], _texts(data, part), top_layers, cfg.cache_dir,
-                dtype=cfg.features.cache_dtype, batch_size=cfg.features.encode_batch_size) for part in PARTS})
-        set_seed(seed)
-        classifier = factory.build_classifier(data.backbone, run_cfg)
-        if top_layers:
-            classifier = text_finetune.TextTopClassifier(text_finetune.text_top(data.backbone, top_layers), classifier)
-        checkpoint = paths.checkpoints / name / f"seed{seed}"
-        result = fit(classifier, run_data.features["train"], data.labels["train"], run_data.features["val"],
-                     data.labels["val"], run_cfg.train, seed=seed, device=run_cfg.device, drop=variant.drop,
-                     nulls=data.nulls, on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
-                     state_path=paths.checkpoints / name / f"seed{seed}_training_state.safetensors",
-                     state_key=run_key(run_data, name, run_cfg))
-        classifier.save_pretrained(checkpoint)  # the kept epoch's weights, also when a finished run was reused
-        history = result.history
-        row = {"variant": name, "seed": seed, "best_epoch": result.best_epoch,
-               "best_val_epoch": int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"]),
-               "epochs_run": len(history), "stopped_early": result.stopped_early,
-               "batches_per_epoch": -(-len(data.labels["train"]) // run_cfg.train.batch_size),
-               "mean_epoch_seconds": round(float(history["seconds"].mean()), 2),
-               "trainable_parameters": sum(p.numel() for p in classifier.parameters() if p.requires_grad)}
-        for part in PREDICTED_PARTS:
-            logits = predict_logits(classifier, run_data.features[part], drop=variant.drop, nulls=data.nulls,
-                                    device=run_cfg.device, precision=run_cfg.train.train_precision)
-            row.update(_score(data, name, seed, part, torch.softmax(logits, dim=1).numpy(), predictions))
-        rows.append(row)
-        histories.append(history.assign(seed=seed)[["seed", *history.columns]])
-    runs = pd.DataFrame(rows)
-    history = pd.concat(histories, ignore_index=True)
-    table = pd.concat(predictions, ignore_index=True)
-    io.write_csv(paths.metrics / "runs" / f"{name}.csv", runs.round(6))
-    io.write_csv(paths.metrics / "runs" / f"{name}_history.csv", history.round(6))
-    io.write_csv(paths.predictions / "runs" / f"{name}.csv", table)
-    return VariantRuns(variant, runs, history, table)
+def run_variants(data: StudyData, names: Sequence[str], progress: bool = True) -> dict[str, VariantRuns]:
+    """Train each variant of ``names`` (KeyError if unknown) with seeds ``cfg.seed + k``, ``k < cfg.seeds``, each
+    early-stopped on val and resuming the state of its :func:`run_key`; score, predict :data:`PREDICTED_PARTS`, write.
+    ``cfg.parallel_runs`` > 1 shares the runs among as many spawned processes, each loading the data again (a
+    RuntimeError if its parts or labels differ from ``data``'s) and training on ``torch threads // parallel_runs``
+    threads (at least 1): a run learns what it would alone on as many threads. A worker's error is raised here."""
+    cfg, variants = data.cfg, [VARIANTS[name] for name in names]
+    jobs = [(v.name, seed) for v in variants for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
+    if (workers := min(cfg.parallel_runs, len(jobs))) == 1:
+        done = [_train_run(data, name, seed, progress) for name, seed in jobs]
+    else:
+        for v in variants:  # caches the text-below states here, not in two workers at once
+            _run_data(data, v.profile(cfg, cfg.seed))
+        task = functools.partial(_train_in_worker, cfg, max(1, torch.get_num_threads() // workers), _parts(data))
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(progress_bar(pool.map(task, *zip(*jobs)), show=progress, total=len(jobs),
+                                     desc=f"{len(jobs)} runs, {workers} at once"))
+    out = {}
+    for v in variants:  # each variant's runs in seed order
+        rows, histories, tables = zip(*(run for (name, _), run in zip(jobs, done) if name == v.name))
+        out[v.name] = VariantRuns(v, pd.DataFrame(rows), pd.concat(histories, ignore_index=True),
+                                  pd.concat([table for part in tables for table in part], ignore_index=True))
+        io.write_csv(cfg.paths.metrics / "runs" / f"{v.name}.csv", out[v.name].runs.round(6))
+        io.write_csv(cfg.paths.metrics / "runs" / f"{v.name}_history.csv", out[v.name].history.round(6))
+        io.write_csv(cfg.paths.predictions / "runs" / f"{v.name}.csv", out[v.name].predictions)
+    return out
+
+
+def _parts(data: StudyData) -> list[np.ndarray]:
+    """The guids of every part, then the labels of the labelled ones: what a worker's data must match."""
+    return [data.features[part].guids.numpy() for part in PARTS] + [data.labels[part] for part in LABELLED_PARTS]
+
+
+_WORKER: dict[str, StudyData] = {}  # a worker process's data, loaded by its first run
+
+
+def _train_in_worker(cfg: Profile, threads: int, parts: list[np.ndarray], name: str, seed: int):
+    """:func:`_train_run` in a worker process of :func:`run_variants`, on ``threads`` torch threads."""
+    if "data" not in _WORKER:
+        torch.set_num_threads(threads)
+        log_warnings()  # marked on the notebook's stderr, as msa-study finds them
+        if not all(map(np.array_equal, _parts(data := dataset.prepare(cfg)), parts)):
+            raise RuntimeError("a worker process loaded other parts or labels than the notebook's data: "
+                               "train in the notebook's process (parallel_runs=1)")
+        _WORKER["data"] = data
+    return _train_run(_WORKER["data"], name, seed, progress=False)
+
+
+def _train_run(data: StudyData, name: str, seed: int, progress: bool) -> tuple[dict, pd.DataFrame, list]:
+    """One run of variant ``name``: its ``metrics/runs`` row, its history and its prediction tables."""
+    variant, paths = VARIANTS[name], data.cfg.paths
+    run_cfg, predictions = variant.profile(data.cfg, seed), []
+    run_data, top_layers = _run_data(data, run_cfg), run_cfg.model.text_top_layers
+    set_seed(seed)
+    classifier = factory.build_classifier(data.backbone, run_cfg)
+    if top_layers:
+        classifier = text_finetune.TextTopClassifier(text_finetune.text_top(data.backbone, top_layers), classifier)
+    checkpoint = paths.checkpoints / name / f"seed{seed}"
+    result = fit(classifier, run_data.features["train"], data.labels["train"], run_data.features["val"],
+                 data.labels["val"], run_cfg.train, seed=seed, device=run_cfg.device, drop=variant.drop,
+                 nulls=data.nulls, on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
+                 state_path=paths.checkpoints / name / f"seed{seed}_training_state.safetensors",
+                 state_key=run_key(run_data, name, run_cfg))
+    classifier.save_pretrained(checkpoint)  # the kept epoch's weights, also when a finished run was reused
+    history = result.history
+    row = {"variant": name, "seed": seed, "best_epoch": result.best_epoch,
+           "best_val_epoch": int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"]),
+           "epochs_run": len(history), "stopped_early": result.stopped_early,
+           "batches_per_epoch": -(-len(data.labels["train"]) // run_cfg.train.batch_size),
+           "mean_epoch_seconds": round(float(history["seconds"].mean()), 2),
+           "trainable_parameters": sum(p.numel() for p in classifier.parameters() if p.requires_grad)}
+    for part in PREDICTED_PARTS:
+        logits = predict_logits(classifier, run_data.features[part], drop=variant.drop, nulls=data.nulls,
+                                device=run_cfg.device, precision=run_cfg.train.train_precision)
+        row.update(_score(data, name, seed, part, torch.softmax(logits, dim=1).numpy(), predictions))
+    return row, history.assign(seed=seed)[["seed", *history.columns]], predictions
+
+
+def _run_data(data: StudyData, run_cfg: Profile) -> StudyData:
+    """``data``, with the cached text states below the top layers that ``run_cfg`` fine-tunes, if any."""
+    if not (top_layers := run_cfg.model.text_top_layers):
+        return data
+    return dataclasses.replace(data, features={part: text_finetune.text_below_features(
+        data.backbone, data.features[part], _texts(data, part), top_layers, run_cfg.cache_dir,
+        dtype=run_cfg.features.cache_dtype, batch_size=run_cfg.features.encode_batch_size) for part in PARTS})
 
 
 def run_baselines(data: StudyData) -> pd.DataFrame:

@@ -4,10 +4,8 @@ files it wrote)."""
 
 import contextlib
 import json
-import logging
 import os
 from collections import Counter
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,28 +13,7 @@ import torch
 
 from msa_utils.config.profiles import PROFILE_ENV, Profile, get_profile
 from msa_utils.report.plots import set_style
-from msa_utils.config.runtime import allow_tf32, set_seed
-
-#: How a logged warning's line starts in a notebook's stderr: ``msa-study`` finds them by it.
-WARNING_PREFIX = "WARNING "
-_HANDLER_NAME = "msa_utils.runner.notebook"
-
-
-def log_warnings() -> logging.Handler:
-    """Every ``logging`` record of level WARNING or above, and every ``warnings.warn``, to ``sys.stderr`` as
-    ``WARNING {logger}: {message}`` (or ``ERROR ...``), by one handler on the root logger, added once (else
-    they would reach the notebook unmarked, through ``logging``'s last-resort handler)."""
-    root = logging.getLogger()
-    if existing := next((h for h in root.handlers if h.get_name() == _HANDLER_NAME), None):
-        return existing
-    handler = logging.StreamHandler(sys.stderr)
-    handler.set_name(_HANDLER_NAME)
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    logging.captureWarnings(True)
-    return handler
-
+from msa_utils.config.runtime import WARNING_PREFIX, allow_tf32, log_warnings, set_seed
 
 def notebook_warnings(path: str | os.PathLike) -> list[str]:
     """The warnings an executed notebook logged: its cells' stderr lines that start with :data:`WARNING_PREFIX` or
