@@ -20,7 +20,7 @@ On a sample of ``--posts`` real MVSA posts with the ``cpu`` profile's compact ba
   ratio;
 * **what else might pay** (issue 18): two runs at once in two processes of one thread each, fp32
   and bf16 (aggregate posts/s, against one process of two threads running them one after the
-  other); ``torch.compile(dynamic=True)`` of the classifier (an epoch after its compiling one);
+  other); three runs as one batched model (``torch.func.stack_module_state`` + ``vmap``); ``torch.compile(dynamic=True)`` of the classifier (an epoch after its compiling one);
   the validation pass (``predict_logits``) under ``no_grad`` or ``inference_mode``, in batches
   of 64, 256 (the study's) or 1,024;
 * **memory flat in the number of posts:** one pass of batches over a synthetic cache of
@@ -39,6 +39,7 @@ Prints a Markdown table and writes ``performance.csv`` (one row per part) to ``-
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import multiprocessing
 import platform
@@ -48,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers.models.flava.modeling_flava as flava
+from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from cache_memory import compare_cache_sizes  # benchmarks/ is on sys.path when a script in it runs
@@ -58,8 +61,8 @@ from msa_utils.data.images import load_image
 from msa_utils.model.classifier import EndToEndModel
 from msa_utils.model.factory import build_classifier
 from msa_utils.config.profiles import get_profile
-from msa_utils.config.runtime import set_seed
-from msa_utils.train.loop import fit, predict_logits
+from msa_utils.config.runtime import autocast, set_seed
+from msa_utils.train.loop import _batch, fit, length_grouped, predict_logits, text_lengths
 
 def _rss_mb() -> float:
     """This process's resident memory [MB], from ``/proc/self/status`` (0 where there is none)."""
@@ -143,6 +146,43 @@ def _one_thread_epoch(model, features, labels, val_rows: int, settings) -> float
     start = time.perf_counter()
     fit(model, features, labels, features.subset(features.guids[:val_rows]), labels[:val_rows], settings, progress=False)
     return time.perf_counter() - start
+
+
+def _four_d_mask(config, inputs_embeds, attention_mask, **kwargs):
+    """transformers' mask helper without its data-dependent "no padding" shortcut, which vmap cannot trace."""
+    batch, query = inputs_embeds.shape[:2]
+    return attention_mask[:, None, None, :].bool().expand(batch, 1, query, attention_mask.shape[-1])
+
+
+def vmapped_epoch(models, features, labels, settings, precision: str, meter) -> None:
+    """One epoch of ``len(models)`` runs as one model: ``torch.func.stack_module_state`` + ``vmap`` (each run its
+    own length-grouped order and dropout; batches padded to the longest text of the step), Adam on the stacked
+    weights, each step's forward and loss under ``precision``'s autocast, as ``fit`` does."""
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta").train()
+    optimizer = torch.optim.Adam(params.values(), lr=settings.lr)
+    run = vmap(lambda p, b, *inputs: functional_call(base, (p, b), inputs).logits, randomness="different")
+    y, lengths, size, cpu = torch.as_tensor(labels), text_lengths(features), settings.batch_size, torch.device("cpu")
+    orders = [length_grouped(torch.randperm(len(features), generator=torch.Generator().manual_seed(k)), lengths,
+                             size, torch.Generator().manual_seed(k)) for k in range(len(models))]
+    original, flava.create_bidirectional_mask = flava.create_bidirectional_mask, _four_d_mask
+    try:
+        with meter:
+            for first in range(0, len(features), size):
+                steps = [_batch(features, order[first:first + size], None, None, cpu) for order in orders]
+                width = max(text.shape[1] for text, _, _ in steps)
+                text = torch.stack([torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1])) for t, _, _ in steps])
+                mask = torch.stack([torch.nn.functional.pad(m, (0, width - m.shape[1])) for _, m, _ in steps])
+                image = torch.stack([i for _, _, i in steps])
+                gold = torch.stack([y[order[first:first + size]] for order in orders])
+                optimizer.zero_grad()
+                with autocast(precision, cpu):
+                    logits = run(params, buffers, text, mask, image)
+                    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), gold.flatten(), reduction="sum")
+                (loss / len(steps[0][0])).backward()  # the sum of the runs' mean losses
+                optimizer.step()
+    finally:
+        flava.create_bidirectional_mask = original
 
 
 def main() -> None:
@@ -231,6 +271,15 @@ def main() -> None:
         add(f"two runs at once, grouped, {precision}: 2 processes x 1 thread (aggregate)", m, 2 * n / m.seconds,
             note=f"per run and epoch of 2,560 posts: about {2560 * m.seconds / (2 * n):.1f} s; one process "
                  f"x 2 threads, run after run: the rows above")
+    for precision in ("float32", "bfloat16"):  # three runs as one batched (vmapped) model
+        set_seed(0)
+        models = [build_classifier(backbone, profile) for _ in range(3)]
+        vmapped_epoch(models, prepared, labels, study, precision, Part())  # warm-up
+        vmapped_epoch(models, prepared, labels, study, precision, m := Part())
+        one = cached["grouped by length (the study's)" if precision == "float32" else
+                     "grouped, bf16 autocast (train_precision)"].seconds
+        add(f"three runs as one vmapped model, grouped, {precision} (aggregate)", m, 3 * n / m.seconds,
+            note=f"{3 * one / m.seconds:.2f}x the rate of one run at a time (the grouped {precision} epoch above)")
     set_seed(0)
     compiled = torch.compile(build_classifier(backbone, profile), dynamic=True)
     with Part() as warm:
