@@ -94,8 +94,13 @@ def run_variants(data: StudyData, names: Sequence[str], progress: bool = True) -
             _run_data(data, v.profile(cfg, cfg.seed))
         task = functools.partial(_train_in_worker, cfg, max(1, torch.get_num_threads() // workers), _parts(data))
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(progress_bar(pool.map(task, *zip(*jobs)), show=progress, total=len(jobs),
-                                     desc=f"{len(jobs)} runs, {workers} at once"))
+            try:
+                done = list(progress_bar(pool.map(task, *zip(*jobs)), show=progress, total=len(jobs),
+                                         desc=f"{len(jobs)} runs, {workers} at once"))
+            except BaseException:  # an interrupted kernel, a failed run: stop the others now (states are kept)
+                for process in pool._processes.values():  # no public API for this
+                    process.terminate()
+                raise
     out = {}
     for v in variants:  # each variant's runs in seed order
         rows, histories, tables = zip(*(run for (name, _), run in zip(jobs, done) if name == v.name))
