@@ -65,8 +65,7 @@ def selection(cfg: Profile) -> str:
                  for m in compare.METRICS}
     scores = [f"{m.replace('_f1', ' F1').replace('_', ' ')} {chosen[f'test_{m}']:.3f} [{e.low:.3f}, {e.high:.3f}]"
               for m, e in intervals.items()]
-    per_class = classification_metrics(gold, pred)
-    matrix = confusion(gold, pred)
+    per_class, matrix = classification_metrics(gold, pred), confusion(gold, pred)
     recall = [f"{label} {matrix[i, i] / max(matrix[i].sum(), 1):.0%} of {matrix[i].sum()}"
               for i, label in enumerate(LABELS)]
     errors = np.where(np.eye(len(LABELS), dtype=bool), -1, matrix)
@@ -78,5 +77,4 @@ def selection(cfg: Profile) -> str:
         f"scores on the {len(gold)} held-out test posts: {', '.join(scores)} (95% bootstrap over posts).", "",
         "F1 per class: " + ", ".join(f"{label} {per_class[f'f1_{label}']:.3f}" for label in LABELS) + ".", "",
         f"Confusion matrix: recall {', '.join(recall)}; the most frequent error is gold {LABELS[g]} predicted "
-        f"{LABELS[p]}: {matrix[g, p]} posts ({matrix[g, p] / max(matrix[g].sum(), 1):.0%} of gold {LABELS[g]}).",
-    ])
+        f"{LABELS[p]}: {matrix[g, p]} posts ({matrix[g, p] / max(matrix[g].sum(), 1):.0%} of gold {LABELS[g]}).",])

@@ -171,8 +171,7 @@ def confusion_matrix_plot(matrix: np.ndarray, title: str = "") -> Figure:
                 cbar_kws={"label": "share of the gold row"}, annot_kws={"fontsize": 9}, ax=ax)
     ax.set(xlabel="predicted", ylabel="gold")
     ax.tick_params(axis="y", labelrotation=0)
-    total = int(matrix.sum())
-    ax.set_title(f"{title}\n(n = {total})" if title else f"n = {total}", fontsize=10)
+    ax.set_title(f"{title}\n(n = {matrix.sum()})" if title else f"n = {matrix.sum()}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -183,8 +182,7 @@ def class_counts_chart(table: pd.DataFrame) -> Figure:
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["before"], 0.4, label="training split")
     ax.bar(x + 0.2, table["after"], 0.4, label="re-sampled (one epoch)")
-    ax.set_xticks(x, table.index)
-    ax.set_ylabel("posts")
+    ax.set(xticks=x, xticklabels=table.index, ylabel="posts")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
