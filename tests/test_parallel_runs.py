@@ -49,11 +49,11 @@ def study(tmp_path_factory):
     return make
 
 
-def _one_thread_one_by_one(cfg):
+def _one_thread_one_by_one(cfg, names=NAMES):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return variants.run_variants(dataset.prepare(cfg), NAMES, progress=False)
+        return variants.run_variants(dataset.prepare(cfg), names, progress=False)
     finally:
         torch.set_num_threads(threads)
 
@@ -126,12 +126,12 @@ def test_a_study_killed_with_its_workers_resumes_to_the_same_result(study, tmp_p
     script.write_text(KILLABLE_STUDY)
 
     def run(cfg, kill_at_epoch=None):
-        env = {**os.environ, "KILL_AT_EPOCH": str(kill_at_epoch or "")}
+        env = {**os.environ, "KILL_AT_EPOCH": str(kill_at_epoch or ""), "OMP_NUM_THREADS": "2"}  # 1 per worker
         return subprocess.run([sys.executable, str(script), cfg.results_dir, cfg.cache_dir], env=env,
                               capture_output=True, text=True, timeout=300, start_new_session=True)
 
-    reference, killed = study("reference"), study("killed")
-    assert run(reference).returncode == 0
+    reference, killed = study("reference", max_epochs=3, patience=3), study("killed")
+    _one_thread_one_by_one(reference, ["full"])  # what the workers of one thread each give (test above)
     first = run(killed, kill_at_epoch=2)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     assert not (killed.paths.metrics / "runs" / "full.csv").exists()
