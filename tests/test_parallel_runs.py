@@ -90,12 +90,16 @@ def test_runs_trained_at_once_equal_runs_trained_one_by_one(study, monkeypatch):
     assert list(written["seed"].unique()) == [0, 1]  # each variant's own file, in seed order
 
 
-def test_a_worker_that_loads_other_data_is_refused(study):
+def test_a_worker_that_loads_other_data_is_refused(study, monkeypatch):
     cfg = study("other", parallel_runs=2)
     data = dataset.prepare(cfg)
-    data.labels["val"] = (data.labels["val"] + 1) % 3  # changed in memory: the workers would train on the files'
-    with pytest.raises(RuntimeError, match="other parts or labels"):
-        variants.run_variants(data, ["no_text"], progress=False)
+    data.labels["val"] = (data.labels["val"] + 1) % 3  # changed in memory: a worker would train on the files'
+    monkeypatch.setattr(variants, "_WORKER", {})  # what a new worker process starts with
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # this process keeps its threads
+    monkeypatch.setattr(variants, "log_warnings", lambda: None)  # and its logging
+    with pytest.raises(RuntimeError, match="other parts or labels"):  # the worker's first task, run here
+        variants._train_in_worker(cfg, 1, variants._parts(data), "no_text", cfg.seed)
+    assert not variants._WORKER  # nothing kept: every later task checks again
 
 
 KILLABLE_STUDY = r'''
