@@ -149,7 +149,7 @@ class Profile(Section):
     num_threads: PositiveInt | None = None
     """torch CPU threads (``None``: torch's default)."""
     parallel_runs: PositiveInt = 1
-    """Training runs at once, in worker processes sharing the threads (``experiments.variants.run_variants``)."""
+    """Training runs at once (at most torch's threads), in worker processes sharing them (``variants.run_variants``)."""
     results_dir: Folder = str(REPO_ROOT / "results")
     cache_dir: Folder = str(REPO_ROOT / "cache")
     """Frozen-encoder features (safe to delete)."""
@@ -209,8 +209,8 @@ class Profile(Section):
 
 NOT_IN_RUN_KEY = {"name", "num_threads", "parallel_runs", "results_dir", "cache_dir", "seeds", "data.data_dir",
                   "data.translate_timeout_s", "features.encode_batch_size", "features.encode_workers"}
-"""Fields that cannot change what training produces: names, places, speed (features and texts are
-keyed by their own bytes; thread counts change bf16 runs by rounding only, and the runs record theirs). Every other field keys a run, so a new field is safe by default."""
+"""Fields that cannot change what training produces: names, places, speed (features and texts are keyed by their own
+bytes; thread counts change bf16 runs by rounding only). Every other field keys a run: a new field is safe by default."""
 
 FIELDS = {dotted.rpartition(".")[2]: dotted for dotted in Profile(name="fields").flat()}
 """Leaf name -> dotted name of every field (leaf names are unique: tests/test_profiles.py)."""

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -82,12 +83,13 @@ class VariantRuns:
 def run_variants(data: StudyData, names: Sequence[str], progress: bool = True) -> dict[str, VariantRuns]:
     """Train each variant of ``names`` (KeyError if unknown) with seeds ``cfg.seed + k``, ``k < cfg.seeds``, each
     early-stopped on val and resuming the state of its :func:`run_key`; score, predict :data:`PREDICTED_PARTS`, write.
-    ``cfg.parallel_runs`` > 1 shares the runs among as many spawned processes, each loading the data again (a
+    ``cfg.parallel_runs`` > 1 shares the runs among as many spawned processes (at most torch's threads; a script starts
+    them under ``if __name__ == "__main__":``), each loading the data again (a
     RuntimeError if its parts or labels differ from ``data``'s) and training on ``torch threads // parallel_runs``
     threads (at least 1): a run learns what it would alone on as many threads. A worker's error is raised here."""
     cfg, variants = data.cfg, [VARIANTS[name] for name in names]
     jobs = [(v.name, seed) for v in variants for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
-    if (workers := min(cfg.parallel_runs, len(jobs))) == 1:
+    if (workers := min(cfg.parallel_runs, len(jobs), torch.get_num_threads())) == 1:
         done = [_train_run(data, name, seed, progress) for name, seed in jobs]
     else:
         for v in variants:  # caches the text-below states here, not in two workers at once
@@ -97,9 +99,12 @@ def run_variants(data: StudyData, names: Sequence[str], progress: bool = True) -
             try:
                 done = list(progress_bar(pool.map(task, *zip(*jobs)), show=progress, total=len(jobs),
                                          desc=f"{len(jobs)} runs, {workers} at once"))
-            except BaseException:  # an interrupted kernel, a failed run: stop the others now (states are kept)
+            except BaseException as error:  # an interrupted kernel, a failed run: stop the others now (states are kept)
                 for process in pool._processes.values():  # no public API for this
                     process.terminate()
+                if isinstance(error, BrokenProcessPool):  # e.g. a script without `if __name__ == "__main__":`
+                    raise RuntimeError(f"a worker process died ({error}); see docs/running.md#several-runs-at-once "
+                                       "(a script must start them under `if __name__ == '__main__':`)") from error
                 raise
     out = {}
     for v in variants:  # each variant's runs in seed order
