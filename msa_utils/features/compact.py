@@ -44,13 +44,11 @@ class CompactBackbone(FrozenBackbone):
         self.text_encoder = freeze(text_model.to(self.device))
         # channels-last: depthwise convolutions 1.5x faster in oneDNN (docs/performance.md); cuDNN prefers it for bf16
         self.image_encoder = freeze(image_model.to(self.device, memory_format=torch.channels_last))
-        self.text_dim = int(text_model.config.hidden_size)
-        self.image_dim = int(image_model._conv_head.out_channels)
+        self.text_dim, self.image_dim = int(text_model.config.hidden_size), int(image_model._conv_head.out_channels)
         if max_text_tokens > text_model.config.max_position_embeddings:
             raise ValueError(f"max_text_tokens={max_text_tokens} exceeds MiniLM's "
                              f"{text_model.config.max_position_embeddings} positions")
-        self.max_text_tokens = int(max_text_tokens)
-        self.image_size = int(image_size)
+        self.max_text_tokens, self.image_size = int(max_text_tokens), int(image_size)
 
     @classmethod
     def from_profile(cls, profile) -> "CompactBackbone":

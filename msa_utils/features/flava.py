@@ -31,13 +31,11 @@ class FlavaBackbone(FrozenBackbone):
         self.image_processor = image_processor
         self.text_encoder = freeze(flava.text_model)
         self.image_encoder = freeze(flava.image_model)
-        self.text_dim = flava.config.text_config.hidden_size
-        self.image_dim = flava.config.image_config.hidden_size
+        self.text_dim, self.image_dim = flava.config.text_config.hidden_size, flava.config.image_config.hidden_size
         max_positions = flava.config.text_config.max_position_embeddings
         if max_text_tokens > max_positions:
             raise ValueError(f"max_text_tokens={max_text_tokens} exceeds FLAVA's {max_positions} text positions")
-        self.max_text_tokens = int(max_text_tokens)
-        self.image_size = int(flava.config.image_config.image_size)
+        self.max_text_tokens, self.image_size = int(max_text_tokens), int(flava.config.image_config.image_size)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "facebook/flava-full", *, max_text_tokens: int = 64,

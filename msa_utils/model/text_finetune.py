@@ -71,8 +71,7 @@ class TextTopLayers(nn.Module):
 
     def __init__(self, layers: Sequence[nn.Module], config, *, backbone_name: str, num_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(layers)
-        self.config = config
+        self.layers, self.config = nn.ModuleList(layers), config
         self.backbone_name, self.num_layers = str(backbone_name), int(num_layers)
         self.top_layers, self.hidden_size = len(self.layers), int(config.hidden_size)
 
