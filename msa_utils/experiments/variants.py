@@ -84,17 +84,16 @@ def run_variants(data: StudyData, names: Sequence[str], progress: bool = True) -
     """Train each variant of ``names`` (KeyError if unknown) with seeds ``cfg.seed + k``, ``k < cfg.seeds``, each
     early-stopped on val and resuming the state of its :func:`run_key`; score, predict :data:`PREDICTED_PARTS`, write.
     ``cfg.parallel_runs`` > 1 shares the runs among as many spawned processes (at most torch's threads; a script starts
-    them under ``if __name__ == "__main__":``), each loading the data again (a
-    RuntimeError if its parts or labels differ from ``data``'s) and training on ``torch threads // parallel_runs``
-    threads (at least 1): a run learns what it would alone on as many threads. A worker's error is raised here."""
-    cfg, variants = data.cfg, [VARIANTS[name] for name in names]
+    them under ``if __name__ == "__main__":``), each loading the data again (RuntimeError if its parts or labels differ
+    from ``data``'s) and training on an equal share of the threads: a run learns what it would alone on as many."""
+    cfg, variants, threads = data.cfg, [VARIANTS[name] for name in names], torch.get_num_threads()
     jobs = [(v.name, seed) for v in variants for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
-    if (workers := min(cfg.parallel_runs, len(jobs), torch.get_num_threads())) == 1:
+    if (workers := min(cfg.parallel_runs, len(jobs), threads)) == 1:
         done = [_train_run(data, name, seed, progress) for name, seed in jobs]
     else:
         for v in variants:  # caches the text-below states here, not in two workers at once
             _run_data(data, v.profile(cfg, cfg.seed))
-        task = functools.partial(_train_in_worker, cfg, max(1, torch.get_num_threads() // workers), _parts(data))
+        task = functools.partial(_train_in_worker, cfg, threads // workers, _parts(data))
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             try:
                 done = list(progress_bar(pool.map(task, *zip(*jobs)), show=progress, total=len(jobs),

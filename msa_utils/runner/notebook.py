@@ -15,6 +15,7 @@ from msa_utils.config.profiles import PROFILE_ENV, Profile, get_profile
 from msa_utils.report.plots import set_style
 from msa_utils.config.runtime import WARNING_PREFIX, allow_tf32, log_warnings, set_seed
 
+
 def notebook_warnings(path: str | os.PathLike) -> list[str]:
     """The warnings an executed notebook logged: its cells' stderr lines that start with :data:`WARNING_PREFIX` or
     ``ERROR ``, in order, each once. OSError / ValueError / KeyError if ``path`` is not a readable notebook."""
