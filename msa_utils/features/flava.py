@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any, Sequence
 
@@ -10,6 +11,25 @@ import torch
 
 from msa_utils.config.runtime import checked_precision, resolve_device
 from msa_utils.features.backbone import FrozenBackbone, ImageLike, freeze, to_rgb_images, tokenizer_config
+
+logger = logging.getLogger(__name__)
+STUDY_MODULES = ("text_model", "image_model", "multimodal_model", "text_to_mm_projection", "image_to_mm_projection")
+"""The ``FlavaModel`` submodules the study uses: the two encoders, and the fusion (multimodal encoder, projections)."""
+
+
+def check_flava_loading(info: dict, name_or_path: str | os.PathLike) -> None:
+    """Check ``from_pretrained(..., output_loading_info=True)``'s report: ValueError naming the tensors of
+    :data:`STUDY_MODULES` the checkpoint lacks (transformers would initialise them at random), or any tensor it holds
+    in another shape. Extra tensors (a ``FlavaForPreTraining`` checkpoint's pretraining heads) are logged at debug."""
+    logger.debug("FLAVA checkpoint %s: unused tensors %s", name_or_path, sorted(info["unexpected_keys"]))
+    missing = sorted(k for k in info["missing_keys"] if k.split(".")[0] in STUDY_MODULES)
+    mismatched = sorted(f"{k} {tuple(ckpt)} != {tuple(model)}" for k, ckpt, model in info["mismatched_keys"])
+    for problem, keys in (("of the encoders/fusion missing", missing), ("of another shape (checkpoint != model)",
+                                                                         mismatched)):
+        if keys:
+            raise ValueError(f"{name_or_path!s} is not a complete FLAVA checkpoint: {len(keys)} tensor(s) {problem} "
+                             "(FlavaModel names; a FlavaForPreTraining checkpoint prefixes them 'flava.'): "
+                             f"{', '.join(keys[:10])}{', ...' if len(keys) > 10 else ''}")
 
 
 class FlavaBackbone(FrozenBackbone):
@@ -41,10 +61,12 @@ class FlavaBackbone(FrozenBackbone):
     def from_pretrained(cls, name_or_path: str | os.PathLike = "facebook/flava-full", *, max_text_tokens: int = 64,
                         image_size: int | None = None, device: str | torch.device = "auto",
                         precision: str = "float32") -> "FlavaBackbone":
-        """Load from a hub id or folder; OSError if not found, ValueError for another ``image_size`` (``None``: any)."""
+        """Load a ``FlavaModel`` or ``FlavaForPreTraining`` checkpoint from a hub id or folder; OSError if not found,
+        ValueError for another ``image_size`` (``None``: any) or an incomplete checkpoint (:func:`check_flava_loading`)."""
         from transformers import FlavaModel, FlavaProcessor  # heavy (2.5 s): only when a model is loaded
 
-        flava = FlavaModel.from_pretrained(name_or_path)
+        flava, info = FlavaModel.from_pretrained(name_or_path, output_loading_info=True, ignore_mismatched_sizes=True)
+        check_flava_loading(info, name_or_path)
         processor = FlavaProcessor.from_pretrained(name_or_path)
         checkpoint_size = flava.config.image_config.image_size
         if image_size is not None and int(image_size) != checkpoint_size:
