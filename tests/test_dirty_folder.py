@@ -148,9 +148,7 @@ def test_every_bad_input_is_named_in_the_report(dirty):
 
 def test_repaired_posts_are_trained_on_and_excluded_ones_are_not(dirty):
     _, _, (results, _) = dirty
-    used = set()
-    for part in ("train", "val", "test"):
-        used |= {int(g) for g in (results / "splits" / f"{part}_guids.txt").read_text().split()}
+    used = set(pd.read_csv(results / "splits" / "folds.csv")["guid"])  # every labelled post in a fold
     assert {90008, 90009, 90010, 90011, 90019, 90021} <= used  # repaired images, untranslated texts
     assert not used & {90001, 90002, 90006, 90007, 90012, 90013, 90014, 90015, 90016, 90017}
     history = pd.read_csv(results / "metrics" / "runs" / "full_history.csv")
@@ -180,5 +178,5 @@ def test_same_profile_same_seed_same_numbers(dirty):
             for folder in (first, second)]
     pd.testing.assert_frame_equal(*runs)
     for name in ("metrics/baselines.csv", "predictions/test_predictions_paper_recipe.txt", "predictions/runs/full.csv",
-                 "predictions/runs/baselines.csv", "splits/val_guids.txt", "splits/test_guids.txt"):
+                 "predictions/runs/baselines.csv", "splits/folds.csv"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name

@@ -44,9 +44,9 @@ def test_linear_probe_learns_a_separable_signal():
     y = rng.integers(0, 3, 300)
     x = rng.normal(size=(300, 5)) + np.eye(3, 5)[y] * 3
     for balanced in (True, False):
-        pred = fit_linear_probe(x[:200], y[:200], balanced=balanced).predict(x[200:])
+        pred = fit_linear_probe(x[:200], y[:200], np.arange(200), balanced=balanced).predict(x[200:])
         assert classification_metrics(y[200:], pred)["accuracy"] > 0.9 and pred.shape == (100,)
-    noise = fit_linear_probe(rng.normal(size=(200, 5)), y[:200]).predict(rng.normal(size=(100, 5)))
+    noise = fit_linear_probe(rng.normal(size=(200, 5)), y[:200], np.arange(200)).predict(rng.normal(size=(100, 5)))
     assert classification_metrics(y[200:], noise)["accuracy"] < 0.6
 
 
@@ -54,7 +54,7 @@ def test_linear_probe_copes_with_a_missing_class():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 120)  # no neutral post at all
     x = rng.normal(size=(120, 4)) + np.eye(2, 4)[y] * 3
-    scores = classification_metrics(y[80:], fit_linear_probe(x[:80], y[:80]).predict(x[80:]))
+    scores = classification_metrics(y[80:], fit_linear_probe(x[:80], y[:80], np.arange(80)).predict(x[80:]))
     assert scores["accuracy"] > 0.85 and scores["f1_neutral"] == 0.0
 
 
@@ -63,15 +63,18 @@ def test_balancing_the_probe_raises_the_recall_of_a_rare_class():
     y = np.array([0] * 270 + [1] * 30)
     x = rng.normal(size=(300, 4)) + np.eye(2, 4)[y] * 1.0  # overlapping classes
     test = rng.normal(size=(300, 4)) + np.eye(2, 4)[y] * 1.0
-    recall = {b: (fit_linear_probe(x, y, balanced=b).predict(test)[y == 1] == 1).mean() for b in (True, False)}
+    recall = {b: (fit_linear_probe(x, y, np.arange(300), balanced=b).predict(test)[y == 1] == 1).mean() for b in (True, False)}
     assert recall[True] > recall[False] + 0.2
 
 
 def test_tfidf_probe_reads_the_words():
     texts = ["love this happy day"] * 20 + ["awful sad terrible news"] * 20 + ["the bus leaves at noon"] * 20
     y = np.repeat([0, 1, 2], 20)
-    probe = fit_tfidf_probe(texts, y)
+    groups = np.arange(60) // 2  # pairs of copies
+    probe = fit_tfidf_probe(texts, y, groups)
     assert probe.predict(["such a happy day", "terrible sad story", "bus at noon"]).tolist() == [0, 1, 2]
+    for train, test in probe[-1].cv:  # the choice of C never tests on a copy of a training post
+        assert not set(groups[train]) & set(groups[test])
 
 
 def test_macro_f1_leaves_out_a_class_absent_from_gold_and_predictions():

@@ -3,7 +3,7 @@
 A randomly initialised ``FlavaModel(FlavaConfig())`` (241 M parameters, the architecture of
 ``facebook/flava-full``; nothing downloaded) and a ``FlavaProcessor`` built from the
 bert-base-uncased vocabulary are saved with ``save_pretrained``; the ``paper`` profile is pointed at
-that folder on the CPU with a 32-post sample, 4 test posts, one seed and one epoch. The random weights make the
+that folder on the CPU with a 32-post sample, 4 test posts, two folds and one epoch. The random weights make the
 scores meaningless; what is checked is the path: 197 image tokens and 64 text tokens of width 768
 into the 6-layer, 768-wide multimodal encoder, the 768 → 512 → 256 → 3 head, the checkpoint, the
 predictions, and a report that names the folder actually loaded. About a minute and 6 GB of
@@ -36,7 +36,7 @@ def full_size_flava(tmp_path_factory) -> Path:
 def results(full_size_flava, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("paper_run")
     overrides = {"device": "cpu", "flava_name_or_path": str(full_size_flava), "train_sample": TRAIN_POSTS,
-                 "test_sample": TEST_POSTS, "seeds": 1, "max_epochs": 1, "translate": False,
+                 "test_sample": TEST_POSTS, "folds": 2, "max_epochs": 1, "translate": False,
                  "results_dir": str(root / "results"), "cache_dir": str(root / "cache")}
     run_study("paper", overrides, only=["01", "02", "03", "04"])
     return root / "results"
@@ -51,12 +51,12 @@ def test_full_size_token_states_reach_the_cache(results):
 
 
 def test_the_paper_model_is_trained_and_saved(results):
-    config = json.loads((results / "checkpoints" / "full" / "seed0" / "config.json").read_text())
+    config = json.loads((results / "checkpoints" / "full" / "r0f0" / "config.json").read_text())
     assert (config["hidden_size"], config["num_layers"], config["num_heads"]) == (768, 6, 12)
     assert (config["head"], config["head_hidden"], config["num_labels"], config["dropout"]) == ("mlp", [512, 256], 3, 0.3)
     run = pd.read_csv(results / "metrics" / "runs" / "full.csv")
-    assert run[["seed", "epochs_run"]].values.tolist() == [[0, 1]]
-    assert run["trainable_parameters"].item() == 44_236_547  # projections + multimodal encoder + head
+    assert run[["fold", "seed", "epochs_run"]].values.tolist() == [[0, 0, 1], [1, 1, 1]]
+    assert run["trainable_parameters"].tolist() == [44_236_547] * 2  # projections + multimodal encoder + head
 
 
 def test_predictions_and_a_report_that_names_the_checkpoint_loaded(results, full_size_flava):

@@ -20,7 +20,7 @@ import torch
 
 from msa_utils.config.profiles import get_profile
 from msa_utils.data.posts import PostTable, build_posts, save_posts, usable
-from msa_utils.data.splits import save_split, study_split
+from msa_utils.data.folds import make_folds, save_folds
 from msa_utils.experiments import dataset, variants
 from msa_utils.io import read_tensor_metadata
 from msa_utils.model.classifier import MultimodalClassifier
@@ -33,14 +33,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:The least pop
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """A smoke study's posts and split in ``base/``; ``make(folder, **overrides)`` copies them to a new results folder."""
+    """A smoke study's posts and folds in ``base/``; ``make(folder, **overrides)`` copies them to a new results folder."""
     root = tmp_path_factory.mktemp("parallel")
     cfg = get_profile("smoke", results_dir=str(root / "base"), cache_dir=str(root / "cache"))
     built = build_posts(cfg)
     labelled = built.posts[(built.posts["split"] == "train") & usable(built.posts)]
     save_posts(PostTable(built.posts, built.report), cfg.paths)
-    save_split(study_split(labelled["guid"].to_numpy(), labelled["label"].to_numpy(int),
-                           labelled["content_group"].to_numpy(), seed=cfg.seed), cfg.paths.splits)
+    save_folds(make_folds(labelled["guid"].to_numpy(), labelled["label"].to_numpy(int),
+                          labelled["content_group"].to_numpy(), cfg.data.folds), cfg.paths.splits)
     dataset.prepare(cfg)  # the feature cache, shared by every copy
 
     def make(folder: str, **overrides):
@@ -78,13 +78,14 @@ def test_runs_trained_at_once_equal_runs_trained_one_by_one(study, monkeypatch):
                                       b.runs.drop(columns="mean_epoch_seconds"))
         pd.testing.assert_frame_equal(a.history.drop(columns="seconds"), b.history.drop(columns="seconds"))
         pd.testing.assert_frame_equal(a.predictions, b.predictions)
-        for seed in (0, 1):  # the kept weights, and their logits on the validation part
-            ours, theirs = (MultimodalClassifier.from_pretrained(c.paths.checkpoints / name / f"seed{seed}")
+        for fold in (0, 1):  # the kept weights, and their logits on the validation part
+            ours, theirs = (MultimodalClassifier.from_pretrained(c.paths.checkpoints / name / f"r0f{fold}")
                             for c in (one_by_one, cfg))
             for key, value in ours.state_dict().items():
                 torch.testing.assert_close(theirs.state_dict()[key], value, rtol=0, atol=1e-5)
             drop = variants.VARIANTS[name].drop
-            logits = [predict_logits(m, data.features["val"], drop=drop, nulls=data.nulls) for m in (ours, theirs)]
+            val = data.run(0, fold).features["val"]
+            logits = [predict_logits(m, val, drop=drop, nulls=data.nulls) for m in (ours, theirs)]
             assert (logits[0] - logits[1]).abs().max() <= 1e-5
     written = pd.read_csv(Path(cfg.results_dir) / "metrics" / "runs" / "no_text_history.csv")
     assert list(written["seed"].unique()) == [0, 1]  # each variant's own file, in seed order
@@ -93,12 +94,12 @@ def test_runs_trained_at_once_equal_runs_trained_one_by_one(study, monkeypatch):
 def test_a_worker_that_loads_other_data_is_refused(study, monkeypatch):
     cfg = study("other", parallel_runs=2)
     data = dataset.prepare(cfg)
-    data.labels["val"] = (data.labels["val"] + 1) % 3  # changed in memory: a worker would train on the files'
+    data.labels.iloc[:] = (data.labels + 1) % 3  # changed in memory: a worker would train on the files'
     monkeypatch.setattr(variants, "_WORKER", {})  # what a new worker process starts with
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # this process keeps its threads
     monkeypatch.setattr(variants, "log_warnings", lambda: None)  # and its logging
-    with pytest.raises(RuntimeError, match="other parts or labels"):  # the worker's first task, run here
-        variants._train_in_worker(cfg, 1, variants._parts(data), "no_text", cfg.seed)
+    with pytest.raises(RuntimeError, match="other posts, labels or folds"):  # the worker's first task, run here
+        variants._train_in_worker(cfg, 1, variants._parts(data), "no_text", 0, 0)
     assert not variants._WORKER  # nothing kept: every later task checks again
 
 
@@ -139,8 +140,8 @@ def test_a_study_killed_with_its_workers_resumes_to_the_same_result(study, tmp_p
     first = run(killed, kill_at_epoch=2)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
     assert not (killed.paths.metrics / "runs" / "full.csv").exists()
-    saved = {int(path.name[4]): json.loads(read_tensor_metadata(path)["progress"])["history"]  # seed -> epochs done
-             for path in (killed.paths.checkpoints / "full").glob("seed*_training_state.safetensors")}
+    saved = {int(path.name[3]): json.loads(read_tensor_metadata(path)["progress"])["history"]  # seed -> epochs done
+             for path in (killed.paths.checkpoints / "full").glob("r0f*_training_state.safetensors")}
     assert any(saved.values()), "no run had finished an epoch"
     _one_thread_one_by_one(killed, ["full"])  # resumed here: the same runs, on one thread as in a worker
     history = pd.read_csv(killed.paths.metrics / "runs" / "full_history.csv")

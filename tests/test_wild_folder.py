@@ -1,7 +1,7 @@
 """Posts as they come from phones and the web (``tests/data/mvsa_wild``) run through notebooks 01-04.
 
 The folder's README lists each case and its correct result; this test checks every row of it on
-the study's own outputs (``posts.csv``, ``data_report.csv``, the splits, the predictions) after
+the study's own outputs (``posts.csv``, ``data_report.csv``, the folds, the predictions) after
 a smoke run with seed 2, whose example grid shows the post with two dollar signs.
 """
 
@@ -51,16 +51,14 @@ def test_every_case_is_handled_and_reported(results):
     assert (results / "figures" / "01_examples.png").is_file()
 
 
-def test_copies_stay_on_one_side_of_every_split(results):
-    part = {int(guid): name for name in ("train", "val", "test")
-            for guid in (results / "splits" / f"{name}_guids.txt").read_text().split()}
-    assert part.get(9517) == part.get(9518)
-    assert part.get(9519) == part.get(9520) == part.get(9521)
+def test_copies_stay_in_one_fold(results):
+    fold = pd.read_csv(results / "splits" / "folds.csv").set_index("guid")["fold"]
+    assert fold[9517] == fold[9518]
+    assert fold[9519] == fold[9520] == fold[9521]
 
 
 def test_the_repaired_posts_are_trained_on_and_every_test_post_predicted(results):
-    used = {int(guid) for name in ("train", "val", "test")
-            for guid in (results / "splits" / f"{name}_guids.txt").read_text().split()}
+    used = set(pd.read_csv(results / "splits" / "folds.csv")["guid"])
     assert {9501, 9503, 9504, 9506, 9507, 9508, 9509, 9512, 9514} <= used
     predictions = pd.read_csv(results / "predictions" / "test_predictions_paper_recipe.txt")
     assert predictions["guid"].tolist() == [8, 1576, 2320, 4912]

@@ -64,9 +64,11 @@ class DataSettings(Section):
     translate_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     """Wall-clock bound of one translation call [s]."""
     val_fraction: Fraction = 0.2
-    """Validation share of the grouped, stratified split of what the test part leaves (paper: 8:2)."""
-    test_fraction: Fraction = 0.2
-    """Share of the labelled posts held out as the test part, before anything else (ours)."""
+    """Validation share carved (grouped, stratified) from each run's training folds (paper: 8:2)."""
+    folds: Annotated[int, Field(ge=2)] = 5
+    """K of the stratified, content-grouped K-fold cross-validation of the labelled posts: each is a test fold once."""
+    repeats: PositiveInt = 1
+    """Repeats of the K-fold cross-validation, each with other folds: ``folds * repeats`` runs per variant."""
 
 
 class FeatureSettings(Section):
@@ -93,8 +95,9 @@ class FeatureSettings(Section):
 class ModelSettings(Section):
     """The trained classifier on the frozen token states."""
 
-    image_grid: PositiveInt = 7
-    """The compact backbone's 7 x 7 image map is average-pooled to ``image_grid x image_grid`` tokens."""
+    image_grid: PositiveInt | None = 7
+    """The compact backbone's image map (7 x 7 at 224 px) is average-pooled to ``image_grid x image_grid`` tokens
+    (``None``: all of it)."""
     fusion_hidden: PositiveInt = 256
     """Width of the multimodal encoder trained from scratch (compact; FLAVA's is 768)."""
     fusion_layers: PositiveInt = 2
@@ -106,6 +109,9 @@ class ModelSettings(Section):
     """Widths of the MLP head's two hidden layers."""
     dropout: Rate = 0.3
     """Dropout of the head (paper: 0.3)."""
+    masking: Literal["inputs", "states"] = "inputs"
+    """The ablations' "zero tokens": zero inputs through the frozen encoder (a black image, all-padding text), or
+    zero token states after it (one attended zero text token)."""
     train_fusion: bool = True
     """Train the projections and the multimodal encoder (paper); ``False`` trains the head only."""
     text_top_layers: Count = 0
@@ -132,6 +138,9 @@ class TrainSettings(Section):
     """Keep the best validation epoch and stop on ``patience``; ``False`` keeps the last of ``max_epochs``."""
     resample: bool = True
     """Inverse-class-frequency re-sampling of the training part (paper)."""
+    resample_to: Literal["majority", "posts"] = "majority"
+    """Posts drawn per re-sampled epoch: 3 x the largest class's count (every class as many as the majority has:
+    the paper's epochs grew from 100 to about 190 batches) or as many as the training part holds."""
     class_weighted_loss: bool = False
     """Cross-entropy weighted by inverse class frequency (the alternative the paper rejected)."""
     group_by_length: bool = False
@@ -154,9 +163,7 @@ class Profile(Section):
     cache_dir: Folder = str(REPO_ROOT / "cache")
     """Frozen-encoder features (safe to delete)."""
     seed: Count = 0
-    """Seed of the split; training run ``k`` of a variant uses ``seed + k``."""
-    seeds: PositiveInt = 3
-    """Training runs per variant."""
+    """Seed of the folds (repeat ``r``: ``seed + r``); run ``k = r * folds + fold`` of a variant trains with ``seed + k``."""
     data: DataSettings = DataSettings()
     features: FeatureSettings = FeatureSettings()
     model: ModelSettings = ModelSettings()
@@ -207,9 +214,9 @@ class Profile(Section):
             raise ValueError(f"profile field {field}: {message[0].lower()}{message[1:]}{got}") from None
 
 
-NOT_IN_RUN_KEY = {"name", "num_threads", "parallel_runs", "results_dir", "cache_dir", "seeds", "data.data_dir",
+NOT_IN_RUN_KEY = {"name", "num_threads", "parallel_runs", "results_dir", "cache_dir", "data.repeats", "data.data_dir",
                   "data.translate_timeout_s", "features.encode_batch_size", "features.encode_workers"}
-"""Fields that cannot change what training produces: names, places, speed (features and texts are keyed by their own
+"""Fields that cannot change what training produces: names, places, speed, how many repeats (features and texts are keyed by their own
 bytes; thread counts change bf16 runs by rounding only). Every other field keys a run: a new field is safe by default."""
 
 FIELDS = {dotted.rpartition(".")[2]: dotted for dotted in Profile(name="fields").flat()}
@@ -258,9 +265,9 @@ PROFILES: dict[str, Profile] = {
         train=TrainSettings(group_by_length=True, train_precision="bfloat16"),
     ),
     "smoke": Profile(
-        name="smoke", device="cpu", seeds=2,
+        name="smoke", device="cpu",
         results_dir=str(REPO_ROOT / "build" / "smoke"), cache_dir=str(REPO_ROOT / "build" / "smoke_cache"),
-        data=DataSettings(train_sample=60, test_sample=12, translate=False),  # the tests use no network
+        data=DataSettings(train_sample=60, test_sample=12, translate=False, folds=2),  # the tests use no network
         features=FeatureSettings(max_text_tokens=32, image_size=64, encode_batch_size=16),
         model=ModelSettings(image_grid=2, fusion_hidden=32, fusion_layers=1, fusion_heads=2, head_hidden=(16, 8)),
         train=TrainSettings(batch_size=8, max_epochs=2, patience=1),

@@ -7,6 +7,7 @@ import os
 import warnings
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pandas as pd
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -148,14 +149,16 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
     """Load each image of ``frame`` (``guid``, ``image_file`` relative to ``data_dir``, ``has_image``) as
     :func:`load_image` would (JPEGs drafted small) and report what the reasons of stage ``images`` name.
     Returns a copy with ``width`` / ``height`` [px] upright (``Int64``, ``<NA>`` unless usable), ``mode``
-    (the file's own) and ``image_ok``."""
+    (the file's own), ``image_ok`` and ``image_phash`` (``imagehash.phash`` of the RGB image, 16 hex digits;
+    ``""`` unless usable)."""
     data_dir = Path(data_dir)
     rows = []
     for guid, rel, has_image in zip(frame["guid"], frame["image_file"], frame["has_image"]):
-        width, height, mode, ok = None, None, "", False
+        width, height, mode, ok, phash = None, None, "", False, ""
         if has_image:
-            try:
-                image, facts = _load(data_dir / rel, MAX_PIXELS, draft=(1, 1))
+            try:  # JPEGs drafted to >= 64 px a side, twice phash's 32 (1/8 scale moves hashes by 2 bits on average)
+                image, facts = _load(data_dir / rel, MAX_PIXELS, draft=(64, 64))
+                phash = str(imagehash.phash(image))
                 image.close()
                 width, height, mode, ok = facts["width"], facts["height"], facts["mode"], True
                 if facts["orientation"]:
@@ -175,7 +178,7 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
                                f"{rel} is {width}x{height} px (< {MIN_SIDE} px a side); kept, resized like any other")
             except ImageLoadError as exc:
                 report.add(reasons.image_error(exc.reason), guid, f"{exc}; row kept with image_ok=False, the trainer skips it")
-        rows.append((width, height, mode, ok))
-    widths, heights, modes, oks = (list(column) for column in zip(*rows)) if rows else ([], [], [], [])
+        rows.append((width, height, mode, ok, phash))
+    widths, heights, modes, oks, phashes = (list(column) for column in zip(*rows)) if rows else ([],) * 5
     return frame.assign(width=pd.array(widths, dtype="Int64"), height=pd.array(heights, dtype="Int64"), mode=modes,
-                        image_ok=oks)
+                        image_ok=oks, image_phash=phashes)

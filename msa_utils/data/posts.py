@@ -1,5 +1,5 @@
 """The post table: one row per post of the label files, built once by :func:`build_posts` (stages
-load, sample, images, content, clean, translate, each reporting to one data report), written by
+load, sample, images, clean, translate, content, each reporting to one data report), written by
 notebook 01 (:func:`save_posts`) and read back by the later ones (:func:`load_posts`)."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from msa_utils import io
-from msa_utils.config.labels import LABELS
 from msa_utils.config.profiles import Profile, StudyPaths
 from msa_utils.data import reasons
 from msa_utils.data.data_report import DataReport
@@ -36,7 +35,8 @@ COLUMNS: dict[str, str] = {
     "width": "Int64",       # image width [px], <NA> when unreadable
     "height": "Int64",      # image height [px], <NA> when unreadable
     "image_file": "string",  # the image's path relative to the data folder
-    "content_group": "int64",  # posts sharing their decoded text or image bytes share it (splits.content_groups)
+    "image_phash": "string",  # perceptual hash (imagehash.phash, 16 hex digits), "" when unreadable
+    "content_group": "int64",  # shared model text, image bytes or near-identical image (splits.content_groups)
     "text_raw": "string",   # decoded text, line endings joined
     "text_clean": "string",  # cleaned (noise removed, lower-cased)
     "text_en": "string",    # cleaned English translation, or text_clean where not translated
@@ -59,10 +59,10 @@ def build_posts(cfg: Profile) -> PostTable:
     posts = load_mvsa(cfg.data.data_dir, report)
     posts = sample_posts(posts, cfg.data.train_sample, cfg.data.test_sample, cfg.seed, report)
     posts = inspect_images(posts, cfg.data.data_dir, report)
-    posts = group_content(posts, cfg.data.data_dir, report)
     posts = clean_posts(posts, report)
     posts = translate_posts(posts, cfg.paths.translation_cache, report, enabled=cfg.data.translate,
                             timeout_s=cfg.data.translate_timeout_s)
+    posts = group_content(posts, cfg.data.data_dir, report)
     table = PostTable(posts[list(COLUMNS)].reset_index(drop=True), report)
     check_posts(table, cfg.data.data_dir)
     return table
@@ -92,11 +92,13 @@ def sample_posts(frame: pd.DataFrame, train_sample: int | None, test_sample: int
 
 
 def group_content(frame: pd.DataFrame, data_dir, report: DataReport) -> pd.DataFrame:
-    """A copy of ``frame`` with ``content_group`` (:func:`~msa_utils.data.splits.content_groups` of ``text_raw`` and
-    image SHA-256s); labelled posts sharing a group are reported. Raises OSError for an unreadable image."""
+    """A copy of ``frame`` with ``content_group`` (:func:`~msa_utils.data.splits.content_groups` of ``text``, the
+    model's, image SHA-256s and ``image_phash``); labelled posts sharing a group are reported. Raises OSError for
+    an unreadable image."""
     frame = frame.copy()
     hashes = hashing.file_hashes(Path(data_dir) / rel for rel in frame["image_file"])
-    frame["content_group"] = content_groups([None if pd.isna(t) else t for t in frame["text_raw"]], hashes)
+    texts = [None if pd.isna(t) else t for t in frame["text"]]
+    frame["content_group"] = content_groups(texts, hashes, frame["image_phash"].tolist())
     for _, members in frame[frame["split"] == "train"].groupby("content_group"):
         if len(members) < 2:
             continue
@@ -105,7 +107,7 @@ def group_content(frame: pd.DataFrame, data_dir, report: DataReport) -> pd.DataF
         tags = dict(zip(members["guid"], members["tag"]))
         for guid in members["guid"]:
             others = ", ".join(f"{g} ({tags[g]})" for g in members["guid"] if g != guid)
-            report.add(reason, guid, f"same text or image as {others}")
+            report.add(reason, guid, f"same text or (near-)same image as {others}")
     return frame
 
 
@@ -149,15 +151,3 @@ def load_posts(paths: StudyPaths) -> pd.DataFrame:
 def usable(posts: pd.DataFrame) -> pd.Series:
     """Mask of the posts a model can read: a usable text file and a decoded image."""
     return posts["has_text"] & posts["has_image"] & posts["image_ok"]
-
-
-def split_counts(posts: pd.DataFrame, split: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Posts per class and ``total`` (rows) in each labelled part of ``split``, and the usable ``unlabelled``
-    posts (``total`` only)."""
-    labels, ids = posts.set_index("guid")["label"], range(len(LABELS))
-    table = pd.DataFrame({part: labels.loc[split[part]].astype(int).value_counts().reindex(ids, fill_value=0).to_numpy()
-                          for part in ("train", "val", "test")}, index=list(LABELS))
-    table.loc["total"] = table.sum()
-    unlabelled = posts[(posts["split"] == "test") & usable(posts)]
-    table["unlabelled"] = [0] * len(LABELS) + [len(unlabelled)]
-    return table

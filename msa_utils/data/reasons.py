@@ -186,12 +186,13 @@ FORMAT_MISMATCH = _images("format_mismatch", "noted", "a `.jpg` file holding ano
 IMAGE_TINY = _images("image_tiny", "noted", "tiny image (a side under 16 px, e.g. a 1 x 1 tracking pixel)",
     "kept, resized like any other", policy="it still is the post's image; the note lets a reader find it")
 DUPLICATE_CONTENT = _content("duplicate_content", "noted",
-    "labelled post with the same decoded text or image bytes as another labelled post, same tag",
-    "kept; every copy goes to the same part of every split (`msa_utils.data.splits`)",
+    "labelled post with the same cleaned text, image bytes or near-identical image as another labelled post, same tag",
+    "kept; every copy goes to the same fold of every cross-validation (`msa_utils.data.splits`)",
     policy="a copy in training would score its twin in validation or test by memory")
 DUPLICATE_CONTENT_CONFLICTING_LABELS = _content("duplicate_content_conflicting_labels", "noted",
-    "labelled post with the same decoded text or image bytes as another labelled post, another tag",
-    "kept with its own tag; every copy goes to the same part of every split",
+    "labelled post with the same cleaned text, image bytes or near-identical image as another labelled post, "
+    "another tag",
+    "kept with its own tag; every copy goes to the same fold of every cross-validation",
     policy="we cannot tell which tag is right; grouping keeps either copy from being scored against a "
     "model trained on the other")
 # ---- clean (the case is also the detail of the report entry: msa_utils.data.text.clean_posts) ----

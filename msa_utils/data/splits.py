@@ -1,14 +1,9 @@
-"""The study's parts of the labelled posts and the paper's re-sampling "by inverse class frequency".
-
-A test part no choice ever reads is set aside first, then the rest is split 8:2 as in the paper; each
-split is stratified by class and keeps posts that share content (:func:`content_groups`) on one side."""
+"""Content groups, grouped and stratified splits (the folds: :mod:`msa_utils.data.folds`) and the paper's
+re-sampling "by inverse class frequency"."""
 
 from __future__ import annotations
 
-import itertools
-import os
 import warnings
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -16,27 +11,38 @@ import pandas as pd
 import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold, train_test_split
 from torch.utils.data import WeightedRandomSampler
 
-from msa_utils import io
 from msa_utils.config.labels import LABELS
 
-SPLIT_FILES = {"train": "train_guids.txt", "val": "val_guids.txt", "test": "test_guids.txt"}
-"""The guid list of each part (notebook 03)."""
+PHASH_MAX_DISTANCE = 8
+"""Largest Hamming distance of two 64-bit ``imagehash.phash`` values whose images count as one picture: the
+release's copies lie within 6, no pair at 8, 7 of the 8 at 10 are different pictures; JPEG re-encodes and
+resizes to 50-90% stay within 8 (docs/data-handling.md, ``benchmarks/near_duplicates.py``)."""
 
 
-def content_groups(texts: Sequence[str | None], image_hashes: Sequence[str | None]) -> np.ndarray:
+def content_groups(texts: Sequence[str | None], image_hashes: Sequence[str | None],
+                   image_phashes: Sequence[str | None] | None = None) -> np.ndarray:
     """(N,) int64 group ids (``0 .. G-1`` by first appearance): posts sharing their stripped non-empty
-    text or image hash, transitively; ``None`` / NA: none. Raises ValueError on lengths that differ."""
-    if len(texts) != len(image_hashes):
-        raise ValueError(f"{len(texts)} texts but {len(image_hashes)} image hashes")
+    text or image hash, or with phashes (hex) within :data:`PHASH_MAX_DISTANCE`, transitively (compared
+    512 rows at a time); ``None`` / NA / ``""``: none. Raises ValueError on lengths that differ."""
+    image_phashes = [None] * len(texts) if image_phashes is None else list(image_phashes)
+    if not len(texts) == len(image_hashes) == len(image_phashes):
+        raise ValueError(f"{len(texts)} texts, {len(image_hashes)} image hashes, {len(image_phashes)} phashes")
     n = len(texts)
     keys = [f"text:{t.strip()}" if isinstance(t, str) and t.strip() else None for t in texts]
     keys += [f"image:{h}" if isinstance(h, str) and h else None for h in image_hashes]
     codes, _ = pd.factorize(pd.Series(keys, dtype=object))
-    posts = np.tile(np.arange(n), 2)[codes >= 0]
-    contents = n + codes[codes >= 0]
+    posts = [np.tile(np.arange(n), 2)[codes >= 0]]
+    contents = [n + codes[codes >= 0]]
+    hashed = np.flatnonzero([isinstance(h, str) and bool(h) for h in image_phashes])
+    bits = np.array([int(image_phashes[i], 16) for i in hashed], dtype=np.uint64)
+    for start in range(0, len(bits), 512):  # a (512, M) uint64 block at a time: 20 MB for M = 4,900
+        near = np.nonzero(np.bitwise_count(bits[start:start + 512, None] ^ bits[None, :]) <= PHASH_MAX_DISTANCE)
+        posts.append(hashed[near[0] + start])
+        contents.append(hashed[near[1]])
+    posts, contents = np.concatenate(posts), np.concatenate(contents)
     size = n + max(int(codes.max()) + 1, 0) if len(codes) else n
     graph = coo_matrix((np.ones(len(posts)), (posts, contents)), shape=(size, size))
     _, component = connected_components(graph, directed=False)
@@ -54,21 +60,20 @@ def straddling_posts(groups: np.ndarray, parts: Sequence[np.ndarray]) -> np.ndar
     return np.flatnonzero(np.isin(groups, spread.index[spread > 1]) & placed).astype(np.int64)
 
 
-def copies_across_parts(labels: np.ndarray, groups: np.ndarray, parts: Sequence[np.ndarray], fraction: float = 0.2,
-                        seed: int = 0) -> pd.Series:
-    """Counts: content groups of 2+ posts, the posts in them, posts whose group straddles ``parts``,
-    and posts whose group straddles a plain ``train_test_split(stratify=labels, test_size=fraction,
-    random_state=seed)`` (the paper's protocol; not stratified if a class has one post)."""
-    sizes = pd.Series(groups).value_counts()
-    shared = sizes[sizes > 1]
-    stratify = labels if np.unique(labels, return_counts=True)[1].min() >= 2 else None
-    plain = train_test_split(np.arange(len(labels)), test_size=fraction, stratify=stratify, random_state=seed)
+def copies_across_parts(labels: np.ndarray, groups: np.ndarray, fold_of: np.ndarray, seed: int = 0) -> pd.Series:
+    """Counts: content groups of 2+ posts, the posts in them, posts whose group spans two folds of ``fold_of`` (N,),
+    and of a plain ``StratifiedKFold`` into as many folds (the paper's kind of split; unstratified if a class has
+    fewer posts than folds), ``shuffle=True, random_state=seed``."""
+    fold_of, sizes = np.asarray(fold_of), pd.Series(groups).value_counts()
+    shared, n_folds = sizes[sizes > 1], len(np.unique(fold_of))
+    kind = StratifiedKFold if np.unique(labels, return_counts=True)[1].min() >= n_folds else KFold
+    plain = [test for _, test in kind(n_folds, shuffle=True, random_state=seed).split(labels, labels)]
     return pd.Series({
         "content groups of 2 or more posts": len(shared),
         "posts in those groups": int(shared.sum()),
-        "posts whose copies sit in another part: these parts": len(straddling_posts(groups, parts)),
-        f"posts whose copies sit on the other side: a plain stratified {1 - fraction:.0%}:{fraction:.0%} split":
-            len(straddling_posts(groups, plain)),
+        "posts whose copies sit in another fold: these folds": len(straddling_posts(
+            groups, [np.flatnonzero(fold_of == k) for k in np.unique(fold_of)])),
+        f"posts whose copies sit in another fold: {n_folds} plain stratified folds": len(straddling_posts(groups, plain)),
     }, name="posts")
 
 
@@ -124,28 +129,6 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed:
     return kept, held
 
 
-def study_split(guids: np.ndarray, labels: np.ndarray, groups: np.ndarray, test_fraction: float = 0.2,
-                val_fraction: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
-    """``{"train", "val", "test"}``: disjoint sorted guid arrays covering ``guids``: ``test_fraction`` set
-    aside first, the rest split into train and val (``val_fraction``), both by :func:`grouped_split`.
-    Raises ValueError on duplicated guids, mismatched shapes, or as :func:`grouped_split`."""
-    guids, labels, groups = np.asarray(guids), np.asarray(labels), np.asarray(groups)
-    if not guids.shape == labels.shape == groups.shape:
-        raise ValueError(f"guids {guids.shape}, labels {labels.shape} and groups {groups.shape} differ in shape")
-    if len(np.unique(guids)) != len(guids):
-        raise ValueError("guids must be unique")
-    try:
-        rest, test = grouped_split(labels, groups, test_fraction, seed)
-    except ValueError as error:
-        raise ValueError(f"setting the test part aside: {error}") from error
-    try:
-        train, val = grouped_split(labels[rest], groups[rest], val_fraction, seed)
-    except ValueError as error:
-        raise ValueError(f"splitting the {len(rest)} posts left after the test part into training and validation: "
-                         f"{error}") from error
-    return {"train": np.sort(guids[rest[train]]), "val": np.sort(guids[rest[val]]), "test": np.sort(guids[test])}
-
-
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Sorted int64 positions of ``size`` items (all if ``size >= N``) by ``train_test_split(train_size=size,
     stratify=labels, random_state=seed)``, ``size >= 0``; unstratified, with a warning, where it cannot work."""
@@ -162,27 +145,6 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(train_test_split(positions, train_size=size, stratify=stratify, random_state=seed)[0])
 
 
-def save_split(split: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
-    """Atomically write each part's guids (:data:`SPLIT_FILES`, one a line) to ``folder``."""
-    for part, name in SPLIT_FILES.items():
-        io.write_text(Path(folder) / name, "".join(f"{int(g)}\n" for g in split[part]))
-
-
-def load_split(folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The split :func:`save_split` wrote; FileNotFoundError for a missing list, ValueError for a guid in two parts."""
-    split = {}
-    for part, name in SPLIT_FILES.items():
-        path = Path(folder) / name
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run notebooks/03_resample.ipynb first")
-        split[part] = np.array([int(line) for line in path.read_text().split()], dtype=np.int64)
-    for a, b in itertools.combinations(SPLIT_FILES, 2):
-        overlap = np.intersect1d(split[a], split[b])
-        if overlap.size:
-            raise ValueError(f"{overlap.size} guids are in both {a} and {b}, e.g. {overlap[:5].tolist()}")
-    return split
-
-
 def inverse_frequency_weights(labels: np.ndarray | torch.Tensor, num_classes: int = len(LABELS)) -> torch.Tensor:
     """(N,) float64 weights ``1 / count(label)``; raises ValueError for a label outside ``[0, num_classes)``."""
     labels = torch.tensor(np.asarray(labels, dtype=np.int64))
@@ -191,12 +153,21 @@ def inverse_frequency_weights(labels: np.ndarray | torch.Tensor, num_classes: in
     return 1.0 / torch.bincount(labels, minlength=num_classes).double()[labels]
 
 
-def make_sampler(labels: np.ndarray, seed: int) -> WeightedRandomSampler:
-    """A sampler drawing N of the (N,) ``labels`` per epoch, with replacement, by
+def epoch_draws(labels: np.ndarray, resample_to: str = "majority") -> int:
+    """Posts a re-sampled epoch draws from (N,) ``labels``: ``"majority"``, 3 x the largest class's count (each class
+    drawn on average as often as the majority class has posts: the paper's epochs grew from 100 to about 190
+    batches); ``"posts"``, N. ValueError for another rule."""
+    if resample_to not in ("majority", "posts"):
+        raise ValueError(f"resample_to must be 'majority' or 'posts', got {resample_to!r}")
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(LABELS))
+    return int(len(LABELS) * counts.max()) if resample_to == "majority" else len(labels)
+
+
+def make_sampler(labels: np.ndarray, seed: int, resample_to: str = "posts") -> WeightedRandomSampler:
+    """A sampler drawing :func:`epoch_draws` of the (N,) ``labels`` per epoch, with replacement, by
     :func:`inverse_frequency_weights`, from its own generator seeded with ``seed``."""
-    weights = inverse_frequency_weights(labels)
-    return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True,
-                                 generator=torch.Generator().manual_seed(seed))
+    return WeightedRandomSampler(inverse_frequency_weights(labels), num_samples=epoch_draws(labels, resample_to),
+                                 replacement=True, generator=torch.Generator().manual_seed(seed))
 
 
 def class_counts(labels: np.ndarray) -> pd.Series:
@@ -205,10 +176,10 @@ def class_counts(labels: np.ndarray) -> pd.Series:
                      name="count")
 
 
-def resampling_table(labels: np.ndarray, seed: int, epochs: int = 1) -> pd.DataFrame:
+def resampling_table(labels: np.ndarray, seed: int, epochs: int = 1, resample_to: str = "majority") -> pd.DataFrame:
     """Per class: ``before``, ``after`` (mean drawn per epoch of :func:`make_sampler`) and their ``*_share``."""
     labels = np.asarray(labels, dtype=np.int64)
-    sampler = make_sampler(labels, seed)
+    sampler = make_sampler(labels, seed, resample_to)
     drawn = np.concatenate([labels[list(iter(sampler))] for _ in range(epochs)])
     table = pd.DataFrame({"before": class_counts(labels), "after": class_counts(drawn) / epochs})
     return pd.concat([table, (table / table.sum()).add_suffix("_share")], axis=1)

@@ -3,6 +3,7 @@ text + logistic regression, and the linear probe on the pooled frozen features (
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import f1_score, make_scorer
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -36,9 +38,17 @@ def pooled_feature_set(features: FeatureSet, batch_size: int = 1024) -> np.ndarr
     return np.concatenate(pooled) if pooled else np.zeros((0, width), dtype=np.float32)
 
 
-def _logistic_regression(balanced: bool, seed: int) -> LogisticRegressionCV:
-    """L2 logistic regression, ``C`` from :data:`C_GRID` by 5-fold stratified CV on weighted F1."""
-    return LogisticRegressionCV(Cs=list(C_GRID), cv=5, class_weight="balanced" if balanced else None,
+def _logistic_regression(balanced: bool, seed: int, y: np.ndarray, groups: np.ndarray) -> LogisticRegressionCV:
+    """L2 logistic regression, ``C`` from :data:`C_GRID` on weighted F1 by a cross-validation of the (N,) labels
+    ``y``, stratified and grouped by content ``groups`` (``StratifiedGroupKFold``): 5 folds, fewer where the largest
+    class or the groups are fewer (small samples); ValueError where not even 2 are possible."""
+    folds = min(5, len(np.unique(groups)), int(np.bincount(y).max()))
+    if folds < 2:
+        raise ValueError(f"choosing C needs 2 cross-validation folds: {len(y)} posts in {len(np.unique(groups))} groups")
+    with warnings.catch_warnings():  # a class of fewer posts than folds (samples): scikit-learn still splits
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(y, y, groups))
+    return LogisticRegressionCV(Cs=list(C_GRID), cv=folds, class_weight="balanced" if balanced else None,
                                 scoring=make_scorer(f1_score, average="weighted", zero_division=0), max_iter=2000,
                                 l1_ratios=(0.0,), random_state=seed, use_legacy_attributes=False)
 
@@ -48,14 +58,17 @@ def fit_majority(train_y: np.ndarray) -> DummyClassifier:
     return DummyClassifier(strategy="most_frequent").fit(np.zeros((len(train_y), 1)), np.asarray(train_y))
 
 
-def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, balanced: bool = True, seed: int = 0) -> Pipeline:
-    """Standardised (N, D) features + :func:`_logistic_regression`, class weights "balanced" or none;
-    ValueError from scikit-learn, e.g. for a single class."""
-    return make_pipeline(StandardScaler(), _logistic_regression(balanced, seed)).fit(train_x, train_y)
+def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, groups: np.ndarray, *, balanced: bool = True,
+                     seed: int = 0) -> Pipeline:
+    """Standardised (N, D) features + :func:`_logistic_regression` (content ``groups`` (N,)), class weights
+    "balanced" or none; ValueError from scikit-learn, e.g. for a single class or fewer than 5 groups."""
+    model = _logistic_regression(balanced, seed, np.asarray(train_y), np.asarray(groups))
+    return make_pipeline(StandardScaler(), model).fit(train_x, train_y)
 
 
-def fit_tfidf_probe(train_texts: Sequence[str], train_y: np.ndarray, *, seed: int = 0) -> Pipeline:
-    """TF-IDF of word uni- and bigrams + balanced :func:`_logistic_regression`; ValueError from
-    scikit-learn, e.g. when no word occurs twice."""
+def fit_tfidf_probe(train_texts: Sequence[str], train_y: np.ndarray, groups: np.ndarray, *, seed: int = 0) -> Pipeline:
+    """TF-IDF of word uni- and bigrams + balanced :func:`_logistic_regression` (content ``groups`` (N,));
+    ValueError from scikit-learn, e.g. when no word occurs twice."""
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    return make_pipeline(vectorizer, _logistic_regression(True, seed)).fit(list(train_texts), train_y)
+    model = _logistic_regression(True, seed, np.asarray(train_y), np.asarray(groups))
+    return make_pipeline(vectorizer, model).fit(list(train_texts), train_y)

@@ -1,5 +1,5 @@
 """The prediction files for ``test_without_label.txt``: from the model chosen on validation (notebook 06)
-and from the paper's recipe (notebook 04)."""
+and from the paper's recipe (notebook 04), each the mean of its fold models' probabilities."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np
     the data report's reasons); return the table. ValueError for other guids or a bad shape."""
     paths = data.cfg.paths
     probabilities = np.asarray(probabilities)
-    if sorted(np.asarray(guids).tolist()) != sorted(data.features["unlabelled"].guids.tolist()):
+    if sorted(np.asarray(guids).tolist()) != sorted(data.unlabelled.tolist()):
         raise ValueError("the predicted guids are not the posts of the unlabelled part")
     if probabilities.shape != (len(guids), len(LABELS)):
         raise ValueError(f"need ({len(guids)}, {len(LABELS)}) probabilities, got {probabilities.shape}")
@@ -46,18 +46,17 @@ def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np
 
 
 def write_selected_predictions(data: StudyData) -> dict:
-    """Write ``test_predictions.txt`` from the seeds' mean probabilities of the variant chosen on
-    validation, and ``metrics/selection.json`` (model, title, seeds, val weighted F1, test scores);
-    return the latter. FileNotFoundError if no variant has run."""
+    """Write ``test_predictions.txt`` from the mean probabilities of the fold models of the variant chosen on
+    validation, and ``metrics/selection.json`` (model, title, runs, val weighted F1, and the test-fold scores of its
+    out-of-fold predictions, averaged over repeats); return the latter. FileNotFoundError if no variant has run."""
     paths = data.cfg.paths
     name = claims.choose_model(paths)
     runs = claims.load_runs(paths, [name])
     guids, probabilities = claims.mean_probabilities(paths, name, "unlabelled")
     write_test_predictions(data, guids, probabilities)
     test_guids, test_probabilities = claims.mean_probabilities(paths, name, "test")
-    gold = pd.Series(data.labels["test"], index=data.features["test"].guids.numpy()).loc[test_guids].to_numpy()
-    scores = classification_metrics(gold, test_probabilities.argmax(1))
-    selection = {"model": name, "title": VARIANTS[name].title, "seeds": len(runs),
+    scores = classification_metrics(data.labels.loc[test_guids].to_numpy(), test_probabilities.argmax(1))
+    selection = {"model": name, "title": VARIANTS[name].title, "runs": len(runs),
                  "val_weighted_f1": float(runs["val_weighted_f1"].mean()),
                  "test_accuracy": scores["accuracy"], "test_weighted_f1": scores["weighted_f1"],
                  "test_macro_f1": scores["macro_f1"]}

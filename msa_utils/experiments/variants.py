@@ -1,7 +1,7 @@
-"""The study's models and baselines, trained with several seeds and scored on the same parts; they write
-``metrics/runs/<variant>.csv`` (per seed), ``<variant>_history.csv`` (per seed and epoch),
+"""The study's models and baselines, trained on every cross-validation run ``(repeat, fold)`` and scored on its parts;
+they write ``metrics/runs/<variant>.csv`` (per run), ``<variant>_history.csv`` (per run and epoch),
 ``predictions/runs/<variant>.csv``, ``metrics/baselines.csv``, ``predictions/runs/baselines.csv`` and
-``checkpoints/<variant>/seed<k>/`` (the kept epoch) with ``seed<k>_training_state.safetensors``."""
+``checkpoints/<variant>/r<repeat>f<fold>/`` (the kept epoch) with ``r<repeat>f<fold>_training_state.safetensors``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from msa_utils.config.labels import LABELS
 from msa_utils.config.profiles import Profile
 from msa_utils.config.runtime import log_warnings, progress_bar, set_seed
 from msa_utils.experiments import baselines, dataset
-from msa_utils.experiments.dataset import LABELLED_PARTS, PARTS, StudyData
+from msa_utils.data.splits import epoch_draws
+from msa_utils.experiments.dataset import LABELLED_PARTS, PARTS, RunData, StudyData
 from msa_utils.io.hashing import Digest
 from msa_utils.model import factory, text_finetune
 from msa_utils.train.loop import TRAINING_VERSION, fit, predict_logits
@@ -58,8 +59,14 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("text_top_layer", "top text-encoder layer fine-tuned", settings={"text_top_layers": 1}),
     Variant("no_regularisation", "no dropout, no early stopping",
             settings={"dropout": 0.0, "fusion_dropout": 0.0, "early_stopping": False}),
+    Variant("same_size_resampling", "re-sampling, as many draws as posts", settings={"resample_to": "posts"}),
+    Variant("no_image_zero_states", "without image: zero image states", drop=Modality.IMAGE,
+            settings={"masking": "states"}),
+    Variant("no_text_zero_states", "without text: zero text states", drop=Modality.TEXT,
+            settings={"masking": "states"}),
+    Variant("no_text_full_grid", "without text, all image tokens", drop=Modality.TEXT, settings={"image_grid": None}),
 )}
-"""Notebook 04 trains ``full``, notebook 05 ``no_image`` and ``no_text``, notebook 06 the rest (the claims)."""
+"""Notebook 04 trains ``full``, notebook 05 the ablations, notebook 06 the rest its claims test."""
 
 BASELINES = {
     "majority": "majority class",
@@ -81,18 +88,19 @@ class VariantRuns:
 
 
 def run_variants(data: StudyData, names: Sequence[str], progress: bool = True) -> dict[str, VariantRuns]:
-    """Train each variant of ``names`` (KeyError if unknown) with seeds ``cfg.seed + k``, ``k < cfg.seeds``, each
-    early-stopped on val and resuming the state of its :func:`run_key`; score, predict :data:`PREDICTED_PARTS`, write.
-    ``cfg.parallel_runs`` > 1 shares the runs among as many spawned processes (at most torch's threads; a script starts
-    them under ``if __name__ == "__main__":``), each loading the data again (RuntimeError if its parts or labels differ
-    from ``data``'s) and training on an equal share of the threads: a run learns what it would alone on as many."""
+    """Train each variant of ``names`` (KeyError if unknown) on every run of ``data.runs()`` with the run's seed, each
+    early-stopped on its val part and resuming the state of its :func:`run_key`; score, predict
+    :data:`PREDICTED_PARTS`, write. ``cfg.parallel_runs`` > 1 shares the runs among as many spawned processes (at most
+    torch's threads; a script starts them under ``if __name__ == "__main__":``), each loading the data again
+    (RuntimeError if its posts, labels or folds differ from ``data``'s) and training on an equal share of the threads:
+    a run learns what it would alone on as many."""
     cfg, variants, threads = data.cfg, [VARIANTS[name] for name in names], torch.get_num_threads()
-    jobs = [(v.name, seed) for v in variants for seed in range(cfg.seed, cfg.seed + cfg.seeds)]
+    jobs = [(v.name, repeat, fold) for v in variants for repeat, fold in data.runs()]
     if (workers := min(cfg.parallel_runs, len(jobs), threads)) == 1:
-        done = [_train_run(data, name, seed, progress) for name, seed in jobs]
+        done = [_train_run(data, *job, progress) for job in jobs]
     else:
         for v in variants:  # caches the text-below states here, not in two workers at once
-            _run_data(data, v.profile(cfg, cfg.seed))
+            _run_data(data.run(0, 0), v.profile(cfg, cfg.seed))
         task = functools.partial(_train_in_worker, cfg, threads // workers, _parts(data))
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             try:
@@ -107,7 +115,7 @@ def run_variants(data: StudyData, names: Sequence[str], progress: bool = True) -
                 raise
     out = {}
     for v in variants:  # each variant's runs in seed order
-        rows, histories, tables = zip(*(run for (name, _), run in zip(jobs, done) if name == v.name))
+        rows, histories, tables = zip(*(run for job, run in zip(jobs, done) if job[0] == v.name))
         out[v.name] = VariantRuns(v, pd.DataFrame(rows), pd.concat(histories, ignore_index=True),
                                   pd.concat([table for part in tables for table in part], ignore_index=True))
         io.write_csv(cfg.paths.metrics / "runs" / f"{v.name}.csv", out[v.name].runs.round(6))
@@ -117,56 +125,62 @@ def run_variants(data: StudyData, names: Sequence[str], progress: bool = True) -
 
 
 def _parts(data: StudyData) -> list[np.ndarray]:
-    """The guids of every part, then the labels of the labelled ones: what a worker's data must match."""
-    return [data.features[part].guids.numpy() for part in PARTS] + [data.labels[part] for part in LABELLED_PARTS]
+    """Every post's guid, the labels, the folds: what a worker's data must match."""
+    return [data.features.guids.numpy(), data.unlabelled, data.labels.index.to_numpy(), data.labels.to_numpy(),
+            data.folds.to_numpy()]
 
 
 _WORKER: dict[str, StudyData] = {}  # a worker process's data, loaded by its first run
 
 
-def _train_in_worker(cfg: Profile, threads: int, parts: list[np.ndarray], name: str, seed: int):
+def _train_in_worker(cfg: Profile, threads: int, parts: list[np.ndarray], name: str, repeat: int, fold: int):
     """:func:`_train_run` in a worker process of :func:`run_variants`, on ``threads`` torch threads."""
     if "data" not in _WORKER:
         torch.set_num_threads(threads)
         log_warnings()  # marked on the notebook's stderr, as msa-study finds them
         if not all(map(np.array_equal, _parts(data := dataset.prepare(cfg)), parts)):
-            raise RuntimeError("a worker process loaded other parts or labels than the notebook's data: "
+            raise RuntimeError("a worker process loaded other posts, labels or folds than the notebook's data: "
                                "train in the notebook's process (parallel_runs=1)")
         _WORKER["data"] = data
-    return _train_run(_WORKER["data"], name, seed, progress=False)
+    return _train_run(_WORKER["data"], name, repeat, fold, progress=False)
 
 
-def _train_run(data: StudyData, name: str, seed: int, progress: bool) -> tuple[dict, pd.DataFrame, list]:
-    """One run of variant ``name``: its ``metrics/runs`` row, its history and its prediction tables."""
-    variant, paths = VARIANTS[name], data.cfg.paths
-    run_cfg, predictions = variant.profile(data.cfg, seed), []
-    run_data, top_layers = _run_data(data, run_cfg), run_cfg.model.text_top_layers
-    set_seed(seed)
-    classifier = factory.build_classifier(data.backbone, run_cfg)
+def _train_run(data: StudyData, name: str, repeat: int, fold: int, progress: bool) -> tuple[dict, pd.DataFrame, list]:
+    """Run ``(repeat, fold)`` of variant ``name``: its ``metrics/runs`` row, its history and its prediction tables."""
+    variant, paths, run = VARIANTS[name], data.cfg.paths, f"r{repeat}f{fold}"
+    run_cfg, predictions = variant.profile(data.cfg, data.seed(repeat, fold)), []
+    base = data.run(repeat, fold, run_cfg)
+    run_data, top_layers = _run_data(base, run_cfg), run_cfg.model.text_top_layers
+    nulls = base.nulls if run_cfg.model.masking == "inputs" else base.nulls.zero_states()
+    set_seed(base.seed)
+    classifier = factory.build_classifier(base.backbone, run_cfg)
     if top_layers:
-        classifier = text_finetune.TextTopClassifier(text_finetune.text_top(data.backbone, top_layers), classifier)
-    checkpoint = paths.checkpoints / name / f"seed{seed}"
-    result = fit(classifier, run_data.features["train"], data.labels["train"], run_data.features["val"],
-                 data.labels["val"], run_cfg.train, seed=seed, device=run_cfg.device, drop=variant.drop,
-                 nulls=data.nulls, on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
-                 state_path=paths.checkpoints / name / f"seed{seed}_training_state.safetensors",
+        classifier = text_finetune.TextTopClassifier(text_finetune.text_top(base.backbone, top_layers), classifier)
+    checkpoint = paths.checkpoints / name / run
+    result = fit(classifier, run_data.features["train"], run_data.labels["train"], run_data.features["val"],
+                 run_data.labels["val"], run_cfg.train, seed=base.seed, device=run_cfg.device, drop=variant.drop,
+                 nulls=nulls, on_best=lambda m, epoch: m.save_pretrained(checkpoint), progress=progress,
+                 state_path=paths.checkpoints / name / f"{run}_training_state.safetensors",
                  state_key=run_key(run_data, name, run_cfg))
     classifier.save_pretrained(checkpoint)  # the kept epoch's weights, also when a finished run was reused
-    history = result.history
-    row = {"variant": name, "seed": seed, "best_epoch": result.best_epoch,
+    history, train = result.history, run_cfg.train
+    draws = epoch_draws(run_data.labels["train"], train.resample_to) if train.resample else len(run_data.labels["train"])
+    row = {"variant": name, "repeat": repeat, "fold": fold, "seed": base.seed, "best_epoch": result.best_epoch,
            "best_val_epoch": int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"]),
            "epochs_run": len(history), "stopped_early": result.stopped_early,
-           "batches_per_epoch": -(-len(data.labels["train"]) // run_cfg.train.batch_size),
+           "batches_per_epoch": -(-draws // train.batch_size),
+           **{f"n_{part}": len(run_data.labels[part]) for part in LABELLED_PARTS},
            "mean_epoch_seconds": round(float(history["seconds"].mean()), 2),
            "trainable_parameters": sum(p.numel() for p in classifier.parameters() if p.requires_grad)}
     for part in PREDICTED_PARTS:
-        logits = predict_logits(classifier, run_data.features[part], drop=variant.drop, nulls=data.nulls,
-                                device=run_cfg.device, precision=run_cfg.train.train_precision)
-        row.update(_score(data, name, seed, part, torch.softmax(logits, dim=1).numpy(), predictions))
-    return row, history.assign(seed=seed)[["seed", *history.columns]], predictions
+        logits = predict_logits(classifier, run_data.features[part], drop=variant.drop, nulls=nulls,
+                                device=run_cfg.device, precision=train.train_precision)
+        row.update(_score(run_data, name, part, torch.softmax(logits, dim=1).numpy(), predictions))
+    history = history.assign(repeat=repeat, fold=fold, seed=base.seed)[["repeat", "fold", "seed", *history.columns]]
+    return row, history, predictions
 
 
-def _run_data(data: StudyData, run_cfg: Profile) -> StudyData:
+def _run_data(data: RunData, run_cfg: Profile) -> RunData:
     """``data``, with the cached text states below the top layers that ``run_cfg`` fine-tunes, if any."""
     if not (top_layers := run_cfg.model.text_top_layers):
         return data
@@ -176,34 +190,39 @@ def _run_data(data: StudyData, run_cfg: Profile) -> StudyData:
 
 
 def run_baselines(data: StudyData) -> pd.DataFrame:
-    """Fit the :data:`BASELINES` on the train part, score and predict, write their files; return
-    ``metrics/baselines.csv`` (``title``, ``val_*``, ``test_*``, the cross-validated ``C``)."""
-    cfg, y = data.cfg, data.labels["train"]
-    pooled = {part: baselines.pooled_feature_set(data.features[part]) for part in PARTS}
-    texts = {part: _texts(data, part) for part in PARTS}
-    fitted = {
-        "majority": (baselines.fit_majority(y), pooled),
-        "tfidf_text": (baselines.fit_tfidf_probe(texts["train"], y, seed=cfg.seed), texts),
-        "probe_balanced": (baselines.fit_linear_probe(pooled["train"], y, balanced=True, seed=cfg.seed), pooled),
-        "probe_unbalanced": (baselines.fit_linear_probe(pooled["train"], y, balanced=False, seed=cfg.seed), pooled),
-    }
+    """Fit the :data:`BASELINES` on every run's train part (``C`` by a cross-validation grouped by content), score and
+    predict, write their files; return ``metrics/baselines.csv`` (per baseline and run: ``val_*``, ``test_*``, ``C``)."""
     rows, predictions = [], []
-    for name, (estimator, inputs) in fitted.items():
-        row = {"baseline": name, "title": BASELINES[name]}
-        for part in PREDICTED_PARTS:
-            # every class a column, 0 for one the estimator never saw in training
-            probabilities = np.zeros((len(inputs[part]), len(LABELS)))
-            probabilities[:, estimator.classes_.astype(int)] = estimator.predict_proba(inputs[part])
-            row.update(_score(data, name, cfg.seed, part, probabilities, predictions))
-        row["C"] = float(np.ravel(estimator[-1].C_)[0]) if hasattr(estimator, "steps") else float("nan")
-        rows.append(row)
-    table = pd.DataFrame(rows).set_index("baseline")
-    io.write_csv(cfg.paths.metrics / "baselines.csv", table.round(6), index=True)
-    io.write_csv(cfg.paths.predictions / "runs" / "baselines.csv", pd.concat(predictions, ignore_index=True))
+    for repeat, fold in data.runs():
+        run = data.run(repeat, fold)
+        y, groups = run.labels["train"], data.posts.set_index("guid").loc[run.features["train"].guids.numpy(),
+                                                                           "content_group"].to_numpy()
+        pooled = {part: baselines.pooled_feature_set(run.features[part]) for part in PARTS}
+        texts = {part: _texts(run, part) for part in PARTS}
+        fitted = {
+            "majority": (baselines.fit_majority(y), pooled),
+            "tfidf_text": (baselines.fit_tfidf_probe(texts["train"], y, groups, seed=run.seed), texts),
+            "probe_balanced": (baselines.fit_linear_probe(pooled["train"], y, groups, balanced=True, seed=run.seed),
+                               pooled),
+            "probe_unbalanced": (baselines.fit_linear_probe(pooled["train"], y, groups, balanced=False, seed=run.seed),
+                                 pooled),
+        }
+        for name, (estimator, inputs) in fitted.items():
+            row = {"baseline": name, "title": BASELINES[name], "repeat": repeat, "fold": fold, "seed": run.seed}
+            for part in PREDICTED_PARTS:
+                # every class a column, 0 for one the estimator never saw in training
+                probabilities = np.zeros((len(inputs[part]), len(LABELS)))
+                probabilities[:, estimator.classes_.astype(int)] = estimator.predict_proba(inputs[part])
+                row.update(_score(run, name, part, probabilities, predictions))
+            row["C"] = float(np.ravel(estimator[-1].C_)[0]) if hasattr(estimator, "steps") else float("nan")
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    io.write_csv(data.cfg.paths.metrics / "baselines.csv", table.round(6))
+    io.write_csv(data.cfg.paths.predictions / "runs" / "baselines.csv", pd.concat(predictions, ignore_index=True))
     return table
 
 
-def run_key(data: StudyData, name: str, cfg: Profile) -> str:
+def run_key(data: RunData, name: str, cfg: Profile) -> str:
     """SHA-256 (hex) of a training run, to resume it: :data:`~msa_utils.train.loop.TRAINING_VERSION` (not
     the source), the variant, ``cfg.run_key_settings()`` and every byte of the train and val data."""
     digest = Digest().add("training_version", TRAINING_VERSION).add("variant", name)
@@ -217,21 +236,22 @@ def run_key(data: StudyData, name: str, cfg: Profile) -> str:
     return digest.hexdigest()
 
 
-def _texts(data: StudyData, part: str) -> list[str]:
+def _texts(data: RunData, part: str) -> list[str]:
     """``posts.text`` of ``part``, in its feature order."""
     by_guid = data.posts.set_index("guid")["text"].fillna("")
     return by_guid.loc[data.features[part].guids.numpy()].astype(str).tolist()
 
 
-def _score(data: StudyData, model: str, seed: int, part: str, probabilities: np.ndarray,
+def _score(data: RunData, model: str, part: str, probabilities: np.ndarray,
            predictions: list[pd.DataFrame]) -> dict[str, float]:
-    """Append the rows (``model, seed, part, guid, gold`` (empty if unlabelled), ``pred, p_<class>``) of
+    """Append the rows (``model, repeat, fold, seed, part, guid, gold`` (empty if unlabelled), ``pred, p_<class>``) of
     ``probabilities`` (N, 3) to ``predictions``; return ``{part_<metric>: value}`` for a labelled part."""
     pred = probabilities.argmax(1)
     gold = [LABELS[i] for i in data.labels[part]] if part in data.labels else [""] * len(pred)
     predictions.append(pd.DataFrame({
-        "model": model, "seed": seed, "part": part, "guid": data.features[part].guids.numpy(), "gold": gold,
-        "pred": [LABELS[i] for i in pred], **{f"p_{c}": np.round(probabilities[:, i], 5) for i, c in enumerate(LABELS)},
+        "model": model, "repeat": data.repeat, "fold": data.fold, "seed": data.seed, "part": part,
+        "guid": data.features[part].guids.numpy(), "gold": gold, "pred": [LABELS[i] for i in pred],
+        **{f"p_{c}": np.round(probabilities[:, i], 5) for i, c in enumerate(LABELS)},
     }))
     scores = classification_metrics(data.labels[part], pred) if part in LABELLED_PARTS else {}
     return {f"{part}_{metric}": value for metric, value in scores.items()}

@@ -200,6 +200,13 @@ class NullInputs:
             raise ValueError(f"null text states {tuple(self.text_states.shape)} and mask "
                              f"{tuple(self.text_mask.shape)} differ in length")
 
+    def zero_states(self) -> "NullInputs":
+        """The other reading of the paper's "zero tokens": zero token states after the encoders, the first text
+        token attended (the rest padding), the image's as many as these."""
+        mask = torch.zeros_like(self.text_mask)
+        mask[:, 0] = 1
+        return NullInputs(torch.zeros_like(self.text_states), mask, torch.zeros_like(self.image_states))
+
 
 def pool_image_tokens(states: torch.Tensor, grid: int | None) -> torch.Tensor:
     """Average-pool (``adaptive_avg_pool2d``) a row-major square grid of tokens ``(N, S*S, C)`` to ``(N, grid*grid,

@@ -166,7 +166,7 @@ class MultimodalClassifier(nn.Module):
 def mask_modality(text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor,
                   drop: str | None, nulls: NullInputs | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The paper's ablations: the modality ``drop`` (``None``, ``"text"``, ``"image"``) replaced by ``nulls`` (text:
-    mask zeroed too). ValueError for another ``drop``, missing ``nulls`` or nulls of another shape."""
+    its mask too). ValueError for another ``drop``, missing ``nulls`` or nulls of another shape."""
     if drop is None:
         return text_states, text_mask, image_states
     if drop not in ("text", "image"):
@@ -178,7 +178,9 @@ def mask_modality(text_states: torch.Tensor, text_mask: torch.Tensor, image_stat
         hint = "; prepare (pool) both with the same backbone" if drop == "image" else ""
         raise ValueError(f"null {drop} {tuple(null.shape)} does not match {drop} states {tuple(given.shape)}{hint}")
     null = null.to(given.device, given.dtype).expand(text_states.shape[0], -1, -1)
-    return (null, torch.zeros_like(text_mask), image_states) if drop == "text" else (text_states, text_mask, null)
+    if drop == "text":
+        return null, nulls.text_mask.to(text_mask.device, text_mask.dtype).expand_as(text_mask), image_states
+    return text_states, text_mask, null
 
 
 def trim_text_padding(text_states: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

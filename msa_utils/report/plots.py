@@ -93,7 +93,7 @@ def run_curve(history: pd.DataFrame, title: str) -> Figure:
 
 def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, str],
                  baselines: pd.DataFrame | None = None) -> Figure:
-    """Test accuracy and weighted F1 of each model of ``runs`` (per-seed rows, in plot order): every seed,
+    """Test accuracy and weighted F1 of each model of ``runs`` (per-run rows, in plot order): every run,
     mean ± std, the ``paper``'s value; ``baselines`` rows as horizontal lines. ValueError if no runs."""
     if len(runs) == 0:
         raise ValueError("no runs to plot")
@@ -120,8 +120,8 @@ def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, s
         ax.set(xlabel="", ylabel=f"test {name}")
         ax.set_title(name, fontsize=11)
         ax.grid(axis="y", alpha=0.3)
-    handles = [Line2D([], [], marker="o", color=OURS_COLOR, label="ours: mean ± std over seeds"),
-               Line2D([], [], marker="o", color="0.6", linestyle="none", label="one seed"),
+    handles = [Line2D([], [], marker="o", color=OURS_COLOR, label="ours: mean ± std over runs"),
+               Line2D([], [], marker="o", color="0.6", linestyle="none", label="one run"),
                Line2D([], [], marker="D", markerfacecolor="none", markeredgecolor=PAPER_COLOR, linestyle="none",
                       label="paper")]
     if baselines is not None:
@@ -132,25 +132,31 @@ def scores_chart(runs: pd.DataFrame, paper: dict[str, dict], titles: dict[str, s
 
 
 def claims_chart(claims: pd.DataFrame) -> Figure:
-    """Each claim's difference with its interval, coloured by verdict; ValueError if none has one."""
+    """Each claim's difference with its interval, coloured by verdict, the paper's effect (``paper_low`` to
+    ``paper_high``) marked beside it where it states one; ValueError if no claim has a difference."""
     shown = claims.dropna(subset=["difference"]).reset_index(drop=True)
     if len(shown) == 0:
         raise ValueError("no claim with a difference to plot")
-    colors = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:gray"}
+    colors = {"supported": "tab:green", "reproduced": "tab:green", "contradicted": "tab:red", "opposite": "tab:red"}
     fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(shown) + 1.2))
     y = np.arange(len(shown))[::-1]
     for yi, (_, row) in zip(y, shown.iterrows()):
         ax.errorbar(row["difference"], yi, xerr=[[row["difference"] - row["low"]], [row["high"] - row["difference"]]],
-                    fmt="o", color=colors.get(row["verdict"], "black"), capsize=4)
+                    fmt="o", color=colors.get(row["verdict"].split()[0], "tab:gray"), capsize=4)
+        if not pd.isna(row.get("paper_low", np.nan)):
+            ax.plot([row["paper_low"], row["paper_high"]], [yi - 0.25] * 2, color="black", marker="v", markersize=5,
+                    linewidth=2)
     ax.axvline(0.0, color="black", linewidth=0.8)
     labels = [f"{r['id']}: {r['claim']}" for _, r in shown.iterrows()]
     ax.set_yticks(y, [label if len(label) < 70 else label[:67] + "..." for label in labels], fontsize=8)
-    ax.set_xlabel("test weighted F1: claimed better minus worse (1a: ours minus the paper's 0.73)")
-    handles = [Line2D([], [], marker="o", color=c, linestyle="none", label=v) for v, c in colors.items()]
+    ax.set_xlabel("weighted F1: claimed better minus worse (1a: ours minus the paper's 0.73)")
+    handles = [Line2D([], [], marker="o", color=c, linestyle="none", label=v)
+               for v, c in (("supported / reproduced", "tab:green"), ("contradicted / opposite", "tab:red"),
+                            ("inconclusive", "tab:gray"))]
+    handles.append(Line2D([], [], marker="v", color="black", label="the paper's effect"))
     ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.0 / (len(shown) + 3)),
-              ncols=3, frameon=False)
-    ax.set_title("The paper's claims on the held-out test part (95% paired bootstrap intervals over posts and seeds)",
-                 fontsize=10)
+              ncols=4, frameon=False)
+    ax.set_title("The paper's claims over the cross-validation runs (95% corrected resampled t intervals)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -21,8 +21,8 @@ PAPER = {"full": {"accuracy": 0.73, "weighted_f1": 0.73}, "no_image": {"accuracy
 
 
 def main_table(paths: StudyPaths) -> pd.DataFrame:
-    """Every variant that ran, then every baseline (n 1): test scores and val weighted F1 (mean ± std over
-    seeds), with the paper's."""
+    """Every variant that ran, then every baseline: test-fold scores and val weighted F1 (mean ± std over runs; n
+    runs), with the paper's."""
     runs = claims.load_runs(paths).assign(title=lambda r: r["variant"].map(lambda n: VARIANTS[n].title))
     baselines = pd.read_csv(paths.metrics / "baselines.csv").rename(columns={"baseline": "variant"})
     baselines["title"] = baselines["variant"].map(BASELINES)
@@ -48,48 +48,48 @@ def write_report(cfg: Profile, data_summary: pd.DataFrame, counts: pd.DataFrame,
         if v != default[k] and k not in ("results_dir", "cache_dir"))])
     data_dir = Path(cfg.data.data_dir)
     data_dir = data_dir.relative_to(REPO_ROOT) if data_dir.is_relative_to(REPO_ROOT) else data_dir
-    total = counts.loc["total"]
-    seeds = (f"Each variant was trained with {cfg.seeds} seeds "
-             f"({', '.join(str(cfg.seed + k) for k in range(cfg.seeds))}); scores are mean ± standard deviation over "
-             f"them. Comparisons are paired (same seeds, same test posts): the 95% interval of a difference comes from "
-             f"{claims.N_RESAMPLES} bootstrap resamples of the test posts and of the seeds "
-             f"(`msa_utils.experiments.compare.paired_bootstrap`)." if cfg.seeds > 1 else
-             f"Each variant was trained with one seed ({cfg.seed}), so no interval covers the variation between "
-             f"seeds: the 95% interval of a difference comes from {claims.N_RESAMPLES} bootstrap resamples of the "
-             f"test posts only.")
+    d, runs_text = cfg.data, f"{cfg.data.folds * cfg.data.repeats} runs"
+    protocol = (
+        f"The {int(counts.loc['total', 'labelled'])} usable labelled posts of `train.txt`: {d.repeats} repeat(s) of a {d.folds}-fold cross-validation stratified by class and grouped by "
+        f"content (same cleaned text, same image bytes or a near-identical image stay in one fold; "
+        f"`splits/folds.csv`), seeds {cfg.seed}-{cfg.seed + d.folds * d.repeats - 1}. Each run ({runs_text} per "
+        f"variant) tests on its fold and trains on the others, less a grouped validation part "
+        f"({d.val_fraction:.0%}) that chose its epoch; variants and hyperparameters were chosen on validation "
+        f"scores only. Scores are mean ± standard deviation over runs; comparisons are paired by run, with 95% "
+        f"corrected resampled t intervals (Nadeau & Bengio 2003), p-values and Holm's correction over the family "
+        f"of claims (`docs/protocol.md`). The paper's numbers are on its own validation split.")
     stopping = (f"Early stopping on validation weighted F1, patience {cfg.train.patience}" if cfg.train.early_stopping
                 else f"No early stopping ({cfg.train.max_epochs} epochs, the last kept)")
+    resampling = (f"inverse-class-frequency re-sampling ({'3 x the majority class' if cfg.train.resample_to == 'majority' else 'as many draws as posts'} per epoch)"
+                  if cfg.train.resample else "no re-sampling")
     sections = [
         f"# Results: multimodal sentiment analysis, profile `{cfg.name}`",
         f"Produced by `{command}` (notebooks 01-07) on `{data_dir}`. "
         f"Backbone: {io.read_json(paths.metrics / BACKBONE_FILE)['description']}.",
-        f"The {int(total[['train', 'val', 'test']].sum())} usable labelled posts of `train.txt` were split once "
-        f"(seed {cfg.seed}) into a held-out **test** part of {int(total['test'])} posts "
-        f"({cfg.data.test_fraction:.0%}), then {int(total['train'])} training and {int(total['val'])} validation posts "
-        f"(8:2, as in the paper); every split is stratified by class and grouped by content (posts with the same "
-        f"text or the same image bytes stay in one part). Validation chose every epoch, variant and "
-        f"hyperparameter; the test part only scores. {seeds} The paper's numbers are on its own validation split.",
-        "## The paper's claims (held-out test part)",
+        protocol,
+        "## The paper's claims (test folds)",
         claims.claims_markdown(claims_table),
-        f"Verdicts on weighted F1: *supported* when the 95% interval of the difference excludes 0 in the "
-        f"paper's direction, *contradicted* when it excludes 0 in the other, else *inconclusive*; \"does as well\" "
-        f"claims are non-inferiority tests with a margin of {claims.NON_INFERIORITY_MARGIN}; 1a asks whether our "
-        f"interval reaches the paper's figure; 1b whether every seed's best epoch is one of the paper's strongest "
-        f"({', '.join(map(str, claims.PAPER_STRONGEST_EPOCHS))}).",
-        "## Every model (test part: mean ± std over seeds; n seeds)",
+        f"Verdicts on weighted F1 from Holm-adjusted p-values at {claims.ALPHA} (sensitivity rows, outside the family: "
+        f"their own p): *supported* / *contradicted* when the difference is significant in / against the paper's "
+        f"direction, else *inconclusive*; on a stand-in for FLAVA they read *reproduced on the proxy*, *opposite on "
+        f"the proxy*, *not reproduced on the proxy (inconclusive)*. \"Does as well\" claims are equivalence tests "
+        f"(TOST) with a margin of ±{claims.EQUIVALENCE_MARGIN}; 1a compares our best-epoch validation score with the "
+        f"paper's 0.73 and its standard error ({claims.PAPER_SE:.3f}); 1b asks whether every run's best epoch is one "
+        f"of the paper's strongest ({', '.join(map(str, claims.PAPER_STRONGEST_EPOCHS))}).",
+        "## Every model (test folds: mean ± std over runs; n runs)",
         markdown_table(main_table(paths)),
-        "## The paper's recipe, seed by seed",
-        markdown_table(runs[["seed", "best_epoch", "epochs_run", "mean_epoch_seconds", "val_weighted_f1",
+        "## The paper's recipe, run by run",
+        markdown_table(runs[["repeat", "fold", "seed", "best_epoch", "epochs_run", "mean_epoch_seconds", "val_weighted_f1",
                              "test_accuracy", "test_weighted_f1", "test_macro_f1"]]),
         f"{stopping}; Adam lr {cfg.train.lr:g}, batch "
-        f"{cfg.train.batch_size}, {'inverse-class-frequency re-sampling' if cfg.train.resample else 'no re-sampling'}.",
+        f"{cfg.train.batch_size}, {resampling}.",
         "## Test predictions",
         f"`predictions/test_predictions.txt` (format `guid,tag` as in `test_without_label.txt`) comes from "
         f"**{selection['title']}** (`{selection['model']}`), the variant with the best mean validation weighted F1 "
-        f"({selection['val_weighted_f1']:.3f}), averaging the class probabilities of its {selection['seeds']} seeds; "
-        f"on the held-out test part that average scores weighted F1 {selection['test_weighted_f1']:.3f}. Tags: "
+        f"({selection['val_weighted_f1']:.3f}), averaging the class probabilities of its {selection['runs']} fold "
+        f"models; their out-of-fold predictions score weighted F1 {selection['test_weighted_f1']:.3f}. Tags: "
         + ", ".join(f"{tag} {n}" for tag, n in test_counts.items()) + ". The paper's recipe's own predictions "
-        "(mean of its seeds) are in `predictions/test_predictions_paper_recipe.txt`.",
+        "(mean of its fold models) are in `predictions/test_predictions_paper_recipe.txt`.",
         "## Data",
         markdown_table(counts.reset_index().rename(columns={"index": "class"}), floatfmt=".0f"),
         "Every item that was repaired, excluded or noted (full list: `data_report.csv`):",
@@ -112,15 +112,16 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
     spread = mean_std(runs["test_weighted_f1"].mean(), runs["test_weighted_f1"].std(ddof=1))
     return "\n".join([
         claims.claims_markdown(table, notes=False), "",
-        f"Test weighted F1 on a held-out part of {int(table['n_posts'].max())} posts that no choice read, "
-        f"`{profile}` profile, {len(runs)} seeds per model (the paper's recipe: {spread}); intervals: paired "
-        f"bootstrap over test posts and seeds. The prediction file comes from {selection['title']} "
-        f"(best validation score). Rendered from `results/` by `python scripts/render_docs.py`; every model, "
-        "note and figure is in [`results/REPORT.md`](results/REPORT.md).",
+        f"Weighted F1 on test folds no choice read: `{profile}` profile, {len(runs)} cross-validation runs per model "
+        f"over all {int(runs['n_test'].sum() / max(runs['repeat'].nunique(), 1))} labelled posts (the paper's recipe: "
+        f"{spread}); differences paired by run with 95% corrected resampled t intervals, p-values Holm-adjusted over "
+        f"the family (`docs/protocol.md`). The prediction file comes from {selection['title']} (best validation "
+        "score). Rendered from `results/` by `python scripts/render_docs.py`; every model, note and figure is in "
+        "[`results/REPORT.md`](results/REPORT.md).",
     ])
 
 
 def load_claims_table(paths: StudyPaths) -> pd.DataFrame:
     """``metrics/claims_table.csv`` (claims not tested: NaN intervals and post counts)."""
     return pd.read_csv(paths.metrics / "claims_table.csv", keep_default_na=False,
-                       na_values={column: [""] for column in ("difference", "low", "high", "n_posts")})
+                       na_values={column: [""] for column in ("difference", "low", "high", "p", "p_holm")})

@@ -23,7 +23,7 @@ from msa_utils.config.runtime import library_versions
 from msa_utils.io.hashing import Digest, file_sha256, sha256_of
 from msa_utils.runner.notebook import describe_outputs, print_warnings
 
-STUDY_VERSION = 2  # bump when a change in msa_utils changes what a notebook writes
+STUDY_VERSION = 3  # bump when a change in msa_utils changes what a notebook writes
 DATA = "<data>"  # in READS: the data folder
 #: What each notebook reads: :data:`DATA`, files or folders under the results folder; unlisted: the data and all before.
 READS: dict[str, tuple[str, ...]] = {

@@ -26,7 +26,7 @@ from msa_utils.model.classifier import mask_modality, trim_text_padding
 from msa_utils.train.metrics import classification_metrics
 from msa_utils.train.resume import TrainingProgress, load_training_state, save_training_state
 
-TRAINING_VERSION = "2"
+TRAINING_VERSION = "3"
 """In every run's resume key (:func:`msa_utils.experiments.variants.run_key`): bump it when results change."""
 
 logger = logging.getLogger(__name__)
@@ -107,8 +107,8 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
         state_path: str | os.PathLike | None = None, state_key: str = "", accelerator=None) -> FitResult:
     """Train ``model`` (``model(text_states (B,L,Dt), text_mask (B,L), image_states (B,Li,Di)).logits`` (B, 3))
     by ``settings``; it ends holding the kept epoch's weights, the first with the best validation weighted F1.
-    Each epoch draws ``len(train)`` posts from a sampler seeded with ``seed`` (initialisation and dropout follow
-    the global seed) and takes Adam steps on each batch's mean cross-entropy (forward and loss under
+    Each epoch draws posts (:func:`~msa_utils.data.splits.epoch_draws`) from a sampler seeded with ``seed``
+    (initialisation and dropout follow the global seed) and takes Adam steps on each batch's mean cross-entropy (forward and loss under
     ``settings.train_precision``'s autocast, step by step). Labels: ``(N,)`` class ids.
     ``drop`` masks a modality and needs ``nulls`` (``backbone.null_inputs()``); ``on_best(model, epoch)`` runs
     when the kept weights change, ``on_step(epoch, step)`` after each step. With ``state_path`` the state of
@@ -132,7 +132,7 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
     train_y = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
     counts = torch.bincount(train_y, minlength=len(LABELS)).double().clamp(min=1)  # weights N / (3 count(c))
     loss_weights = (len(train_y) / (len(LABELS) * counts)).float().to(device) if s.class_weighted_loss else None
-    sampler = make_sampler(train_y.numpy(), seed) if s.resample else torch.utils.data.RandomSampler(
+    sampler = make_sampler(train_y.numpy(), seed, s.resample_to) if s.resample else torch.utils.data.RandomSampler(
         range(len(train)), generator=torch.Generator().manual_seed(seed))
     generator, lengths = sampler.generator, text_lengths(train)
     state, best_state = TrainingProgress(), copy.deepcopy(model.state_dict())
@@ -140,7 +140,7 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
     if restored is not None:
         state, best_state = restored
         logger.info("resuming %s after epoch %d", state_path, state.epoch)
-    clock = ExpectedTime("train, at most", -(-len(train) // s.batch_size) * (s.max_epochs - state.epoch),
+    clock = ExpectedTime("train, at most", -(-len(sampler) // s.batch_size) * (s.max_epochs - state.epoch),
                          enabled=progress and not state.finished)
     for epoch in range(state.epoch + 1, s.max_epochs + 1):
         if state.finished:

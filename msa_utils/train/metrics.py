@@ -1,5 +1,5 @@
 """Evaluation metrics from :mod:`sklearn.metrics`: the paper's accuracy and weighted F1, macro F1 and per-class F1
-of (N,) class ids in :data:`msa_utils.LABELS` order (bootstrap intervals: :mod:`msa_utils.experiments.compare`)."""
+of (N,) class ids in :data:`msa_utils.LABELS` order (intervals: :mod:`msa_utils.experiments.compare`)."""
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
