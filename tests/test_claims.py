@@ -6,6 +6,8 @@ the second time with every label of the first run's test fold changed; everythin
 stopping and choices produce must be identical, only its test scores differ.
 """
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,3 +145,24 @@ def test_a_claim_whose_models_have_the_same_settings_is_not_tested(study):
     table = claims.claims_table(recipe_is_linear).set_index("id")
     assert "same settings" in table.loc["5d", "note"] and table.loc["5d", "verdict"].startswith("not testable")
     assert not table.loc["2a", "verdict"].startswith("not testable")
+
+
+def test_each_profile_runs_the_variants_of_the_claims_it_can_test():
+    cpu, paper = claims.needed_variants(get_profile("cpu")), claims.needed_variants(get_profile("paper"))
+    assert "frozen_fusion" not in cpu and "frozen_fusion" in paper  # 6a: a random fusion, frozen, can only hurt
+    assert "text_top_layer" not in cpu + paper  # 6b: whole encoders in the paper, not one layer
+    assert "no_text_full_grid" in cpu and "no_text_full_grid" not in paper  # FLAVA's image tokens are never pooled
+    assert {"full", "no_image", "no_text", "same_size_resampling", "no_image_zero_states"} <= set(cpu) & set(paper)
+    assert len(cpu) == 14 and len(paper) == 13
+
+
+def test_runs_of_other_folds_are_left_out_with_a_warning(study, tmp_path):
+    cfg = study[0]
+    other = cfg.replace(results_dir=str(tmp_path))
+    shutil.copytree(cfg.paths.splits, other.paths.splits)
+    shutil.copytree(cfg.paths.metrics / "runs", other.paths.metrics / "runs")
+    pd.DataFrame({"variant": ["frozen_fusion"] * 3, "seed": [0, 1, 2]}).to_csv(  # an older protocol's file
+        other.paths.metrics / "runs" / "frozen_fusion.csv", index=False)
+    with pytest.warns(UserWarning, match="frozen_fusion.csv holds other runs"):
+        runs = claims.load_runs(other.paths)
+    assert sorted(runs["variant"].unique()) == sorted(NAMES)

@@ -1,136 +1,14 @@
-"""Tests of msa_utils.experiments.compare: confusion matrices and metrics against scikit-learn, seed summaries, the
-corrected resampled t (by hand, and its coverage in a simulated repeated 5-fold study), TOST, Holm, verdicts, errors."""
+"""Tests of msa_utils.experiments.compare: seed summaries, the corrected resampled t (by hand, and its coverage in a
+simulated repeated 5-fold study), TOST, Holm, verdicts, errors."""
 
 import math
 
 import numpy as np
 import pytest
 from scipy import stats
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from msa_utils.experiments.compare import (METRICS, Interval, SeedSummary, confusion_matrices, corrected_t, equivalence,
-                                           holm, metric_from_confusion, paper_effect_inside, seed_summary, verdict)
-
-SKLEARN = {
-    "accuracy": lambda y, p: accuracy_score(y, p),
-    "weighted_f1": lambda y, p: f1_score(y, p, labels=[0, 1, 2], average="weighted", zero_division=0),
-    "macro_f1": lambda y, p: f1_score(y, p, average="macro", zero_division=0),
-}
-
-
-def noisy_copy(rng, gold, correct_rate, rows=None):
-    """Predictions equal to gold on a ``correct_rate`` share of posts (exactly), a wrong class elsewhere."""
-    shape = (len(gold),) if rows is None else (rows, len(gold))
-    out = np.broadcast_to(gold, shape).copy()
-    for row in out.reshape(-1, len(gold)):
-        wrong = rng.permutation(len(gold))[: int(round((1 - correct_rate) * len(gold)))]
-        row[wrong] = (row[wrong] + rng.integers(1, 3, wrong.size)) % 3
-    return out
-
-
-# --- confusion matrices and metrics ----------------------------------------------------------
-
-def test_confusion_matrices_match_sklearn_with_leading_shape():
-    rng = np.random.default_rng(0)
-    gold = rng.integers(0, 3, 40)
-    pred = rng.integers(0, 3, (2, 3, 40))
-    conf = confusion_matrices(gold, pred)
-    assert conf.shape == (2, 3, 3, 3)
-    for i in range(2):
-        for j in range(3):
-            np.testing.assert_array_equal(conf[i, j], confusion_matrix(gold, pred[i, j], labels=[0, 1, 2]))
-    np.testing.assert_array_equal(confusion_matrices(gold, pred[0, 0]), confusion_matrix(gold, pred[0, 0], labels=[0, 1, 2]))
-
-
-def test_confusion_rows_are_gold_columns_are_predicted():
-    conf = confusion_matrices(np.array([0, 0, 1]), np.array([2, 2, 1]))
-    assert conf[0, 2] == 2 and conf[2, 0] == 0 and conf[1, 1] == 1
-
-
-def random_label_pairs(rng, count):
-    """Random (gold, pred) pairs of 1-12 posts, each drawn from a random subset of the classes, so
-    that classes are often absent from gold, from pred, or from both."""
-    subsets = [[0], [1], [2], [0, 1], [0, 2], [1, 2], [0, 1, 2]]
-    for _ in range(count):
-        n = int(rng.integers(1, 13))
-        gold = rng.choice(subsets[rng.integers(len(subsets))], n)
-        pred = rng.choice(subsets[rng.integers(len(subsets))], n)
-        yield gold, pred
-
-
-@pytest.mark.parametrize("metric", METRICS)
-def test_metric_from_confusion_equals_sklearn_on_random_labels(metric):
-    rng = np.random.default_rng(1)
-    pairs = list(random_label_pairs(rng, 400))
-    absent = {"gold only": 0, "pred only": 0, "both": 0}
-    for gold, pred in pairs:
-        for c in range(3):
-            in_gold, in_pred = c in gold, c in pred
-            absent["gold only"] += (not in_gold) and in_pred
-            absent["pred only"] += in_gold and not in_pred
-            absent["both"] += not (in_gold or in_pred)
-    assert min(absent.values()) > 20  # the cases the definitions differ on are well covered
-    # one at a time and as a stack of matrices
-    stacked = np.stack([confusion_matrices(g, p) for g, p in pairs])
-    values = metric_from_confusion(stacked, metric)
-    for (gold, pred), value in zip(pairs, values):
-        assert float(metric_from_confusion(confusion_matrices(gold, pred), metric)) == pytest.approx(
-            SKLEARN[metric](gold, pred), abs=1e-12)
-        assert value == pytest.approx(SKLEARN[metric](gold, pred), abs=1e-12)
-
-
-def test_metric_from_confusion_on_larger_random_data_and_study_definitions():
-    from msa_utils.train.metrics import classification_metrics
-
-    rng = np.random.default_rng(2)
-    for n in (50, 800):
-        gold = rng.integers(0, 3, n)
-        pred = noisy_copy(rng, gold, 0.7)
-        study = classification_metrics(gold, pred)
-        conf = confusion_matrices(gold, pred)
-        for metric in METRICS:
-            assert float(metric_from_confusion(conf, metric)) == pytest.approx(study[metric], abs=1e-12)
-
-
-def test_metric_absent_class_examples():
-    # class 2 absent from both: weighted over 3 classes keeps it at weight 0; macro drops it
-    gold, pred = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
-    conf = confusion_matrices(gold, pred)
-    f1_0, f1_1 = 2 / 3, 0.8
-    assert float(metric_from_confusion(conf, "macro_f1")) == pytest.approx((f1_0 + f1_1) / 2)
-    assert float(metric_from_confusion(conf, "weighted_f1")) == pytest.approx((2 * f1_0 + 2 * f1_1) / 4)
-    # class 2 predicted but never gold: it enters macro with F1 0, weighted with weight 0
-    pred = np.array([0, 2, 1, 1])
-    conf = confusion_matrices(gold, pred)
-    assert float(metric_from_confusion(conf, "macro_f1")) == pytest.approx((2 / 3 + 1 + 0) / 3)
-    assert float(metric_from_confusion(conf, "weighted_f1")) == pytest.approx((2 * 2 / 3 + 2 * 1) / 4)
-
-
-def test_metric_from_confusion_errors():
-    conf = np.eye(3, dtype=int)
-    with pytest.raises(ValueError, match="unknown metric"):
-        metric_from_confusion(conf, "f1")
-    with pytest.raises(ValueError, match="shape"):
-        metric_from_confusion(np.eye(2), "accuracy")
-    with pytest.raises(ValueError, match="without posts"):
-        metric_from_confusion(np.zeros((3, 3)), "accuracy")
-    with pytest.raises(ValueError, match="non-negative"):
-        metric_from_confusion(-np.eye(3), "accuracy")
-
-
-def test_confusion_matrices_errors():
-    gold = np.array([0, 1, 2])
-    with pytest.raises(ValueError, match="last axis"):
-        confusion_matrices(gold, np.array([0, 1]))
-    with pytest.raises(ValueError, match="empty"):
-        confusion_matrices(np.array([], dtype=int), np.array([], dtype=int))
-    with pytest.raises(ValueError, match="outside"):
-        confusion_matrices(gold, np.array([0, 1, 3]))
-    with pytest.raises(ValueError, match="integer"):
-        confusion_matrices(gold, np.array([0.0, 1.0, 2.0]))
-    with pytest.raises(ValueError, match="1-d"):
-        confusion_matrices(np.array([[0, 1, 2]]), np.array([0, 1, 2]))
-
+from msa_utils.experiments.compare import (Interval, SeedSummary, corrected_t, equivalence, holm, paper_effect_inside,
+                                           seed_summary, verdict)
 
 # --- seed summaries ---------------------------------------------------------------------------
 

@@ -238,6 +238,13 @@ def test_mask_modality(which, request, real_posts):
         mask_modality(t, m, i, "audio", nulls)
     with pytest.raises(ValueError, match="null inputs"):
         mask_modality(t, m, i, "image", None)
+    zero = nulls.zero_states()  # the other reading of "zero tokens": zero states after the encoders
+    states, mask, images = mask_modality(t, m, i, "text", zero)
+    assert not states.any() and mask.tolist() == [[1] + [0] * (mask.shape[1] - 1)] * 3 and images is i
+    _, _, images = mask_modality(t, m, i, "image", zero)
+    assert images.shape == i.shape and not images.any()
+    with torch.no_grad():  # the fusion attends to the one zero text token: other logits than the masked text
+        assert not torch.equal(classifier(*mask_modality(t, m, i, "text", zero)).logits, no_text_a)
 
 
 def test_mask_modality_rejects_unpooled_null_image(compact_backbone, compact_backbone_grid2, real_posts):

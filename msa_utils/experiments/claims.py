@@ -5,6 +5,7 @@ The protocol (family, margin, tests) is ``docs/protocol.md``, fixed before the r
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +15,7 @@ import pandas as pd
 from msa_utils import io
 from msa_utils.config.labels import LABEL2ID, LABELS
 from msa_utils.config.profiles import Profile, StudyPaths
+from msa_utils.data.folds import load_folds
 from msa_utils.experiments import compare
 from msa_utils.experiments.variants import BASELINES, VARIANTS
 from msa_utils.io.tables import markdown_table
@@ -128,9 +130,18 @@ def needed_variants(cfg: Profile) -> list[str]:
 
 
 def load_runs(paths: StudyPaths, names: list[str] | None = None) -> pd.DataFrame:
-    """``metrics/runs/<variant>.csv`` of the variants (of ``names``) that ran; FileNotFoundError if none did."""
-    frames = [pd.read_csv(path) for name in (names or VARIANTS)
-              if (path := paths.metrics / "runs" / f"{name}.csv").exists()]
+    """``metrics/runs/<variant>.csv`` of the variants (of ``names``) that ran on every run of the current folds
+    (``splits/folds.csv``; a file of other runs, e.g. of an older protocol, is skipped with a warning);
+    FileNotFoundError if none did."""
+    runs = load_folds(paths.splits)[["repeat", "fold"]].drop_duplicates()
+    expected, frames = set(map(tuple, runs.to_numpy().tolist())), []
+    for path in (paths.metrics / "runs" / f"{name}.csv" for name in (names or VARIANTS)):
+        frame = pd.read_csv(path) if path.exists() else None
+        if frame is not None and {"repeat", "fold"} <= set(frame) and \
+                set(map(tuple, frame[["repeat", "fold"]].to_numpy().tolist())) == expected:
+            frames.append(frame)
+        elif frame is not None:
+            warnings.warn(f"{path} holds other runs than the folds of {paths.splits}: left out (stale)", stacklevel=2)
     if not frames:
         raise FileNotFoundError(f"no run under {paths.metrics / 'runs'}: run notebooks 04-06 first")
     return pd.concat(frames, ignore_index=True)

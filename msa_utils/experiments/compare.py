@@ -12,7 +12,7 @@ hyper-parameters is not covered.
 Sources: Nadeau & Bengio, "Inference for the generalization error", Machine Learning 52:239-281 (2003); Bouckaert &
 Frank, PAKDD 2004 (corrected repeated k-fold cv test); Holm, Scand. J. Statist. 6:65-70 (1979); TOST: Schuirmann,
 J. Pharmacokinet. Biopharm. 15:657-680 (1987), Lakens, Soc. Psychol. Personal. Sci. 8:355-362 (2017); run
-variance: Bouthillier et al., MLSys 2021. Metrics equal scikit-learn's."""
+variance: Bouthillier et al., MLSys 2021."""
 
 from __future__ import annotations
 
@@ -22,64 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from msa_utils.config.labels import LABELS
 from msa_utils.io.tables import mean_std
 
-N_CLASSES = len(LABELS)
-METRICS = ("accuracy", "weighted_f1", "macro_f1")
 EXPECTATIONS = ("greater", "equivalent", "at_least")
-
-
-def _labels(values, name: str) -> np.ndarray:
-    """``values`` as intp class ids in [0, N_CLASSES); ValueError if empty or not such ids."""
-    arr = np.asarray(values)
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer class ids, got dtype {arr.dtype}")
-    if arr.min() < 0 or arr.max() >= N_CLASSES:
-        raise ValueError(f"{name} holds class ids outside 0..{N_CLASSES - 1} (min {arr.min()}, max {arr.max()})")
-    return arr.astype(np.intp, copy=False)
-
-
-def confusion_matrices(gold, pred) -> np.ndarray:
-    """int64 confusion matrices (..., 3, 3) of ``pred`` (..., N) against ``gold`` (N,), rows gold (as
-    ``sklearn.metrics.confusion_matrix``); ValueError for bad shapes or labels not integer class ids."""
-    gold, pred = _labels(gold, "gold"), _labels(pred, "pred")
-    if gold.ndim != 1:
-        raise ValueError(f"gold must be 1-d (N,), got shape {gold.shape}")
-    if pred.shape[-1] != gold.size:
-        raise ValueError(f"pred's last axis must have the N = {gold.size} posts of gold, got shape {pred.shape}")
-    rows = pred.reshape(-1, gold.size)
-    codes = rows + gold * N_CLASSES + np.arange(len(rows))[:, None] * N_CLASSES**2
-    counts = np.bincount(codes.ravel(), minlength=len(rows) * N_CLASSES**2)
-    return counts.reshape(*pred.shape[:-1], N_CLASSES, N_CLASSES)
-
-
-def metric_from_confusion(conf, metric: str) -> np.ndarray:
-    """A metric of :data:`METRICS` of (..., 3, 3) confusion matrices, (...) floats, as scikit-learn's
-    (``zero_division=0``); ValueError for a bad metric or shape, negative or non-finite counts, no posts."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
-    conf = np.asarray(conf)
-    if conf.ndim < 2 or conf.shape[-2:] != (N_CLASSES, N_CLASSES):
-        raise ValueError(f"conf must have shape (..., {N_CLASSES}, {N_CLASSES}), got {conf.shape}")
-    conf = conf.astype(np.float64, copy=False)
-    if conf.size and (not np.isfinite(conf).all() or conf.min() < 0):
-        raise ValueError("conf must hold non-negative finite counts")
-    total = conf.sum(axis=(-2, -1))
-    if np.any(total <= 0):
-        raise ValueError("a confusion matrix without posts has no metric")
-    tp = np.diagonal(conf, axis1=-2, axis2=-1)
-    if metric == "accuracy":
-        return tp.sum(-1) / total
-    support = conf.sum(-1)
-    denom = support + conf.sum(-2)
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
-    if metric == "weighted_f1":
-        return (f1 * support).sum(-1) / support.sum(-1)
-    present = denom > 0
-    return (f1 * present).sum(-1) / present.sum(-1)
 
 
 @dataclass(frozen=True)
