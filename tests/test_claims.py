@@ -108,9 +108,11 @@ def test_a_runs_test_fold_is_read_by_no_choice(study):
 
 def test_claims_table_rows_are_corrected_t_tests_of_the_paired_run_differences(study):
     cfg, _, _, _, (_, table, _), _ = study
-    assert set(table["id"]) == {"1a", "1a-m", "1a-t", "1b", "2a", "2b", "3", "4a", "5d", "P1", "P2"}
+    assert set(table["id"]) == {"1a", "1a-m", "1a-t", "1b", "2a", "2b", "3", "4a", "5d", "6a", "6b", "P1", "P2"}
     rows = table.set_index("id")
     assert rows.loc["1b", "verdict"] == claims.PROXY_WORDS[claims.NOT_TESTED]  # smoke trains 2 epochs
+    assert rows.loc["6a", "verdict"] == "not testable on the proxy" and "random" in rows.loc["6a", "note"]
+    assert "whole encoders" in rows.loc["6b", "note"]  # listed with the reason though never run
     assert set(rows.drop("1b")["verdict"]) <= set(claims.PROXY_WORDS.values())
     runs = claims.load_runs(cfg.paths).set_index(["variant", "repeat", "fold"])["test_weighted_f1"]
     differences = (runs.loc["full"] - runs.loc["no_image"]).to_numpy()
