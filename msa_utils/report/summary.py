@@ -113,7 +113,7 @@ def readme_results(results_dir: str | Path, profile: str = "cpu") -> str:
     return "\n".join([
         claims.claims_markdown(table, notes=False), "",
         f"Weighted F1 on test folds no choice read: `{profile}` profile, {len(runs)} cross-validation runs per model "
-        f"over all {int(runs['n_test'].sum() / max(runs['repeat'].nunique(), 1))} labelled posts (the paper's recipe: "
+        f"over all {int(runs['n_test'].sum() / max(runs['repeat'].nunique(), 1)):,} labelled posts (the paper's recipe: "
         f"{spread}); differences paired by run with 95% corrected resampled t intervals, p-values Holm-adjusted over "
         f"the family (`docs/protocol.md`). The prediction file comes from {selection['title']} (best validation "
         "score). Rendered from `results/` by `python scripts/render_docs.py`; every model, note and figure is in "
