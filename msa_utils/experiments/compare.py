@@ -24,7 +24,7 @@ from scipy import stats
 
 from msa_utils.io.tables import mean_std
 
-EXPECTATIONS = ("greater", "equivalent", "at_least")
+EXPECTATIONS = ("greater", "equivalent")
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,13 @@ def corrected_t(differences, test_train_ratio: float, level: float = 0.95, null:
                     level=float(level), null=float(null))
 
 
-def equivalence(differences, test_train_ratio: float, margin: float) -> float:
+def equivalence(differences, test_train_ratio: float, margin: float, extra_se: float = 0.0) -> float:
     """TOST p-value for |difference| < ``margin``: the larger of the one-sided corrected-t p-values of H0 difference
-    <= −margin and H0 difference >= +margin (:func:`corrected_t`'s se and df). ValueError: as it, or margin <= 0."""
+    <= −margin and H0 difference >= +margin (:func:`corrected_t`'s se, with ``extra_se``, and df). ValueError: as
+    it, or margin <= 0."""
     if not (0 < margin < math.inf):
         raise ValueError(f"margin must be a finite number > 0, got {margin!r}")
-    ci = corrected_t(differences, test_train_ratio)
+    ci = corrected_t(differences, test_train_ratio, extra_se=extra_se)
     return max(_above(ci.estimate + margin, ci.se, ci.df), _above(margin - ci.estimate, ci.se, ci.df))
 
 
@@ -130,8 +131,7 @@ def verdict(interval: Interval, p_adjusted: float, expected: str = "greater", ma
     ``"greater"`` (A beats B; ``p_adjusted``: the adjusted :attr:`Interval.p`): supported if p < alpha and s > 0,
     contradicted if p < alpha and s < 0. ``"equivalent"`` (margin m > 0; ``p_adjusted``: the adjusted
     :func:`equivalence` p): supported if p < alpha, contradicted if the (unadjusted) interval lies wholly
-    outside [−m, m]. ``"at_least"`` (ours − paper, the paper's SE as ``extra_se``): contradicted if p < alpha and
-    s < 0, else supported. ValueError for an unknown ``expected``, p outside [0, 1], alpha outside (0, 1), a margin
+    outside [−m, m]. ValueError for an unknown ``expected``, p outside [0, 1], alpha outside (0, 1), a margin
     not > 0 for ``"equivalent"`` or not 0 otherwise."""
     if expected not in EXPECTATIONS:
         raise ValueError(f"unknown expected {expected!r}; use one of {EXPECTATIONS}")
@@ -146,7 +146,7 @@ def verdict(interval: Interval, p_adjusted: float, expected: str = "greater", ma
         return "contradicted" if interval.low > margin or interval.high < -margin else "inconclusive"
     if significant and sign < 0:
         return "contradicted"
-    return "supported" if expected == "at_least" or (significant and sign > 0) else "inconclusive"
+    return "supported" if significant and sign > 0 else "inconclusive"
 
 
 def paper_effect_inside(interval: Interval, effect) -> bool:

@@ -149,7 +149,7 @@ def claims_chart(claims: pd.DataFrame) -> Figure:
     ax.axvline(0.0, color="black", linewidth=0.8)
     labels = [f"{r['id']}: {r['claim']}" for _, r in shown.iterrows()]
     ax.set_yticks(y, [label if len(label) < 70 else label[:67] + "..." for label in labels], fontsize=8)
-    ax.set_xlabel("weighted F1: claimed better minus worse (1a: ours minus the paper's 0.73)")
+    ax.set_xlabel("weighted F1 (1a-m: macro F1): claimed better minus worse (1a: ours minus the paper's 0.73)")
     handles = [Line2D([], [], marker="o", color=c, linestyle="none", label=v)
                for v, c in (("supported / reproduced", "tab:green"), ("contradicted / opposite", "tab:red"),
                             ("inconclusive", "tab:gray"))]
