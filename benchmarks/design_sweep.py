@@ -14,10 +14,10 @@ paper's lr 1e-4). Outcome: every design scored within about one standard error (
 others; 256 wide x 2 layers over 2 x 2 image tokens at lr 1e-4 had the best mean, and smaller
 learning rates did not help, so the ``cpu`` profile keeps the paper's 1e-4.
 
-Those shipped sweeps ran before the study set a test part aside: their validation split was a
-plain 20% of all labelled posts, so about a fifth of it now lies in the held-out test part
-(``docs/protocol.md``). Run again, the script reads the current split: training on its train
-part, scoring on its val part, one seed per run (``seeds=1``).
+Those shipped sweeps ran before the study's cross-validation: their validation split was a plain
+20% of all labelled posts, which every test fold now overlaps (``docs/protocol.md``). Run again, the
+script reads the current folds (notebook 03): each design and seed trains on every run's training
+part and is scored on that run's validation part (mean over the runs; test folds are not read).
 """
 
 from __future__ import annotations
@@ -67,13 +67,12 @@ def main() -> None:
             design = {"fusion_dropout": 0.0, "lr": 1e-4, **design}
             for seed in args.seeds:
                 head_hidden = (design["fusion_hidden"], design["fusion_hidden"] // 2)
-                cfg = get_profile("cpu", results_dir=scratch, seed=seed, seeds=1, head_hidden=head_hidden, **design)
+                cfg = get_profile("cpu", results_dir=scratch, seed=seed, head_hidden=head_hidden, **design)
                 backbone = data.backbone.with_image_grid(cfg.model.image_grid)  # same encoders, this design's grid
-                prepare = backbone.prepare_image_states  # per batch, on the lazy views of the cache
-                features = {k: v.map_image_states(prepare) for k, v in data.features.items()}
-                run = dataclasses.replace(data, cfg=cfg, backbone=backbone, features=features,
-                                          nulls=backbone.null_inputs())
-                m = variants.run_variants(run, ["full"], progress=False)["full"].runs.iloc[0]
+                run = dataclasses.replace(data, cfg=cfg, backbone=backbone, features=backbone.prepare(data.cached),
+                                          nulls=backbone.null_inputs())  # pooled per batch, on the cache's views
+                runs = variants.run_variants(run, ["full"], progress=False)["full"].runs
+                m = runs.drop(columns=["variant", "stopped_early"]).mean()  # over the cross-validation runs
                 val = {k.removeprefix("val_"): m[k] for k in m.index if k.startswith("val_")}
                 rows.append({**design, "seed": seed, **val, "best_epoch": m["best_epoch"],
                              "epochs_run": m["epochs_run"], "sec_per_epoch": m["mean_epoch_seconds"],
