@@ -97,8 +97,10 @@ def grouped_split(labels: np.ndarray, groups: np.ndarray, fraction: float, seed:
     classes, counts = np.unique(labels, return_counts=True)
     absent = [name for i, name in enumerate(LABELS) if i not in set(classes.tolist())]
     if absent:
-        warnings.warn(f"no usable labelled post of class {absent}: the model can never predict it, and its "
-                      "F1 of 0 is not a finding (data_report.csv lists what was excluded)", UserWarning, stacklevel=2)
+        warnings.warn(f"no post of class {absent} among the {len(labels)} split here: a model trained on them can "
+                      "never predict it, and its F1 of 0 is not a finding (in a cross-validation run, that class's "
+                      "posts may all sit in the test fold; data_report.csv lists what was excluded)", UserWarning,
+                      stacklevel=2)
     single = np.isin(labels, classes[counts == 1])
     if single.any():
         warnings.warn(f"class {_names(classes[counts == 1])} has a single usable labelled post: it goes to the larger "
