@@ -8,7 +8,7 @@ influences w_i ~ N(0, tau²) over the posts its model learnt from (tau such that
 all posts of the other folds ("overlap", runs share (K−2)/(K−1) of them) or the share kept after a validation part
 of ``--val`` drawn afresh per run ("fresh"). Prints, per design, the share of studies whose 95% interval covers
 delta, for the ratio n_test / n_fit (n_fit the fitted part), 1/(K−1) (Bouckaert & Frank), and the plain t.
-The same simulation as ``tests/test_compare.py`` (there: 2,000 studies, seed 0).
+``tests/test_compare.py`` runs :func:`simulate` itself (2,000 studies, seed 0) and asserts the coverage.
 
 Usage, from the repository root, with the package installed (``pip install -e .``) or ``PYTHONPATH=.``::
 

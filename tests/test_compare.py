@@ -1,7 +1,9 @@
 """Tests of msa_utils.experiments.compare: seed summaries, the corrected resampled t (by hand, and its coverage in a
 simulated repeated 5-fold study), TOST, Holm, verdicts, errors."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,23 +89,13 @@ def test_corrected_t_errors(args, kwargs, match):
         corrected_t(*args, **kwargs)
 
 
-def simulate_cv(rng, reps, repeats, fresh_validation, n_posts=4000, k=5, val=0.2, delta=0.02, disagree=0.2,
-                run_sd=0.01, train_sd=0.01):
-    """(reps, repeats·k) per-run differences A − B of a simulated repeated k-fold study (see the coverage test)."""
-    n_test = n_posts // k
-    n_fit = round((n_posts - n_test) * (1 - val))
-    u = rng.random((reps, n_posts))  # per post: A right and B wrong 11 %, the reverse 9 %: mean delta
-    d = (u < (disagree + delta) / 2).astype(float) - ((u >= (disagree + delta) / 2) & (u < disagree))
-    w = rng.normal(0.0, train_sd * math.sqrt(n_fit if fresh_validation else n_posts - n_test), (reps, n_posts))
-    runs = []
-    for _ in range(repeats):
-        fold = rng.permuted(np.broadcast_to(np.arange(n_posts) % k, (reps, n_posts)), axis=1)
-        for j in range(k):
-            test = fold == j
-            model = ~test & (rng.random((reps, n_posts)) >= val) if fresh_validation else ~test
-            effect = np.einsum("ij,ij->i", w, model) / model.sum(1)
-            runs.append(np.einsum("ij,ij->i", d, test) / n_test + effect + rng.normal(0.0, run_sd, reps))
-    return np.stack(runs, axis=1)
+def _load_simulation():
+    """``simulate`` of ``benchmarks/bench_compare.py``: the one simulated study, for this test and the benchmark."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_compare.py"
+    spec = importlib.util.spec_from_file_location("bench_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.simulate
 
 
 @pytest.mark.parametrize("fresh_validation", [False, True], ids=["overlap-3/4", "fresh-validation"])
@@ -123,7 +115,8 @@ def test_corrected_t_covers_the_true_difference(repeats, fresh_validation):
     96.4 %, 94.8 %. A training-set effect twice the seed noise (sd 0.02) brings 800/2560 down to 90.1 % / 83.0 %
     (overlap-3/4): the correction does not cover a dominant training-set effect (Bengio & Grandvalet 2004)."""
     rng = np.random.default_rng(0)
-    diffs = simulate_cv(rng, 2000, repeats, fresh_validation)
+    diffs = _load_simulation()(rng, 2000, repeats, fresh_validation, n_posts=4000, k=5, val=0.2, delta=0.02,
+                               disagree=0.2, run_sd=0.01, train_sd=0.01)
     covered = [ci.low <= 0.02 <= ci.high for ci in (corrected_t(row, 800 / 2560) for row in diffs)]
     coverage = float(np.mean(covered))
     plain = stats.ttest_1samp(diffs, 0.02, axis=1).pvalue >= 0.05  # the uncorrected t interval covers delta

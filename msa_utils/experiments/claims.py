@@ -174,6 +174,12 @@ def load_scores(paths: StudyPaths) -> pd.DataFrame:
     return pd.concat([runs, baselines.join(sizes, on=["repeat", "fold"])], ignore_index=True)
 
 
+def ratio_tested_to_fitted(runs: pd.DataFrame, part: str = "test") -> float:
+    """Nadeau & Bengio's n_test / n_train of :func:`~msa_utils.experiments.compare.corrected_t`: the posts of
+    ``part`` scored over those fitted on (the train part), mean over ``runs`` (rows with ``n_<part>``, ``n_train``)."""
+    return float((runs[f"n_{part}"] / runs["n_train"]).mean())
+
+
 def claims_table(cfg: Profile, ids: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per claim (of ``ids``): ``ours`` (mean ± std over runs), ``difference`` better minus
     worse (against the paper's figure: ours minus it) in its 95 % corrected resampled t interval ``[low, high]``,
@@ -239,7 +245,7 @@ def _claim_row(scores: pd.DataFrame, claim: Claim, better: str, worse: str | Non
         return {**row, "ours": f"best epochs {', '.join(map(str, epochs))}", "n_runs": len(epochs),
                 "verdict": "supported" if inside == len(epochs) else "contradicted" if inside == 0 else "inconclusive",
                 "note": f"{inside} of {len(epochs)} runs' best validation epoch in {list(PAPER_STRONGEST_EPOCHS)}"}
-    ratio = float((runs[f"n_{claim.part}"] / runs["n_train"]).mean())  # tested / fitted on (Nadeau & Bengio)
+    ratio = ratio_tested_to_fitted(runs, claim.part)
     if worse is None:  # against the paper's figure, its standard error joining ours
         differences, extra, b = a.to_numpy() - claim.effect, PAPER_SE, None
     else:

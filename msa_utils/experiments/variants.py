@@ -23,7 +23,6 @@ from msa_utils.config.labels import LABELS
 from msa_utils.config.profiles import Profile
 from msa_utils.config.runtime import log_warnings, progress_bar, set_seed
 from msa_utils.experiments import baselines, dataset
-from msa_utils.data.splits import epoch_draws
 from msa_utils.experiments.dataset import LABELLED_PARTS, PARTS, RunData, StudyData
 from msa_utils.io.hashing import Digest
 from msa_utils.model import factory, text_finetune
@@ -164,11 +163,10 @@ def _train_run(data: StudyData, name: str, repeat: int, fold: int, progress: boo
                  state_key=run_key(run_data, name, run_cfg))
     classifier.save_pretrained(checkpoint)  # the kept epoch's weights, also when a finished run was reused
     history, train = result.history, run_cfg.train
-    draws = epoch_draws(run_data.labels["train"], train.resample_to) if train.resample else len(run_data.labels["train"])
     row = {"variant": name, "repeat": repeat, "fold": fold, "seed": base.seed, "best_epoch": result.best_epoch,
            "best_val_epoch": int(history.loc[history["val_weighted_f1"].idxmax(), "epoch"]),
            "epochs_run": len(history), "stopped_early": result.stopped_early,
-           "batches_per_epoch": -(-draws // train.batch_size),
+           "batches_per_epoch": result.batches_per_epoch,
            **{f"n_{part}": len(run_data.labels[part]) for part in LABELLED_PARTS},
            "mean_epoch_seconds": round(float(history["seconds"].mean()), 2),
            "trainable_parameters": sum(p.numel() for p in classifier.parameters() if p.requires_grad)}

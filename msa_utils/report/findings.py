@@ -63,9 +63,8 @@ def selection(cfg: Profile) -> str:
     _, gold, _ = claims.prediction_matrix(paths, chosen["model"])
     pred = claims.mean_probabilities(paths, chosen["model"], "test")[1].argmax(1)
     runs = claims.load_runs(paths, [chosen["model"]])
-    ratio = float((runs["n_test"] / runs["n_train"]).mean())
-    intervals = {m: compare.corrected_t(runs[f"test_{m}"].to_numpy(), ratio) for m in ("accuracy", "weighted_f1",
-                                                                                      "macro_f1")}
+    intervals = {m: compare.corrected_t(runs[f"test_{m}"].to_numpy(), claims.ratio_tested_to_fitted(runs))
+                 for m in ("accuracy", "weighted_f1", "macro_f1")}
     scores = [f"{m.replace('_f1', ' F1').replace('_', ' ')} {e.estimate:.3f} [{e.low:.3f}, {e.high:.3f}]"
               for m, e in intervals.items()]
     per_class, matrix = classification_metrics(gold, pred), confusion(gold, pred)

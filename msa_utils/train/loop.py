@@ -35,11 +35,13 @@ logger = logging.getLogger(__name__)
 @dataclass
 class FitResult:
     """``history``: per epoch ``epoch, train_loss, val_loss, val_<metric>`` (:func:`classification_metrics`),
-    ``seconds``, torch ``threads``; ``best_epoch``: the 1-based epoch whose weights the model holds; ``stopped_early``."""
+    ``seconds``, torch ``threads``; ``best_epoch``: the 1-based epoch whose weights the model holds; ``stopped_early``;
+    ``batches_per_epoch``: the steps of one epoch (re-sampling decides the posts drawn)."""
 
     history: pd.DataFrame
     best_epoch: int
     stopped_early: bool
+    batches_per_epoch: int
 
 
 def _batch(features: FeatureSet, index: torch.Tensor, drop: Modality | None, nulls: NullInputs | None,
@@ -140,7 +142,8 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
     if restored is not None:
         state, best_state = restored
         logger.info("resuming %s after epoch %d", state_path, state.epoch)
-    clock = ExpectedTime("train, at most", -(-len(sampler) // s.batch_size) * (s.max_epochs - state.epoch),
+    batches = -(-len(sampler) // s.batch_size)
+    clock = ExpectedTime("train, at most", batches * (s.max_epochs - state.epoch),
                          enabled=progress and not state.finished)
     for epoch in range(state.epoch + 1, s.max_epochs + 1):
         if state.finished:
@@ -185,4 +188,4 @@ def fit(model: nn.Module, train: FeatureSet, train_labels: np.ndarray, val: Feat
         if state_path is not None and main:
             save_training_state(state_path, state_key, model, optimizer, generator, best_state, state)
     model.load_state_dict(best_state)
-    return FitResult(pd.DataFrame(state.history), state.best_epoch, len(state.history) < s.max_epochs)
+    return FitResult(pd.DataFrame(state.history), state.best_epoch, len(state.history) < s.max_epochs, batches)
