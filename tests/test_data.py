@@ -71,6 +71,16 @@ def test_bytes_invalid_everywhere_are_excluded_not_trained_on(mvsa_sample):
     assert report.guids(action="excluded", reason="undecodable_text") == [4211]
 
 
+def test_garbage_that_one_encoding_decodes_is_excluded_with_replacement_characters(mvsa_sample):
+    (mvsa_sample / "data" / "4211.txt").write_bytes(b"great \xff\xfe\x80\x81 day \xc3\r\n")  # Windows-1251: `яюЂЃ`, `Г`
+    report = DataReport()
+    frame = load_mvsa(mvsa_sample, report).set_index("guid")
+    assert frame.loc[4211, ["text_raw", "encoding", "has_text"]].tolist() == ["great \ufffd\ufffd\ufffd\ufffd day \ufffd",
+                                                                           "utf-8", False]
+    assert report.guids(action="excluded", reason="undecodable_text") == [4211]
+    assert "reads cleanly in none of" in next(e.detail for e in report.entries if e.reason == "undecodable_text")
+
+
 @pytest.mark.parametrize("raw, encoding, reason", [
     ("Café très bon".encode("utf-8-sig"), "utf-8", "utf8_bom_removed"),
     ("Café très bon".encode("utf-16"), "utf-16", "decoded_utf16"),
@@ -136,8 +146,12 @@ def test_missing_text_and_image_keep_the_row(mvsa_sample):
 def test_clear_errors_for_missing_inputs(tmp_path, mvsa_sample):
     with pytest.raises(FileNotFoundError, match="not found"):
         load_mvsa(tmp_path / "nowhere", DataReport())
-    (mvsa_sample / "test_without_label.txt").unlink()
-    with pytest.raises(FileNotFoundError, match="test_without_label.txt"):
+    (mvsa_sample / "test_without_label.txt").unlink()  # optional: only labelled posts, said in the report
+    report = DataReport()
+    assert set(load_mvsa(mvsa_sample, report)["split"]) == {"train"}
+    assert [e.reason for e in report.entries if e.guid is None] == ["no_posts_to_predict"]
+    (mvsa_sample / "train.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="train.txt"):
         load_mvsa(mvsa_sample, DataReport())
     shutil.rmtree(mvsa_sample / "data")
     with pytest.raises(FileNotFoundError, match="data"):
@@ -251,7 +265,7 @@ def test_utf16_without_a_byte_order_mark_is_recognised(codec):
 def test_stray_nul_bytes_are_removed_not_read_as_utf16():
     assert decode_text_bytes(b"I love it\x00") == ("I love it", "ascii", "nul_bytes_removed")
     assert decode_text_bytes("\x00今天很好".encode("gb18030")) == ("今天很好", "gb18030", "nul_bytes_removed+decoded_gb18030")
-    assert decode_text_bytes(b"abc\x00\x81\x98\xff")[2] == "decoded_gb18030_with_replacement"
+    assert decode_text_bytes(b"abc\x00\x81\x98\xff") == ("abc\ufffd\ufffd\ufffd", "utf-8", "decoded_utf8_with_replacement")
 
 
 def test_label_lines_that_break_csv_or_int64_are_excluded_not_fatal(mvsa_sample):

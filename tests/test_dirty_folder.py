@@ -86,7 +86,7 @@ def dirty(tmp_path_factory):
         90013: ("negative", "missing_image_file"),
         90014: ("neutral", "missing_text_file"),
         90015: ("neutral", "missing_text_file"),  # listed, no files at all
-        90017: ("happy", "unknown_label"),
+        # an unknown tag (`happy`) stops msa-study before notebook 01: tests/test_sources.py
         90018: (" Negative ", "label_normalised"),
         90019: ("positive", "decoded_gb18030"),  # GBK bytes, Chinese: decoded, then not translated
         90021: ("positive", "untranslated_network_unavailable"),  # Spanish, UTF-8, no network
@@ -106,7 +106,6 @@ def dirty(tmp_path_factory):
     post(90013, image=None)
     post(90014, text=None)
     post(90016)
-    post(90017)
     post(90018)
     post(90019, "今天和朋友们在海边玩得很开心，天气真好！\r\n".encode("gbk"))
     post(90021, "¡Qué día tan bonito en la playa con mis amigos! Estamos muy felices.".encode("utf-8"))
@@ -150,7 +149,7 @@ def test_repaired_posts_are_trained_on_and_excluded_ones_are_not(dirty):
     _, _, (results, _) = dirty
     used = set(pd.read_csv(results / "splits" / "folds.csv")["guid"])  # every labelled post in a fold
     assert {90008, 90009, 90010, 90011, 90019, 90021} <= used  # repaired images, untranslated texts
-    assert not used & {90001, 90002, 90006, 90007, 90012, 90013, 90014, 90015, 90016, 90017}
+    assert not used & {90001, 90002, 90006, 90007, 90012, 90013, 90014, 90015, 90016}
     history = pd.read_csv(results / "metrics" / "runs" / "full_history.csv")
     assert len(history) >= 1 and history["train_loss"].notna().all()
 

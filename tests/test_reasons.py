@@ -10,7 +10,7 @@ import pytest
 
 from msa_utils.data import reasons
 from msa_utils.data.mvsa import decode_text_bytes
-from msa_utils.data.reasons import DECODED_GB18030_WITH_REPLACEMENT as UNDECODABLE
+from msa_utils.data.reasons import DECODED_UTF8_WITH_REPLACEMENT as UNDECODABLE
 from msa_utils.data.data_report import DataReport
 
 from conftest import MVSA_DIR, REPO_ROOT
@@ -21,7 +21,7 @@ _spec.loader.exec_module(docs)
 
 PACKAGE = REPO_ROOT / "msa_utils"
 SHIPPED_REPORT = REPO_ROOT / "results" / "data_report.csv"
-FAMILY_HELPERS = {"mode_to_rgb", "label_file_repair", "nul_bytes_removed", "image_error"}
+FAMILY_HELPERS = {"mode_to_rgb", "label_file_repair", "nul_bytes_removed", "image_error", "image_format"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -42,7 +42,7 @@ def test_registry_is_well_formed():
     # every fixed-code constant of the module is registered
     constants = {name: value for name, value in vars(reasons).items() if name.isupper() and not name.startswith("_") and isinstance(value, str)}
     for name, value in constants.items():
-        if name != "DECODED_GB18030_WITH_REPLACEMENT":  # a decoding, not a report code of its own
+        if name != "DECODED_UTF8_WITH_REPLACEMENT":  # a decoding, not a report code of its own
             assert value in reasons.REASONS, name
 
 
@@ -60,7 +60,9 @@ def test_every_code_of_the_shipped_report_is_registered_with_its_stage_and_actio
     ("mode_RGBA_to_RGB", "mode_{mode}_to_RGB"),
     ("mode_I;16_to_RGB", "mode_{mode}_to_RGB"),
     ("label_file_utf8_bom_removed", "label_file_{repair}"),
-    ("label_file_decoded_gb18030_with_replacement", "label_file_{repair}"),
+    ("label_file_decoded_utf8_with_replacement", "label_file_{repair}"),
+    ("image_format_PNG", "image_format_{format}"),
+    ("image_format_WEBP", "image_format_{format}"),
     ("label_file_nul_bytes_removed+decoded_gb18030", "label_file_{repair}"),
     ("nul_bytes_removed+decoded_gb18030", "nul_bytes_removed+{repair}"),
 ])
@@ -71,7 +73,8 @@ def test_family_members_resolve_to_their_pattern(code, pattern):
 @pytest.mark.parametrize("code", [
     "mode_{mode}_to_RGB", "label_file_{repair}",  # a pattern is not a code
     "mode__to_RGB", "label_file_", "label_file_happy", "nul_bytes_removed+", "nul_bytes_removed+decoded_utf16_no_bom",
-    "image_melted", "decoded_gb18030_with_replacement", "", "Empty_Text_File",
+    "image_melted", "decoded_utf8_with_replacement", "decoded_gb18030_with_replacement", "image_format_", "",
+    "Empty_Text_File",
 ])
 def test_unknown_codes_are_refused(code):
     with pytest.raises(ValueError, match="unknown data-report reason"):
@@ -84,8 +87,10 @@ def test_family_helpers():
     assert reasons.nul_bytes_removed(None) == "nul_bytes_removed"
     assert reasons.nul_bytes_removed("decoded_gb18030") == "nul_bytes_removed+decoded_gb18030"
     assert reasons.image_error("truncated") == reasons.IMAGE_TRUNCATED
+    assert reasons.image_format("WEBP") == "image_format_WEBP"
     for bad in (lambda: reasons.mode_to_rgb(""), lambda: reasons.label_file_repair("happy"),
                 lambda: reasons.image_error("tiny"), lambda: reasons.image_error("melted"),
+                lambda: reasons.image_error("format_PNG"), lambda: reasons.image_format(""),
                 lambda: reasons.REASONS[reasons.EMPTY_TEXT_FILE].format("x")):
         with pytest.raises(ValueError):
             bad()
@@ -390,6 +395,7 @@ def test_no_code_matches_two_reasons():
     codes += [reasons.label_file_repair(r) for r in reasons.LABEL_FILE_REPAIRS]
     codes += [reasons.nul_bytes_removed(r) for r in reasons.AFTER_NUL_REPAIRS]
     codes += [reasons.mode_to_rgb(m) for m in ("1", "L", "P", "RGBA", "CMYK", "I;16", "YCbCr")]
+    codes += [reasons.image_format(f) for f in ("PNG", "WEBP", "GIF", "BMP", "TIFF")]
     for code in codes:
         matching = [reason.code for reason in reasons.REASONS.values() if reason.matches(code)]
         assert len(matching) == 1, (code, matching)

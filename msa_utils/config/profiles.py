@@ -16,9 +16,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from msa_utils.config.enums import CACHE_DTYPES, PRECISIONS
+from msa_utils.config.labels import LABEL_MAPS, resolve_label_map
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The repository root (this package is installed in editable mode from it)."""
@@ -54,7 +55,13 @@ class DataSettings(Section):
     """Which posts, how their text is prepared, and the held-out parts."""
 
     data_dir: Folder = str(DEFAULT_DATA_DIR)
-    """MVSA folder: ``data/{guid}.jpg|txt``, ``train.txt``, ``test_without_label.txt``."""
+    """MVSA folder (``data/{guid}.txt|jpg``, images also ``.png .webp ...``; ``train.txt``, optional
+    ``test_without_label.txt``) or one table of posts (``.csv``, ``.tsv``/``.tab``, ``.parquet``):
+    :mod:`msa_utils.data.sources`."""
+    label_map: str | dict[str, str] | None = None
+    """How the tags of ``train.txt`` (or a table's labels) are read: ``None``, the class names in any case; a preset
+    of :data:`~msa_utils.config.labels.LABEL_MAPS` (``paper``: 0 positive, 1 negative, 2 neutral); or tag -> class
+    name (the class names still read as themselves)."""
     train_sample: PositiveInt | None = None
     """A stratified sample of this many labelled posts (smoke runs)."""
     test_sample: PositiveInt | None = None
@@ -69,6 +76,16 @@ class DataSettings(Section):
     """K of the stratified, content-grouped K-fold cross-validation of the labelled posts: each is a test fold once."""
     repeats: PositiveInt = 1
     """Repeats of the K-fold cross-validation, each with other folds: ``folds * repeats`` runs per variant."""
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _known_label_map(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, dict) and all(isinstance(x, str) for item in value.items() for x in item)):
+            raise ValueError(f"must be a preset name {sorted(LABEL_MAPS)} or a JSON object of tag -> class name "
+                             f"(strings), got {value!r}")
+        resolve_label_map(value)  # raises ValueError naming the problem
+        return value
 
 
 class FeatureSettings(Section):

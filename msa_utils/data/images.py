@@ -25,6 +25,9 @@ MIN_SIDE = 16
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 _WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # 16-bit, 32-bit integer, 32-bit float
 _JPEG_FORMATS = ("JPEG", "MPO")  # an MPO (a phone's multi-picture JPEG) is a JPEG with more frames after it
+_SUFFIX_FORMATS = {".jpg": _JPEG_FORMATS, ".jpeg": _JPEG_FORMATS, ".png": ("PNG",), ".webp": ("WEBP",),
+                   ".gif": ("GIF",), ".bmp": ("BMP",), ".tif": ("TIFF",), ".tiff": ("TIFF",)}
+"""The Pillow formats each suffix of :data:`msa_utils.data.mvsa.IMAGE_SUFFIXES` stands for (any case)."""
 
 
 class ImageLoadError(ValueError):
@@ -145,6 +148,28 @@ def _load(path: Path, max_pixels: int, draft: tuple[int, int] | None = None) -> 
     return rgb, facts
 
 
+def _report_facts(report: DataReport, guid: int, rel: str, facts: dict) -> None:
+    """Report what the ``facts`` of :func:`_load` of the usable image ``rel`` show (stage ``images``)."""
+    width, height, fmt = facts["width"], facts["height"], str(facts["format"])
+    if facts["orientation"]:
+        report.add(reasons.EXIF_ORIENTATION_APPLIED, guid,
+                   f"{rel}: EXIF Orientation={facts['orientation']} applied; upright {width}x{height} px")
+    if facts["exif_problem"]:
+        report.add(reasons.EXIF_UNREADABLE, guid, f"{rel}: {facts['exif_problem']}; image kept")
+    if facts["repair"]:
+        report.add(facts["repair"], guid, f"{rel}: mode {facts['mode']} converted to RGB at load time")
+    if facts["frames"] > 1 and fmt not in _JPEG_FORMATS:
+        report.add(reasons.ANIMATED_FIRST_FRAME, guid,
+                   f"{rel}: {fmt} with {facts['frames']} frames; the first frame used")
+    if fmt not in _SUFFIX_FORMATS.get(Path(rel).suffix.lower(), (fmt,)):
+        report.add(reasons.FORMAT_MISMATCH, guid, f"{rel} holds {fmt} data; read by content")
+    elif fmt not in _JPEG_FORMATS:
+        report.add(reasons.image_format(fmt), guid, f"{rel}: a {fmt} image, read like any other")
+    if min(width, height) < MIN_SIDE:
+        report.add(reasons.IMAGE_TINY, guid,
+                   f"{rel} is {width}x{height} px (< {MIN_SIDE} px a side); kept, resized like any other")
+
+
 def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: DataReport) -> pd.DataFrame:
     """Load each image of ``frame`` (``guid``, ``image_file`` relative to ``data_dir``, ``has_image``) as
     :func:`load_image` would (JPEGs drafted small) and report what the reasons of stage ``images`` name.
@@ -161,21 +186,7 @@ def inspect_images(frame: pd.DataFrame, data_dir: str | os.PathLike, report: Dat
                 phash = str(imagehash.phash(image))
                 image.close()
                 width, height, mode, ok = facts["width"], facts["height"], facts["mode"], True
-                if facts["orientation"]:
-                    report.add(reasons.EXIF_ORIENTATION_APPLIED, guid,
-                               f"{rel}: EXIF Orientation={facts['orientation']} applied; upright {width}x{height} px")
-                if facts["exif_problem"]:
-                    report.add(reasons.EXIF_UNREADABLE, guid, f"{rel}: {facts['exif_problem']}; image kept")
-                if facts["repair"]:
-                    report.add(facts["repair"], guid, f"{rel}: mode {mode} converted to RGB at load time")
-                if facts["frames"] > 1 and facts["format"] not in _JPEG_FORMATS:
-                    report.add(reasons.ANIMATED_FIRST_FRAME, guid,
-                               f"{rel}: {facts['format']} with {facts['frames']} frames; the first frame used")
-                if str(rel).lower().endswith((".jpg", ".jpeg")) and facts["format"] not in _JPEG_FORMATS:
-                    report.add(reasons.FORMAT_MISMATCH, guid, f"{rel} holds {facts['format']} data; read by content")
-                if min(width, height) < MIN_SIDE:
-                    report.add(reasons.IMAGE_TINY, guid,
-                               f"{rel} is {width}x{height} px (< {MIN_SIDE} px a side); kept, resized like any other")
+                _report_facts(report, guid, rel, facts)
             except ImageLoadError as exc:
                 report.add(reasons.image_error(exc.reason), guid, f"{exc}; row kept with image_ok=False, the trainer skips it")
         rows.append((width, height, mode, ok, phash))

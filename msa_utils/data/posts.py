@@ -4,6 +4,7 @@ notebook 01 (:func:`save_posts`) and read back by the later ones (:func:`load_po
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +16,16 @@ from msa_utils.config.profiles import Profile, StudyPaths
 from msa_utils.data import reasons
 from msa_utils.data.data_report import DataReport
 from msa_utils.data.images import inspect_images
-from msa_utils.data.mvsa import LABEL_FILES, label_file_guids, load_mvsa
+from msa_utils.data.sources import load_source, source_guids, source_root
 from msa_utils.data.splits import content_groups, stratified_subset
 from msa_utils.data.text import clean_posts
 from msa_utils.data.translate import translate_posts
 from msa_utils.io import hashing
 
+logger = logging.getLogger(__name__)
+
 COLUMNS: dict[str, str] = {
-    "guid": "int64",        # post id, the stem of data/<guid>.txt|jpg
+    "guid": "int64",        # post id, the stem of data/<guid>.txt and of its image
     "split": "string",      # "train" (labelled) or "test" (test_without_label.txt)
     "tag": "string",        # the label file's tag: positive | negative | neutral, or null
     "label": "Int64",       # class id (msa_utils.config.labels.LABELS order); <NA> for test posts
@@ -30,11 +33,11 @@ COLUMNS: dict[str, str] = {
     "lang": "string",       # detected language (ISO 639-1; "und" when too short to tell)
     "translated": "bool",   # the text was translated to English
     "has_text": "bool",     # a usable text file was read
-    "has_image": "bool",    # data/<guid>.jpg exists
+    "has_image": "bool",    # one image file data/<guid>.jpg|.jpeg|.png|.webp|.gif|.bmp|.tif|.tiff (any case)
     "image_ok": "bool",     # the image was decoded (bounded, repaired to RGB)
     "width": "Int64",       # image width [px], <NA> when unreadable
     "height": "Int64",      # image height [px], <NA> when unreadable
-    "image_file": "string",  # the image's path relative to the data folder
+    "image_file": "string",  # relative to the data folder, or a table's folder (data/8.PNG); "" if several
     "image_phash": "string",  # perceptual hash (imagehash.phash, 16 hex digits), "" when unreadable
     "content_group": "int64",  # shared model text, image bytes or near-identical image (splits.content_groups)
     "text_raw": "string",   # decoded text, line endings joined
@@ -54,15 +57,20 @@ class PostTable:
 
 
 def build_posts(cfg: Profile) -> PostTable:
-    """Every stage, on ``cfg.data.data_dir``; raises as :func:`~msa_utils.data.mvsa.load_mvsa`, :func:`check_posts`."""
+    """Every stage, on ``cfg.data.data_dir`` (a folder or a table); raises as
+    :func:`~msa_utils.data.sources.load_source`, :func:`check_posts`."""
     report = DataReport()
-    posts = load_mvsa(cfg.data.data_dir, report)
+    root = source_root(cfg.data.data_dir)
+    posts = load_source(cfg.data.data_dir, report, cfg.data.label_map)
+    if not (posts["split"] == "test").any():
+        logger.warning("no post to predict (no test_without_label.txt, or no unlabelled row in the table): the study "
+                       "trains and tests on the labelled posts; its prediction files will hold only their header")
     posts = sample_posts(posts, cfg.data.train_sample, cfg.data.test_sample, cfg.seed, report)
-    posts = inspect_images(posts, cfg.data.data_dir, report)
+    posts = inspect_images(posts, root, report)
     posts = clean_posts(posts, report)
     posts = translate_posts(posts, cfg.paths.translation_cache, report, enabled=cfg.data.translate,
                             timeout_s=cfg.data.translate_timeout_s)
-    posts = group_content(posts, cfg.data.data_dir, report)
+    posts = group_content(posts, root, report)
     table = PostTable(posts[list(COLUMNS)].reset_index(drop=True), report)
     check_posts(table, cfg.data.data_dir)
     return table
@@ -91,12 +99,12 @@ def sample_posts(frame: pd.DataFrame, train_sample: int | None, test_sample: int
     return frame[keep].copy()
 
 
-def group_content(frame: pd.DataFrame, data_dir, report: DataReport) -> pd.DataFrame:
+def group_content(frame: pd.DataFrame, root, report: DataReport) -> pd.DataFrame:
     """A copy of ``frame`` with ``content_group`` (:func:`~msa_utils.data.splits.content_groups` of ``text``, the
-    model's, image SHA-256s and ``image_phash``); labelled posts sharing a group are reported. Raises OSError for
-    an unreadable image."""
+    model's, image SHA-256s of ``image_file`` under ``root`` and ``image_phash``); labelled posts sharing a group
+    are reported. Raises OSError for an unreadable image."""
     frame = frame.copy()
-    hashes = hashing.file_hashes(Path(data_dir) / rel for rel in frame["image_file"])
+    hashes = hashing.file_hashes(Path(root) / rel for rel in frame["image_file"])
     texts = [None if pd.isna(t) else t for t in frame["text"]]
     frame["content_group"] = content_groups(texts, hashes, frame["image_phash"].tolist())
     for _, members in frame[frame["split"] == "train"].groupby("content_group"):
@@ -112,12 +120,13 @@ def group_content(frame: pd.DataFrame, data_dir, report: DataReport) -> pd.DataF
 
 
 def check_posts(table: PostTable, data_dir) -> None:
-    """Raise ``ValueError`` naming the first broken invariant: one row per guid; every guid of the
-    label files in the table or the report; class ids for train rows only; no text missing."""
+    """Raise ``ValueError`` naming the first broken invariant: one row per guid; every guid the source
+    ``data_dir`` lists (:func:`~msa_utils.data.sources.source_guids`) in the table or the report; class ids for
+    train rows only; no text missing."""
     posts = table.posts
     if not posts["guid"].is_unique:
         raise ValueError("post table: a guid has several rows")
-    listed = {g for name in LABEL_FILES.values() for g in label_file_guids(Path(data_dir) / name)}
+    listed = {g for guids in source_guids(data_dir).values() for g in guids}
     unaccounted = listed - set(posts["guid"]) - set(table.report.guids())
     if unaccounted:
         raise ValueError(f"guids neither in the post table nor in the report: {sorted(unaccounted)[:10]}")

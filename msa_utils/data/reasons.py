@@ -99,14 +99,16 @@ TEXT_REPAIRS: tuple[str, ...] = (UTF8_BOM_REMOVED, DECODED_UTF16, DECODED_UTF16_
                                  DECODED_GB18030_NOT_UTF8, DECODED_WINDOWS_1252, DECODED_WINDOWS_1251,
                                  NUL_BYTES_REMOVED, *(f"{NUL_BYTES_REMOVED}+{r}" for r in AFTER_NUL_REPAIRS))
 """Every repair code :func:`msa_utils.data.decoding.decode_text_bytes` returns for a usable text."""
-DECODED_GB18030_WITH_REPLACEMENT = "decoded_gb18030_with_replacement"
+DECODED_UTF8_WITH_REPLACEMENT = "decoded_utf8_with_replacement"
 """Not a report code: a post's text so decoded is :data:`UNDECODABLE_TEXT`, a label file ``label_file_`` + this."""
-LABEL_FILE_REPAIRS: tuple[str, ...] = (*TEXT_REPAIRS, DECODED_GB18030_WITH_REPLACEMENT)
+LABEL_FILE_REPAIRS: tuple[str, ...] = (*TEXT_REPAIRS, DECODED_UTF8_WITH_REPLACEMENT)
 """The values of ``label_file_{repair}``."""
 UNDECODABLE_TEXT = _load("undecodable_text", "excluded",
-    "text bytes that decode to text in none of UTF-8, UTF-16, GB18030, Windows-1252, Windows-1251",
-    f"excluded rather than trained on as garbage ({_NOT_TRAINED}; the text is kept for display, "
-    "with U+FFFD for the bad bytes)")
+    "text bytes that read cleanly in none of UTF-8, UTF-16, GB18030, Windows-1252, Windows-1251: invalid in "
+    "each, or garbage in those they are valid in (`great \\xff\\xfe\\x80\\x81 day \\xc3` is Windows-1251 "
+    "`great яюЂЃ day Г`; `msa_utils.data.decoding.reads_cleanly`)",
+    f"excluded rather than trained on as garbage ({_NOT_TRAINED}; the text is kept for display as UTF-8, "
+    "a U+FFFD for each bad byte: `great ���� day �`)")
 UNREADABLE_TEXT_FILE = _load("unreadable_text_file", "excluded",
     "a text path that is not a regular file (a folder, a FIFO, a link to /dev/zero) or cannot be read",
     f"excluded, never read, so it cannot hang the run or fill the memory ({_NOT_TRAINED})")
@@ -114,25 +116,39 @@ TEXT_TOO_LARGE = _load("text_too_large", "excluded", "text file over 64 KiB (`ms
     f"excluded, never read ({_NOT_TRAINED})", policy="a tweet is at most ~1 KiB: a file that large is not a post")
 MISSING_TEXT_FILE = _load("missing_text_file", "excluded", "post with no text file (or no files at all)",
     f"excluded ({_NOT_TRAINED})")
-EMPTY_TEXT_FILE = _load("empty_text_file", "excluded", "empty (zero-byte or blank) text file",
+EMPTY_TEXT_FILE = _load("empty_text_file", "excluded",
+    "empty (zero-byte or blank) text file, or a table row with no text and no text file",
     f"excluded ({_NOT_TRAINED})", policy="an empty file is a failed download, not a post")
-MISSING_IMAGE_FILE = _load("missing_image_file", "excluded", "post with no image file",
+MISSING_IMAGE_FILE = _load("missing_image_file", "excluded",
+    "post with no image file (`data/<guid>` with a suffix of `msa_utils.data.mvsa.IMAGE_SUFFIXES`: "
+    "`.jpg .jpeg .png .webp .gif .bmp .tif .tiff`, in any case)",
     "excluded (the row is kept with has_image=False and the trainer skips it)")
+CONFLICTING_IMAGE_FILES = _load("conflicting_image_files", "excluded",
+    "post with two or more image files (`5.jpg` and `5.png`; `5.jpg` and `5.JPG`)",
+    "none is used: excluded (the row is kept with has_image=False and an empty image_file, and the trainer "
+    "skips it); the detail names every file",
+    policy="we cannot tell which picture is the post's and will not pick one silently")
 # ---- load: label files ----
 LABEL_FILE_REPAIR = _load("label_file_{repair}", "repaired",
-    "label file with a byte-order mark, in UTF-16 or GB18030, with stray NULs or bytes valid nowhere",
+    "label file with a byte-order mark, in UTF-16 or GB18030, with stray NULs or bytes that read cleanly nowhere",
     "decoded like a post's text; reported once for the file, without a guid "
-    "(`{repair}`: one of the text repairs above, or `decoded_gb18030_with_replacement`)", members=LABEL_FILE_REPAIRS)
+    "(`{repair}`: one of the text repairs above, or `decoded_utf8_with_replacement`: UTF-8 with a U+FFFD for each "
+    "bad byte, ASCII kept)", members=LABEL_FILE_REPAIRS)
 BAD_LABEL_LINE = _load("bad_label_line", "excluded",
-    "label line with too many or too few fields, a stray quote, a field over 128 KiB",
-    "that line is excluded, named by its file and line number; the rest of the file is read")
+    "label line (or a table's row) with too many or too few fields, a stray quote, a field over 128 KiB",
+    "that line is excluded, named by its file and line (or row) number; the rest of the file is read")
 BAD_GUID = _load("bad_guid", "excluded",
     "guid not written like the file names (`abc`, `0042`, `-5`, `+12`, `12.0`, non-ASCII digits, over 2^63 - 1)",
-    "that line is excluded, named by its file and line number",
-    policy="`0042` is not silently read as `42`: the file names are `data/<guid>.txt|jpg`")
+    "that line (or a table's row) is excluded, named by its file and line (or row) number",
+    policy="`0042` is not silently read as `42`: the file names are `data/<guid>.txt` and its image `data/<guid>.jpg`")
 LABEL_NORMALISED = _load("label_normalised", "repaired", "tag with odd case or spaces (` Negative `)",
     "stripped and lower-cased")
-UNKNOWN_LABEL = _load("unknown_label", "excluded", "unknown tag in train.txt (`happy`)", "excluded")
+LABEL_MAPPED = _load("label_mapped", "repaired", "tag written another way, e.g. the paper's class numbers `0`, `1`, `2`",
+    "read as the class `--set label_map=...` maps it to (preset `paper`: 0 positive, 1 negative, 2 neutral; "
+    "docs/running.md); without a map such tags stop the study before notebook 01, named with their counts")
+UNKNOWN_LABEL = _load("unknown_label", "excluded", "unknown tag in train.txt (`happy`)",
+    "`msa-study` stops before notebook 01, naming each unknown tag with its count (map them with `label_map`); "
+    "where the post table is built without the runner, the post is excluded")
 UNEXPECTED_TEST_TAG = _load("unexpected_test_tag", "noted", "a tag other than `null` in test_without_label.txt",
     "kept, not used (the test tags are what the study predicts)")
 DUPLICATE_GUID_SAME_LABEL = _load("duplicate_guid_same_label", "repaired",
@@ -143,6 +159,9 @@ DUPLICATE_GUID_CONFLICTING_LABELS = _load("duplicate_guid_conflicting_labels", "
 GUID_IN_TRAIN_AND_TEST = _load("guid_in_train_and_test", "excluded",
     "guid in both train.txt and test_without_label.txt", "the test row is excluded, the labelled train row kept",
     policy="a post cannot be trained on and predicted; its label is the information we have")
+NO_POSTS_TO_PREDICT = _load("no_posts_to_predict", "noted", "no `test_without_label.txt` (or a table without "
+    "unlabelled rows): only labelled posts", "the study runs; the prediction files hold only their header; reported "
+    "once, without a guid")
 UNLABELLED_UNUSED = _load("unlabelled_unused", "noted", "files in `data/` that no label file lists", "not used")
 NOT_IN_SAMPLE = _sample("not_in_sample", "noted",
     "post left out of a sampled run (`train_sample`, `test_sample`, e.g. the `smoke` profile)",
@@ -181,8 +200,15 @@ MODE_TO_RGB = _images("mode_{mode}_to_RGB", "repaired",
 ANIMATED_FIRST_FRAME = _images("animated_first_frame", "noted", "animated image (GIF, PNG, WebP) or a multi-page one",
     "the first frame is used, transparency composited on white; the detail gives the frame count",
     policy="one picture per post, as it shows before it moves")
-FORMAT_MISMATCH = _images("format_mismatch", "noted", "a `.jpg` file holding another format (PNG, GIF, ...)",
-    "read by its content; an MPO (a phone's multi-picture JPEG) is JPEG: its first picture is used, not noted")
+FORMAT_MISMATCH = _images("format_mismatch", "noted",
+    "an image file holding another format than its suffix says (a `.jpg` holding PNG or GIF, a `.png` holding JPEG)",
+    "read by its content; the detail names the format. An MPO (a phone's multi-picture JPEG) is JPEG: its "
+    "first picture is used, not noted")
+IMAGE_FORMAT = _images("image_format_{format}", "noted",
+    "image in another format than JPEG (PNG, WebP, GIF, BMP, TIFF), its suffix saying so",
+    "read like any other image (its first frame, in RGB as the `mode_{mode}_to_RGB` rows say); noted once "
+    "(`{format}`: the format Pillow found, e.g. `PNG`, `WEBP`, `GIF`, `BMP`, `TIFF`)",
+    policy="the release's images are all JPEG: the note lets a reader find the posts that differ")
 IMAGE_TINY = _images("image_tiny", "noted", "tiny image (a side under 16 px, e.g. a 1 x 1 tracking pixel)",
     "kept, resized like any other", policy="it still is the post's image; the note lets a reader find it")
 DUPLICATE_CONTENT = _content("duplicate_content", "noted",
@@ -245,6 +271,11 @@ def lookup(code: str) -> Reason:
 def mode_to_rgb(mode: str) -> str:
     """``"mode_<mode>_to_RGB"``: an image in Pillow mode ``mode`` converted to RGB. Raises ValueError if empty."""
     return REASONS[MODE_TO_RGB].format(mode)
+
+
+def image_format(format_name: str) -> str:
+    """``"image_format_<format_name>"``: a usable image in Pillow format ``format_name`` (``PNG``). Raises ValueError if empty."""
+    return REASONS[IMAGE_FORMAT].format(format_name)
 
 
 def label_file_repair(repair: str) -> str:

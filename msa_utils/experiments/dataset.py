@@ -13,6 +13,7 @@ from msa_utils import io
 from msa_utils.config.profiles import Profile
 from msa_utils.data.posts import load_posts, usable
 from msa_utils.data.folds import load_folds, run_parts
+from msa_utils.data.sources import source_root
 from msa_utils.features.backbone import FrozenBackbone
 from msa_utils.features.encoders import load_backbone
 from msa_utils.features.feature_cache import load_or_extract_features
@@ -94,7 +95,7 @@ def prepare(cfg: Profile, processes=None) -> StudyData:
     backbone = load_backbone(cfg)
     cached = load_or_extract_features(
         backbone, guids=wanted, texts=rows["text"].tolist(),
-        image_paths=[Path(cfg.data.data_dir) / f for f in rows["image_file"]], cache_dir=cfg.cache_dir,
+        image_paths=[source_root(cfg.data.data_dir) / f for f in rows["image_file"]], cache_dir=cfg.cache_dir,
         dtype=cfg.features.cache_dtype, batch_size=cfg.features.encode_batch_size,
         workers=cfg.features.encode_workers, processes=processes)
     cached = cached.subset(wanted)

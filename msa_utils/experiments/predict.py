@@ -3,7 +3,7 @@ and from the paper's recipe (notebook 04), each the mean of its fold models' pro
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 import numpy as np
 import pandas as pd
@@ -12,20 +12,23 @@ from msa_utils import io
 from msa_utils.config.labels import LABELS
 from msa_utils.data import reasons
 from msa_utils.experiments import claims
-from msa_utils.data.mvsa import LABEL_FILES, label_file_guids
+from msa_utils.data.sources import source_guids
 from msa_utils.data.data_report import DataReport
 from msa_utils.experiments.dataset import StudyData
 from msa_utils.train.metrics import classification_metrics
 from msa_utils.experiments.variants import VARIANTS
 
 SELECTION_FILE = "selection.json"
+logger = logging.getLogger(__name__)
 
 
 def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np.ndarray,
                            filename: str = "test_predictions.txt") -> pd.DataFrame:
-    """Write ``predictions/<filename>`` as ``test_without_label.txt`` (``guid,tag``, its order) from ``probabilities``
-    (N, 3) of the unlabelled part's ``guids`` (N,), and ``predictions/unpredicted.csv`` (guids left at ``null``, with
-    the data report's reasons); return the table. ValueError for other guids or a bad shape."""
+    """Write ``predictions/<filename>`` as ``test_without_label.txt`` (``guid,tag``, the order of the posts to predict
+    in the source: :func:`~msa_utils.data.sources.source_guids`) from ``probabilities`` (N, 3) of the unlabelled
+    part's ``guids`` (N,), and ``predictions/unpredicted.csv`` (guids left at ``null``, with the data report's
+    reasons); return the table. With no post to predict both hold only their header (logged as a warning).
+    ValueError for other guids or a bad shape."""
     paths = data.cfg.paths
     probabilities = np.asarray(probabilities)
     if sorted(np.asarray(guids).tolist()) != sorted(data.unlabelled.tolist()):
@@ -33,7 +36,10 @@ def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np
     if probabilities.shape != (len(guids), len(LABELS)):
         raise ValueError(f"need ({len(guids)}, {len(LABELS)}) probabilities, got {probabilities.shape}")
     tags = dict(zip(np.asarray(guids).tolist(), (LABELS[i] for i in probabilities.argmax(1).tolist())))
-    guids = label_file_guids(Path(data.cfg.data.data_dir) / LABEL_FILES["test"])
+    guids = source_guids(data.cfg.data.data_dir)["test"]
+    if not guids:
+        logger.warning("no post to predict (no test_without_label.txt, or no unlabelled row): %s holds only its "
+                       "header", paths.predictions / filename)
     table = pd.DataFrame({"guid": guids, "tag": [tags.get(g, "null") for g in guids]})
     io.write_csv(paths.predictions / filename, table)
     missing = [g for g in guids if g not in tags]

@@ -210,7 +210,8 @@ def run_baselines(data: StudyData) -> pd.DataFrame:
             for part in PREDICTED_PARTS:
                 # every class a column, 0 for one the estimator never saw in training
                 probabilities = np.zeros((len(inputs[part]), len(LABELS)))
-                probabilities[:, estimator.classes_.astype(int)] = estimator.predict_proba(inputs[part])
+                if len(inputs[part]):  # no post to predict: nothing to ask (scikit-learn refuses 0 rows)
+                    probabilities[:, estimator.classes_.astype(int)] = estimator.predict_proba(inputs[part])
                 row.update(_score(run, name, part, probabilities, predictions))
             row["C"] = float(np.ravel(estimator[-1].C_)[0]) if hasattr(estimator, "steps") else float("nan")
             rows.append(row)
