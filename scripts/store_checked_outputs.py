@@ -9,7 +9,7 @@ Run this after changing what such a cell prints (on purpose), then review ``git 
 
     .venv/bin/python scripts/store_checked_outputs.py
 
-It runs notebooks 01-07 on the ``smoke`` profile (``msa-study --profile smoke --force``) into a
+It runs notebooks 01-08 on the ``smoke`` profile (``msa-study --profile smoke --force``) into a
 temporary folder, then copies the outputs of the checked cells into the source notebooks and
 clears every other output. Takes about a minute.
 """

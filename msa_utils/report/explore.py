@@ -16,6 +16,7 @@ from msa_utils.config.labels import LABELS
 from msa_utils.io import hashing
 from msa_utils.data.images import ImageLoadError, load_image
 from msa_utils.data.post_text import draw_post_text
+from msa_utils.data.sources import source_root
 
 
 def class_balance_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -109,9 +110,11 @@ def encoding_counts(frame: pd.DataFrame) -> pd.Series:
 
 def duplicate_summary(frame: pd.DataFrame, data_dir: str | os.PathLike) -> pd.DataFrame:
     """Column ``count``: groups of identical non-empty raw texts, posts in them, groups whose train
-    labels conflict; the same for byte-identical images (SHA-256 of ``image_file`` under ``data_dir``)."""
+    labels conflict; the same for byte-identical images (SHA-256 of ``image_file`` under the source's root folder,
+    :func:`~msa_utils.data.sources.source_root` of ``data_dir``)."""
     counts = {}
-    hashes = pd.Series(hashing.file_hashes(Path(data_dir) / rel for rel in frame["image_file"]), index=frame.index,
+    root = source_root(data_dir)
+    hashes = pd.Series(hashing.file_hashes(root / rel for rel in frame["image_file"]), index=frame.index,
                        dtype=object)
     for kind, keys in (("text", frame["text_raw"]), ("image", hashes)):
         keyed = frame.assign(_key=keys)
@@ -125,24 +128,36 @@ def duplicate_summary(frame: pd.DataFrame, data_dir: str | os.PathLike) -> pd.Da
 
 def example_grid_figure(frame: pd.DataFrame, data_dir: str | os.PathLike, n: int = 8, seed: int = 0,
                         columns: int = 4, wrap: int = 34, text_column: str = "text_raw") -> Figure:
-    """A grid of ``n`` train posts with a readable image, round-robin over the classes (seeded): image, tag, guid
-    and ``text_column`` (<= 5 lines of ``wrap`` characters); characters no installed font has are drawn as ``□``
-    and counted in a footnote."""
+    """A grid of ``n`` train posts with a readable image, round-robin over the classes (seeded), each titled
+    with its tag and guid: :func:`post_grid_figure` (images under :func:`~msa_utils.data.sources.source_root` of
+    ``data_dir``)."""
     pool = frame[(frame["split"] == "train") & frame["image_ok"]]
     rng = np.random.default_rng(seed)
     per_class = [pool[pool["tag"] == tag].sample(frac=1, random_state=int(rng.integers(2**31))) for tag in LABELS]
     examples = pd.DataFrame([group.iloc[i] for i in range(n) for group in per_class if i < len(group)][:n])
-    rows = max(1, -(-len(examples) // columns))
+    titles = [f"{post['tag']} (guid {post['guid']})" for _, post in examples.iterrows()]
+    return post_grid_figure(examples, source_root(data_dir), titles, columns=columns, wrap=wrap,
+                            text_column=text_column)
+
+
+def post_grid_figure(posts: pd.DataFrame, root: str | os.PathLike, titles: list[str], columns: int = 4,
+                     wrap: int = 34, text_column: str = "text_raw") -> Figure:
+    """A grid of ``posts`` (``image_file`` relative to ``root``), each with its title from ``titles``, its image
+    and ``text_column`` (<= 5 lines of ``wrap`` characters); characters no installed font has are drawn as ``□``
+    and counted in a footnote. ValueError if ``titles`` and ``posts`` differ in length."""
+    if len(titles) != len(posts):
+        raise ValueError(f"{len(posts)} posts but {len(titles)} titles")
+    rows = max(1, -(-len(posts) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 4.0 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     missing = 0
-    for ax, (_, post) in zip(axes.ravel(), examples.iterrows()):
+    for ax, title, (_, post) in zip(axes.ravel(), titles, posts.iterrows()):
         try:
-            ax.imshow(load_image(Path(data_dir) / post["image_file"]))
+            ax.imshow(load_image(Path(root) / post["image_file"]))
         except ImageLoadError as exc:
             ax.text(0.5, 0.5, f"unreadable image\n{exc.reason}", ha="center", va="center")
-        ax.set_title(f"{post['tag']} (guid {post['guid']})", fontsize=10)
+        ax.set_title(title, fontsize=10)
         lines = textwrap.wrap(str(post[text_column]), wrap)
         text = "\n".join(lines[:5]) + (" …" if len(lines) > 5 else "")
         missing += draw_post_text(ax, 0.0, -0.04, text, transform=ax.transAxes, va="top", ha="left", fontsize=8)[1]

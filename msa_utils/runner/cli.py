@@ -1,4 +1,4 @@
-"""msa-study: run notebooks 01-07 in order with papermill, on one profile, redoing only what is stale.
+"""msa-study: run notebooks 01-08 in order with papermill, on one profile, redoing only what is stale.
 
 E.g. msa-study --profile smoke | --from 04 | --only 05 06 | --force | --set max_epochs=5.
 A notebook is skipped when it last ran to the end with the same inputs and every file it wrote is

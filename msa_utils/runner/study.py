@@ -11,15 +11,16 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from unittest import mock
 
 import papermill as pm
 from traitlets.config import Config
 
 from msa_utils import io
-from msa_utils.config.profiles import PROFILE_ENV, REPO_ROOT, get_profile
+from msa_utils.config.profiles import PROFILE_ENV, REPO_ROOT, Profile, get_profile
 from msa_utils.config.runtime import library_versions
+from msa_utils.data.sources import LAYOUTS, SourceSummary, check_source, is_table, source_root
 from msa_utils.io.hashing import Digest, file_sha256, sha256_of
 from msa_utils.runner.notebook import describe_outputs, print_warnings
 
@@ -31,7 +32,8 @@ READS: dict[str, tuple[str, ...]] = {
     "04": (DATA, "posts.csv", "data_report.csv", "splits"),
     "05": (DATA, "posts.csv", "splits", "metrics", "predictions"),
     "06": (DATA, "posts.csv", "data_report.csv", "splits", "metrics", "predictions"),
-    "07": ("posts.csv", "data_report.csv", "splits", "metrics", "predictions")}
+    "07": ("posts.csv", "data_report.csv", "splits", "metrics", "predictions"),
+    "08": (DATA, "metrics", "predictions", "checkpoints", "translation_cache.json")}
 INPUT_NAMES = {"code": "the notebook's code", "profile": "the profile or an override", "data": "the data folder",
                "libraries": "a library version", "version": "STUDY_VERSION"}
 
@@ -125,24 +127,29 @@ def why_stale(stamp: Mapping[str, Any] | None, inputs: Mapping[str, str], result
 
 def run_study(profile: str = "cpu", overrides: dict[str, Any] | None = None, start: str | None = None,
               only: Sequence[str] | None = None, notebook_dir: str | Path = REPO_ROOT / "notebooks",
-              force: bool = False, reads: Mapping[str, Sequence[str]] = READS) -> dict[str, float]:
+              force: bool = False, reads: Mapping[str, Sequence[str]] = READS,
+              check: Callable[[Profile], SourceSummary] | None = check_source) -> dict[str, float]:
     """Execute the stale notebooks in order; the wall time [s] of each that ran. ``start`` (``"04"``: it and after),
-    ``only`` and ``force`` run the selected ones, stale or not. StudyFailed at the first failing notebook; before
-    running, KeyError / TypeError / ValueError / FileNotFoundError for a bad profile, field, value, choice or data."""
+    ``only`` and ``force`` run the selected ones, stale or not; ``check`` checks the posts first and its summary is
+    printed (``None``: not checked, for notebooks other than the study's). StudyFailed at the first failing
+    notebook; before running, KeyError / TypeError / ValueError / FileNotFoundError for a bad profile, field,
+    value, choice or data (:func:`~msa_utils.data.sources.check_source`)."""
     overrides = resolve_paths(dict(overrides or {}))
     cfg = get_profile(profile, **overrides)  # fail fast on bad names and values
-    if not Path(cfg.data.data_dir).is_dir():
-        raise FileNotFoundError(f"data_dir {cfg.data.data_dir} is not a folder (the MVSA layout: data/, train.txt, "
-                                "test_without_label.txt)")
+    if not (Path(cfg.data.data_dir).is_dir() or is_table(cfg.data.data_dir) and Path(cfg.data.data_dir).is_file()):
+        raise FileNotFoundError(f"data_dir {cfg.data.data_dir} is not a folder nor a table file: give {LAYOUTS}")
     notebooks, forced = study_notebooks(notebook_dir), force or start is not None or bool(only)
     selected = [nb for nb in notebooks if nb.name[:2] >= (start or "") and (not only or nb.name[:2] in only)]
     if not selected:
         asked = " ".join(filter(None, (start and f"--from {start}", only and f"--only {' '.join(only)}")))
         raise ValueError(f"no notebook of {notebook_dir} matches {asked}")
+    for line in check(cfg).lines() if check is not None else []:
+        print(f"[msa-study] {line}", flush=True)
     results = Path(cfg.results_dir)
     cfg.paths.notebooks.mkdir(parents=True, exist_ok=True)
     context = {"profile": sha256_of(profile, cfg.flat()), "libraries": sha256_of(library_versions()),
-               "version": str(STUDY_VERSION), "data": data_digest(cfg.data.data_dir, [cfg.results_dir, cfg.cache_dir])}
+               "version": str(STUDY_VERSION), "data": data_digest(source_root(cfg.data.data_dir),
+                                                                   [cfg.results_dir, cfg.cache_dir])}
     times, written = {}, []  # written: the files the notebooks so far wrote
     for nb in notebooks:
         stamp = read_stamp(results, nb)
