@@ -144,11 +144,41 @@ def test_the_command_writes_its_files_and_names_what_is_missing(study, tmp_path,
     assert "msa-study --profile smoke" in err and "min" in err
 
 
+def test_tags_are_not_read_so_no_post_is_lost_for_its_tag(study, tmp_path, capsys):
+    """The paper's numeric tags, without the map the study would need: every post is still classified; a row
+    without a usable id is counted on the console and named in the report."""
+    numeric = CASE.parent / "paper_numeric_labels"
+    table = classify_posts(load_trained_model(study), numeric, tmp_path / "folder").predictions
+    assert len(table) == 51 and (table["tag"] != "null").all()
+    rows = pd.DataFrame({"id": ["8", "0042", "abc", "1576"], "text": ["so happy", "x", "y", "sad day"],
+                         "image": ["data/8.jpg"] * 4, "label": ["pos", "", "", "0"]})
+    rows.to_csv(numeric_copy := tmp_path / "posts.csv", index=False)
+    shutil.copytree(numeric / "data", tmp_path / "data")
+    assert predict_cli.main([str(numeric_copy), "--results", str(study.results_dir), "--out", str(tmp_path / "o"),
+                             "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 2 posts classified" in out and "2 lines or rows without a usable id left out" in out
+    assert pd.read_csv(tmp_path / "o" / "data_report.csv")["reason"].eq("bad_guid").sum() == 2
+
+
+def test_no_post_to_classify_is_an_error_not_an_empty_file(study, tmp_path, capsys):
+    (tmp_path / "posts.csv").write_text("id,text,image\nabc,hello,x.jpg\n")
+    assert predict_cli.main([str(tmp_path / "posts.csv"), "--results", str(study.results_dir), "--profile",
+                             "smoke", "--out", str(tmp_path / "out")]) == 2
+    assert "no post to classify" in capsys.readouterr().err and not (tmp_path / "out" / "predictions.csv").exists()
+    assert predict_cli.main([str(tmp_path / "nowhere"), "--results", str(study.results_dir)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
 def test_the_recorded_profile_is_the_default(tmp_path):
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "run_times.json").write_text(json.dumps({"profile": "smoke", "overrides": {"lr": 0.01}}))
     cfg = study_profile(tmp_path)
     assert (cfg.name, cfg.train.lr, Path(cfg.results_dir)) == ("smoke", 0.01, tmp_path.resolve())
+    assert study_profile(tmp_path, "smoke").train.lr == 0.01  # the recorded profile keeps its settings
+    assert study_profile(tmp_path, "cpu").train.lr == get_profile("cpu").train.lr
     assert study_profile(tmp_path / "none").name == "cpu"
-    with pytest.raises(ModelMissing, match="msa-study --profile cpu"):
+    with pytest.raises(ModelMissing, match=f"results folder {tmp_path / 'none'} not found"):
         load_trained_model(study_profile(tmp_path / "none"))
+    with pytest.raises(ModelMissing, match=f"msa-study --profile smoke --set lr=0.01 --set results_dir={tmp_path}"):
+        load_trained_model(cfg)

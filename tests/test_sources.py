@@ -18,6 +18,7 @@ from msa_utils.data.data_report import DataReport
 from msa_utils.data.folds import make_folds, run_parts
 from msa_utils.data.mvsa import LOADED_COLUMNS
 from msa_utils.data.posts import COLUMNS, build_posts, load_posts
+from msa_utils.experiments import baselines
 from msa_utils.data.sources import check_source, load_source, min_posts_per_class, source_guids, source_root
 from msa_utils.runner.cli import main, parse_overrides
 from msa_utils.runner.study import run_study
@@ -288,6 +289,7 @@ def test_min_posts_per_class_is_the_papers_split_arithmetic():
     assert min_posts_per_class(5, 0.2) == 7  # max(K, K / ((K - 1) f)) = max(5, 6.25)
     assert min_posts_per_class(2, 0.2) == 10 and min_posts_per_class(10, 0.2) == 10
     assert min_posts_per_class(3, 0.25) == 6 and min_posts_per_class(5, 0.5) == 5
+    assert min_posts_per_class(2, 0.5) == 8  # 4 would pass the splits, but leave 1 training post a class
     for folds, fraction in ((2, 0.2), (3, 0.25), (5, 0.2), (10, 0.1)):
         n = min_posts_per_class(folds, fraction)
         assert n == max(folds, int(np.ceil(folds / ((folds - 1) * fraction))))
@@ -306,6 +308,24 @@ def test_at_the_minimum_every_test_fold_and_validation_part_holds_the_class(fold
             for fold in range(folds):
                 parts = run_parts(table, series, pd.Series(guids, index=guids), 0, fold, fraction, seed + fold)
                 assert all((series.loc[parts[p]] == 2).any() for p in ("test", "val")), (seed, fold)
+
+
+@pytest.mark.parametrize("folds, fraction", [(5, 0.2), (2, 0.5), (3, 0.25)])
+def test_at_the_minimum_the_baselines_can_choose_their_C(folds, fraction):
+    """Every class at the minimum: each run's probe fits (its C chosen by a grouped inner cross-validation),
+    where one post fewer a class once failed in notebook 04 ("choosing C needs 2 cross-validation folds")."""
+    n = min_posts_per_class(folds, fraction)
+    labels = np.repeat([0, 1, 2], n)
+    guids = np.arange(len(labels))
+    series, groups = pd.Series(labels, index=guids), pd.Series(guids, index=guids)
+    features = np.random.default_rng(0).normal(size=(len(labels), 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for seed in range(4):
+            table = make_folds(guids, labels, guids, folds, 1, seed)
+            for fold in range(folds):
+                train = run_parts(table, series, groups, 0, fold, fraction, seed)["train"]
+                baselines.fit_linear_probe(features[train], labels[train], train, balanced=True, seed=seed)
 
 
 @pytest.mark.parametrize("per_class, found, remedy", [

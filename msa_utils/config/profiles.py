@@ -232,9 +232,10 @@ class Profile(Section):
 
 
 NOT_IN_RUN_KEY = {"name", "num_threads", "parallel_runs", "results_dir", "cache_dir", "data.repeats", "data.data_dir",
-                  "data.translate_timeout_s", "features.encode_batch_size", "features.encode_workers"}
-"""Fields that cannot change what training produces: names, places, speed, how many repeats (features and texts are keyed by their own
-bytes; thread counts change bf16 runs by rounding only). Every other field keys a run: a new field is safe by default."""
+                  "data.label_map", "data.translate_timeout_s", "features.encode_batch_size", "features.encode_workers"}
+"""Fields that cannot change what training produces: names, places, speed, how many repeats (features, texts and labels
+are keyed by their own bytes; thread counts change bf16 runs by rounding only). Every other field keys a run: a new
+field is safe by default."""
 
 FIELDS = {dotted.rpartition(".")[2]: dotted for dotted in Profile(name="fields").flat()}
 """Leaf name -> dotted name of every field (leaf names are unique: tests/test_profiles.py)."""

@@ -66,10 +66,11 @@ def read_label_lines(path: str | os.PathLike) -> tuple[list[tuple[int, str, str]
 
 
 def read_label_file(path: str | os.PathLike, split: str, report: DataReport,
-                    label_map: str | dict[str, str] | None = None) -> pd.DataFrame:
+                    label_map: str | dict[str, str] | None = None, read_labels: bool = True) -> pd.DataFrame:
     """One label file as columns ``guid, split, tag``, each line that is no usable post excluded and
     reported as the ``load`` reasons say; train tags read through ``label_map`` (a ``data.label_map``
-    setting). Raises as :func:`read_label_lines`, ValueError for a bad ``label_map``."""
+    setting), or not read at all (``read_labels=False``: :func:`label_frame`). Raises as
+    :func:`read_label_lines`, ValueError for a bad ``label_map``."""
     path = Path(path)
     rows, bad, repair = read_label_lines(path)
     if repair is not None:
@@ -77,16 +78,18 @@ def read_label_file(path: str | os.PathLike, split: str, report: DataReport,
     for number, line in bad:
         report.add(reasons.BAD_LABEL_LINE, None,
                    f"{path.name} line {number}: expected the header's fields, got {line[:120]!r}")
-    return label_frame(rows, path.name, split, report, label_map).drop(columns="line")
+    return label_frame(rows, path.name, split, report, label_map, read_labels=read_labels).drop(columns="line")
 
 
 def label_frame(rows: list[tuple[int, str, str]], name: str, split: str, report: DataReport,
-                label_map: str | dict[str, str] | None = None, where: str = "line") -> pd.DataFrame:
+                label_map: str | dict[str, str] | None = None, where: str = "line",
+                read_labels: bool = True) -> pd.DataFrame:
     """Columns ``guid, split, tag, line`` of ``(line number, guid text, tag)`` ``rows`` of the file ``name``
     (``where``: what its numbers count, ``line`` or ``row``): bad guids, unknown train tags and duplicated
     guids excluded, tags stripped, lower-cased and, for ``split == "train"``, read through ``label_map``;
-    each reported. Raises ValueError for a bad ``label_map``."""
-    mapping = resolve_label_map(label_map) or {}
+    each reported. ``read_labels=False`` (posts to classify, ``msa-predict``): train tags are neither mapped
+    nor checked, and no post is left out for its tag. Raises ValueError for a bad ``label_map``."""
+    mapping = (resolve_label_map(label_map) or {}) if read_labels else {}
     kept = []
     for number, guid_text, raw_tag in rows:
         if not is_guid(guid_text):
@@ -103,6 +106,8 @@ def label_frame(rows: list[tuple[int, str, str]], name: str, split: str, report:
         kept.append((guid, tag, number))
     frame = pd.DataFrame(kept, columns=["guid", "tag", "line"]).astype({"guid": int, "tag": str, "line": int})
     unknown = ~frame["tag"].isin(set(LABELS) if split == "train" else {"null"})
+    if not read_labels:
+        unknown[:] = False
     for guid, tag in zip(frame.loc[unknown, "guid"], frame.loc[unknown, "tag"]):
         if split == "train":
             report.add(reasons.UNKNOWN_LABEL, guid, f"{name}: tag {tag!r} not in {LABELS}")
@@ -191,19 +196,21 @@ def _read_text(path: Path, guid: int, listed: bool, report: DataReport,
 
 
 def load_mvsa(data_dir: str | os.PathLike, report: DataReport,
-              label_map: str | dict[str, str] | None = None) -> pd.DataFrame:
+              label_map: str | dict[str, str] | None = None, read_labels: bool = True) -> pd.DataFrame:
     """One row per guid of the label files (train rows, then test), columns :data:`LOADED_COLUMNS`
     (described in :data:`msa_utils.data.posts.COLUMNS`), stage ``load`` reported, train tags read through
     ``label_map``; without ``test_without_label.txt`` there are no test rows (reported), without ``train.txt``
-    (posts to classify only: ``msa-predict``) no train rows. Raises FileNotFoundError if ``data_dir``, its
-    ``data/`` or both label files are missing, ValueError as :func:`read_label_lines` or for a bad ``label_map``."""
+    (posts to classify only: ``msa-predict``) no train rows; ``read_labels``: as :func:`label_frame`. Raises
+    FileNotFoundError if ``data_dir``, its ``data/`` or both label files are missing, ValueError as
+    :func:`read_label_lines` or for a bad ``label_map``."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"MVSA data folder not found: {data_dir}")
     if not (data_dir / "data").is_dir():
         raise FileNotFoundError(f"MVSA data folder has no data/ sub-folder: {data_dir / 'data'}")
     only_test = not (data_dir / LABEL_FILES["train"]).exists() and (data_dir / LABEL_FILES["test"]).exists()
-    train = _no_rows() if only_test else read_label_file(data_dir / LABEL_FILES["train"], "train", report, label_map)
+    train_file = data_dir / LABEL_FILES["train"]
+    train = _no_rows() if only_test else read_label_file(train_file, "train", report, label_map, read_labels)
     test = read_test_file(data_dir / LABEL_FILES["test"], report)
     frame = join_splits(train, test, report, "train.txt and test_without_label.txt")
 

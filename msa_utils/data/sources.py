@@ -18,7 +18,8 @@ from msa_utils.data import mvsa, table
 from msa_utils.data.data_report import DataReport
 from msa_utils.data.splits import stratified_subset
 
-LAYOUTS = ("an MVSA folder (data/{guid}.jpg|txt, train.txt, optional test_without_label.txt) or one table of posts "
+LAYOUTS = ("an MVSA folder (data/{guid}.txt and an image each, train.txt, optional test_without_label.txt) or one "
+           "table of posts "
            f"({', '.join(table.TABLE_SUFFIXES)})")
 """The accepted layouts, in words (error messages)."""
 
@@ -34,13 +35,16 @@ def source_root(data_dir: str | os.PathLike) -> Path:
 
 
 def load_source(data_dir: str | os.PathLike, report: DataReport,
-                label_map: str | dict[str, str] | None = None) -> pd.DataFrame:
+                label_map: str | dict[str, str] | None = None, read_labels: bool = True) -> pd.DataFrame:
     """One row per post, columns :data:`~msa_utils.data.mvsa.LOADED_COLUMNS`, stage ``load`` reported, labels read
-    through ``label_map``: :func:`~msa_utils.data.table.load_table` of a table, else
-    :func:`~msa_utils.data.mvsa.load_mvsa`. Raises FileNotFoundError or ValueError as they do."""
+    through ``label_map`` (``read_labels=False``: not read, no post left out for its tag):
+    :func:`~msa_utils.data.table.load_table` of a table, else :func:`~msa_utils.data.mvsa.load_mvsa`. Raises
+    FileNotFoundError or ValueError as they do; ValueError for a file that is no table."""
     if is_table(data_dir):
-        return table.load_table(data_dir, report, label_map)
-    return mvsa.load_mvsa(data_dir, report, label_map)
+        return table.load_table(data_dir, report, label_map, read_labels)
+    if Path(data_dir).is_file():
+        raise ValueError(f"{data_dir} is a file but not a table of posts: give {LAYOUTS}")
+    return mvsa.load_mvsa(data_dir, report, label_map, read_labels)
 
 
 def source_guids(data_dir: str | os.PathLike) -> dict[str, list[int]]:
@@ -58,13 +62,15 @@ def source_guids(data_dir: str | os.PathLike) -> dict[str, list[int]]:
 
 
 def min_posts_per_class(folds: int, val_fraction: float) -> int:
-    """The fewest posts ``n`` of a class for every test fold and every validation part to hold one: ``n >= folds``
-    (each of the K folds gets ``n / K``) and ``n - ceil(n / K) >= round(1 / val_fraction)`` (the validation part is
-    one of ``round(1 / f)`` grouped folds of the other folds' posts, of which the smallest share is ``n - ceil(n /
-    K)``); about ``max(K, K / ((K - 1) f))``. K = 5, f = 0.2: 7; K = 2: 10; K = 10: 10."""
+    """The fewest posts ``n`` of a class for every test fold and every validation part to hold one, and the
+    training part two: ``n >= folds`` (each of the K folds gets ``n / K``), ``rest = n - ceil(n / K) >= round(1 /
+    f)`` (the validation part is one of ``round(1 / f)`` grouped folds of the other folds' posts) and ``rest -
+    ceil(rest / round(1 / f)) >= 2`` (the baselines choose ``C`` by a cross-validation of at least 2 folds of the
+    training part's largest class: ``experiments/baselines.py``); about ``max(K, K / ((K - 1) f))``.
+    K = 5, f = 0.2: 7; K = 2: 10; K = 10: 10; K = 2, f = 0.5: 8."""
     parts = max(2, round(1.0 / val_fraction))
     n = folds
-    while n - math.ceil(n / folds) < parts:
+    while (rest := n - math.ceil(n / folds)) < parts or rest - math.ceil(rest / parts) < 2:
         n += 1
     return n
 
@@ -91,7 +97,8 @@ class SourceSummary:
                    "no post to predict (no unlabelled post): the prediction files hold only their header"
                    if self.to_predict == 0 else f"{self.to_predict} posts to predict")
         return [f"data: {self.kind} {self.path}: {sum(self.counts.values())} labelled posts with a text and an image "
-                f"({classes}; each class needs at least {self.minimum} for {self.folds} folds); {predict}",
+                f"({classes}; with {self.folds} folds each class needs at least {self.folds}, the largest at least "
+                f"{self.minimum}); {predict}",
                 *(f"WARNING {w}" for w in self.warnings)]
 
 
@@ -190,16 +197,14 @@ def _check_sizes(summary: SourceSummary, folds: int, val_fraction: float, unusab
 
 
 def _settings_that_run(counts: dict[str, int], folds: int, val_fraction: float) -> str:
-    """``--set`` options under which ``counts`` (posts per class present) pass :func:`check_source` (at most
-    ``folds`` folds, at least ``val_fraction``), or ``""`` if none do."""
-    new_folds = min(folds, min(counts.values()))
-    if new_folds < 2:
-        return ""
+    """``--set`` options under which ``counts`` (posts per class present) pass :func:`check_source`: the most folds
+    (at most ``folds``), then the smallest validation share (at least ``val_fraction``, at most 0.5) for which the
+    largest class reaches :func:`min_posts_per_class`; ``""`` if none do."""
     largest = max(counts.values())
-    parts = largest - math.ceil(largest / new_folds)  # the fewest posts of the largest class outside a test fold
-    if parts >= max(2, round(1.0 / val_fraction)):
-        return f"--set folds={new_folds}"
-    if parts < 2:
-        return ""
-    changed = [f"--set folds={new_folds}"] if new_folds != folds else []
-    return " ".join([*changed, f"--set val_fraction={1 / parts:.3g}"])
+    shares = sorted({val_fraction, *(f for f in (0.25, 1 / 3, 0.5) if f > val_fraction)})
+    for new_folds in range(min(folds, min(counts.values())), 1, -1):
+        for share in shares:
+            if min_posts_per_class(new_folds, share) <= largest:
+                changed = [f"--set folds={new_folds}"] if new_folds != folds else []
+                return " ".join([*changed, *([f"--set val_fraction={share:.3g}"] if share != val_fraction else [])])
+    return ""

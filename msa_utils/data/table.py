@@ -159,17 +159,18 @@ def split_rows(table: pd.DataFrame) -> dict[str, list[tuple[int, str, str]]]:
 
 
 def load_table(path: str | os.PathLike, report: DataReport,
-               label_map: str | dict[str, str] | None = None) -> pd.DataFrame:
+               label_map: str | dict[str, str] | None = None, read_labels: bool = True) -> pd.DataFrame:
     """One row per post of the table (labelled rows, then those to predict), columns
     :data:`~msa_utils.data.mvsa.LOADED_COLUMNS`, as :func:`~msa_utils.data.mvsa.load_mvsa` gives for the MVSA
     layout: ``image_file`` relative to the table's folder, ``has_image`` whether that file exists, the text cell as
     is (lines joined) or the text file decoded like an MVSA text; stage ``load`` reported (bad ids, unknown labels,
-    duplicates, missing or unreadable files), labels read through ``label_map``. Raises as :func:`read_table`."""
+    duplicates, missing or unreadable files), labels read through ``label_map`` (``read_labels``: as
+    :func:`~msa_utils.data.mvsa.label_frame`). Raises as :func:`read_table`."""
     path = Path(path)
     root = path.parent
     table = read_table(path, report)
     rows = split_rows(table)
-    train = label_frame(rows["train"], path.name, "train", report, label_map, where="row")
+    train = label_frame(rows["train"], path.name, "train", report, label_map, where="row", read_labels=read_labels)
     test = label_frame(rows["test"], path.name, "test", report, where="row")
     if not rows["test"]:
         report.add(reasons.NO_POSTS_TO_PREDICT, None, f"{path.name} has no unlabelled row: no post to predict; the "

@@ -6,6 +6,7 @@ preprocessing, and the mean probabilities of the chosen variant's fold models, a
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,30 +75,39 @@ class Classified:
     files: dict[str, Path]
 
 
+def _recorded(results: Path) -> dict[str, Any]:
+    """What ``msa-study`` recorded in ``results/metrics/run_times.json`` (profile, overrides, seconds), or ``{}``."""
+    record = results / "metrics" / "run_times.json"
+    return io.read_json(record) if record.is_file() else {}
+
+
 def study_profile(results_dir: str | Path, profile: str | None = None,
                   overrides: dict[str, Any] | None = None) -> Profile:
-    """The profile the study in ``results_dir`` ran on: ``profile`` with ``overrides`` if given, else the ones
-    ``msa-study`` recorded in ``metrics/run_times.json``, else ``cpu``; its results folder is ``results_dir``.
-    Raises as :func:`~msa_utils.config.profiles.get_profile`."""
+    """The profile the study in ``results_dir`` ran on: the one ``msa-study`` recorded there
+    (``metrics/run_times.json``) with its overrides, else ``cpu``; ``profile`` replaces it (the recorded overrides
+    then kept only if it is the recorded one), ``overrides`` are applied last; its results folder is
+    ``results_dir``. Raises as :func:`~msa_utils.config.profiles.get_profile`."""
     results = Path(results_dir).expanduser().resolve()
-    record = results / "metrics" / "run_times.json"
-    recorded = io.read_json(record) if record.is_file() else {}
+    recorded = _recorded(results)
     name = profile or recorded.get("profile") or "cpu"
-    settings = dict(recorded.get("overrides") or {}) if profile is None else {}
+    settings = dict(recorded.get("overrides") or {}) if name == recorded.get("profile") else {}
     settings.update(overrides or {})
     settings["results_dir"] = str(results)
     return get_profile(name, **settings)
 
 
 def _how_to_train(cfg: Profile) -> str:
-    """The command that trains the model and how long it took last time (or the cold study's time)."""
-    record = cfg.paths.metrics / "run_times.json"
-    seconds = (io.read_json(record).get("seconds", {}) if record.is_file() else {})
-    took = sum(seconds.get(nb, 0.0) for nb in TRAINING_NOTEBOOKS)
-    when = (f"notebooks 04-06 took {took / 60:.0f} min last time" if all(nb in seconds for nb in TRAINING_NOTEBOOKS)
-            else COLD_STUDY)
-    return (f"`msa-study --profile {cfg.name}` trains it (notebooks 04-06 write {cfg.paths.checkpoints}; {when}; "
-            "the checkpoints are not in the repository)")
+    """The command that trains the model into ``cfg``'s results folder, and how long it took last time (or the cold
+    study's time)."""
+    recorded = _recorded(cfg.paths.results)
+    settings = {k: v for k, v in (recorded.get("overrides") or {}).items() if k.rpartition(".")[2] != "results_dir"}
+    values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
+    command = " ".join([f"msa-study --profile {cfg.name}", *(f"--set {k}={v}" for k, v in values.items()),
+                        f"--set results_dir={cfg.paths.results}"])
+    seconds = recorded.get("seconds", {})
+    when = (f"notebooks 04-06 took {sum(seconds[nb] for nb in TRAINING_NOTEBOOKS) / 60:.0f} min last time"
+            if all(nb in seconds for nb in TRAINING_NOTEBOOKS) else COLD_STUDY)
+    return f"`{command}` trains it (notebooks 04-06; {when}; the checkpoints are not in the repository)"
 
 
 def load_trained_model(cfg: Profile) -> TrainedModel:
@@ -106,6 +116,8 @@ def load_trained_model(cfg: Profile) -> TrainedModel:
     it) if either is missing, ValueError if the backbone differs from the one the study recorded
     (``metrics/backbone.json``) or the variant fine-tunes text layers (not supported here)."""
     paths = cfg.paths
+    if not paths.results.is_dir():
+        raise ModelMissing(f"results folder {paths.results} not found: {_how_to_train(cfg)}")
     if not (paths.metrics / SELECTION_FILE).is_file():
         raise ModelMissing(f"no model chosen in {paths.metrics / SELECTION_FILE}: {_how_to_train(cfg)}")
     name = io.read_json(paths.metrics / SELECTION_FILE)["model"]
@@ -141,10 +153,13 @@ def read_new_posts(source: str | Path, cfg: Profile, report: DataReport, transla
     """The posts of ``source`` (an MVSA folder or a table: :mod:`msa_utils.data.sources`; ``unlabelled_only``:
     those without a label) read, their images
     checked, cleaned and translated as notebooks 01-02 do (stages load, images, clean, translate of ``report``;
-    label-file tags are read as the study reads them, then ignored). Raises as
+    tags are not read, and no post is left out for its tag; ``unlabelled_only`` leaves the labelled posts out
+    of the frame and the report). Raises as
     :func:`~msa_utils.data.sources.load_source`."""
-    frame = load_source(source, report, cfg.data.label_map)
-    if unlabelled_only:
+    frame = load_source(source, report, cfg.data.label_map, read_labels=False)
+    if unlabelled_only:  # the labelled posts and what the report says of them left out
+        labelled = set(frame.loc[frame["split"] == "train", "guid"].tolist())
+        report.entries[:] = [e for e in report.entries if e.guid not in labelled]
         frame = frame[frame["split"] == "test"]
     frame = inspect_images(frame, source_root(source), report)
     frame = clean_posts(frame, report)
@@ -174,18 +189,23 @@ def _chunks(posts: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
 
 def classify_posts(model: TrainedModel, source: str | Path, out_dir: str | Path, chunk: int = CHUNK,
                    unlabelled_only: bool = False) -> Classified:
-    """Classify every post ``source`` lists (``unlabelled_only``: those without a label) with ``model``; write ``out_dir/predictions.csv``
-    (:data:`PREDICTION_COLUMNS`, probabilities to 5 decimals; ``null`` and no probabilities for a post no model
-    can read), ``data_report.csv`` (what was repaired, excluded or noted, and why) and ``unclassified.csv``
-    (``guid, reason``). Raises as :func:`read_new_posts`; ValueError for ``chunk < 1``."""
+    """Classify every post ``source`` lists (``unlabelled_only``: those without a label) with ``model``; write
+    ``out_dir/predictions.csv`` (:data:`PREDICTION_COLUMNS`, probabilities to 5 decimals; ``null`` and no
+    probabilities for a post no model can read), ``data_report.csv`` (what was repaired, excluded or noted, and
+    why) and ``unclassified.csv`` (``guid, reason``). The posts' texts are read whole, their features ``chunk``
+    posts at a time. Raises as :func:`read_new_posts`; ValueError for ``chunk < 1``."""
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     out_dir, report = Path(out_dir), DataReport()
-    out_dir.mkdir(parents=True, exist_ok=True)
     cache = out_dir / "translation_cache.json"  # the study's answers reused; its own file left as it is
     if not cache.exists() and model.cfg.paths.translation_cache.is_file():
+        out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model.cfg.paths.translation_cache, cache)
     posts = read_new_posts(source, model.cfg, report, cache, unlabelled_only)
+    if posts.empty:
+        raise ValueError(f"{source}: no post to classify (data_report: {len(report)} entries; "
+                         f"{', '.join(sorted({e.reason for e in report.entries})) or 'none'})")
+    out_dir.mkdir(parents=True, exist_ok=True)
     root, readable = source_root(source), usable(posts)
     files = {"predictions": out_dir / "predictions.csv", "data_report": out_dir / "data_report.csv",
              "unclassified": out_dir / "unclassified.csv"}

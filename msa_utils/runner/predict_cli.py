@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from msa_utils.config.profiles import PROFILES, REPO_ROOT
+from msa_utils.data.sources import LAYOUTS
 from msa_utils.experiments.inference import ModelMissing, classify_posts, load_trained_model, study_profile
 from msa_utils.runner.cli import parse_overrides
 
@@ -28,15 +29,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("posts", metavar="POSTS", help="an MVSA folder or a .csv/.tsv/.parquet table of posts")
     parser.add_argument("--results", default=str(REPO_ROOT / "results"),
                         help="the study's results folder (default: the repository's results/)")
-    parser.add_argument("--out", help="output folder (default: <results>/new_posts/<POSTS name>/)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), help="the study's profile (default: the recorded one)")
+    parser.add_argument("--out", help="output folder (default: <results>/new_posts/<POSTS name, dots as _>/)")
+    parser.add_argument("--profile", choices=sorted(PROFILES),
+                        help="the study's profile (default: the recorded one, with its recorded --set options)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a profile field, as msa-study --set (default: the recorded ones)")
     args = parser.parse_args(argv)
-    t0 = time.perf_counter()
+    t0, posts = time.perf_counter(), Path(args.posts).expanduser()
     try:
+        if not posts.exists():
+            raise FileNotFoundError(f"POSTS {posts} not found: give {LAYOUTS}")
         cfg = study_profile(args.results, args.profile, parse_overrides(args.overrides) or None)
-        out = Path(args.out) if args.out else cfg.paths.results / "new_posts" / Path(args.posts).resolve().stem
+        out = Path(args.out) if args.out else cfg.paths.results / "new_posts" / posts.resolve().name.replace(".", "_")
         model = load_trained_model(cfg)
         print(f"[msa-predict] model {model.name!r}: {len(model.classifiers)} fold models on {model.backbone.name} "
               f"(profile {cfg.name}), loaded in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -50,8 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = result.predictions
     done = table["tag"] != "null"
     counts = ", ".join(f"{tag} {n}" for tag, n in table.loc[done, "tag"].value_counts().items())
+    unread = sum(e.guid is None and e.action == "excluded" for e in result.report.entries)
     print(f"[msa-predict] {int(done.sum())} of {len(table)} posts classified ({counts}) in "
-          f"{time.perf_counter() - t0:.1f} s; {int((~done).sum())} not classified (unclassified.csv says why)")
+          f"{time.perf_counter() - t0:.1f} s; {int((~done).sum())} not classified (unclassified.csv says why)"
+          + (f"; {unread} lines or rows without a usable id left out (data_report.csv)" if unread else ""))
     print(f"[msa-predict] wrote {result.files['predictions']}, {result.files['data_report'].name} and "
           f"{result.files['unclassified'].name}")
     return 0
