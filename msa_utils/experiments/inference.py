@@ -42,7 +42,7 @@ PREDICTION_COLUMNS = ["guid", "tag", *(f"p_{c}" for c in LABELS)]
 CHUNK = 256
 """Posts read, encoded and classified at a time."""
 TRAINING_NOTEBOOKS = ("04_finetune.ipynb", "05_ablation.ipynb", "06_claims.ipynb")
-COLD_STUDY = "about 48 min for the cpu profile on a 2-core CPU (docs/running.md)"
+COLD_STUDY = "the whole cpu study takes about 48 min cold on a 2-core CPU (README)"
 
 
 class ModelMissing(FileNotFoundError):
@@ -105,8 +105,9 @@ def _how_to_train(cfg: Profile) -> str:
     command = " ".join([f"msa-study --profile {cfg.name}", *(f"--set {k}={v}" for k, v in values.items()),
                         f"--set results_dir={cfg.paths.results}"])
     seconds = recorded.get("seconds", {})
-    when = (f"notebooks 04-06 took {sum(seconds[nb] for nb in TRAINING_NOTEBOOKS) / 60:.0f} min last time"
-            if all(nb in seconds for nb in TRAINING_NOTEBOOKS) else COLD_STUDY)
+    when = COLD_STUDY + (f"; notebooks 04-06 took {sum(seconds[nb] for nb in TRAINING_NOTEBOOKS) / 60:.0f} min in the "
+                         "run metrics/run_times.json records, less if it reused finished training"
+                         if all(nb in seconds for nb in TRAINING_NOTEBOOKS) else "")
     return f"`{command}` trains it (notebooks 04-06; {when}; the checkpoints are not in the repository)"
 
 
