@@ -63,6 +63,16 @@ class DataReport:
         return sorted({e.guid for e in self.entries if e.guid is not None and stage in (None, e.stage)
                        and action in (None, e.action) and reason in (None, e.reason)})
 
+    def why_left_out(self, guids, also: tuple[str, ...] = (), fallback: str = "not usable (see data_report.csv)"
+                     ) -> list[str]:
+        """For each of ``guids``, the reasons of its ``excluded`` entries (and of those with a reason in ``also``),
+        each once, joined with ``"; "``; ``fallback`` for a guid without any."""
+        why: dict[int, dict[str, None]] = {}
+        for e in self.entries:
+            if e.guid is not None and (e.action == "excluded" or e.reason in also):
+                why.setdefault(e.guid, {})[e.reason] = None
+        return ["; ".join(why[g]) if g in why else fallback for g in map(int, guids)]
+
     def save(self, path: str | os.PathLike) -> Path:
         """Atomically write the entries as CSV (UTF-8) to ``path``."""
         return io.write_csv(path, self.to_frame())

@@ -224,14 +224,8 @@ def classify_posts(model: TrainedModel, source: str | Path, out_dir: str | Path,
                                  *(f"{v:.5f}" if good else "" for v in row)])
     unclassified = posts.loc[~readable, "guid"].tolist()
     report.save(files["data_report"])
-    io.write_csv(files["unclassified"], pd.DataFrame({"guid": unclassified,
-                                                      "reason": [_why(report, g) for g in unclassified]}))
+    io.write_csv(files["unclassified"], pd.DataFrame({"guid": unclassified, "reason": report.why_left_out(
+        unclassified, fallback="no usable text and image (data_report.csv)")}))
     predictions = pd.read_csv(files["predictions"], keep_default_na=False, na_values={f"p_{c}": [""] for c in LABELS})
     return Classified(predictions, posts, report, files)
-
-
-def _why(report: DataReport, guid: int) -> str:
-    """The reasons ``report`` excluded ``guid`` (its text or image), joined; a fallback if it names none."""
-    found = [e.reason for e in report.entries if e.guid == guid and e.action == "excluded"]
-    return "; ".join(dict.fromkeys(found)) or "no usable text and image (data_report.csv)"
 

@@ -43,11 +43,8 @@ def write_test_predictions(data: StudyData, guids: np.ndarray, probabilities: np
     table = pd.DataFrame({"guid": guids, "tag": [tags.get(g, "null") for g in guids]})
     io.write_csv(paths.predictions / filename, table)
     missing = [g for g in guids if g not in tags]
-    report = DataReport.load(paths.data_report).to_frame()
-    why = report["guid"].isin(missing) & (report["action"].eq("excluded") | report["reason"].eq(reasons.NOT_IN_SAMPLE))
-    why_by_guid = report[why].groupby("guid")["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
-    io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame(
-        {"guid": missing, "reason": [why_by_guid.get(g, "not usable (see data_report.csv)") for g in missing]}))
+    why = DataReport.load(paths.data_report).why_left_out(missing, also=(reasons.NOT_IN_SAMPLE,))
+    io.write_csv(paths.predictions / "unpredicted.csv", pd.DataFrame({"guid": missing, "reason": why}))
     return table
 
 
